@@ -1,0 +1,3 @@
+from tasksift.cli import main
+
+main()

@@ -1,0 +1,281 @@
+"""The Python entry point: :func:`select`.
+
+It does the edges the selectors do not: reads records and vectors, computes (or loads cached) features, turns
+the budget into a count, runs the selector, fills ids and the manifest, and writes the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import tempfile
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasksift import selectors
+from tasksift.errors import InputError
+from tasksift.selectors.base import Selection, Selector
+
+RecordsLike = str | Path | Sequence[Mapping[str, Any]]
+_ENGINES = ("local",)
+
+
+def parse_budget(budget: int | float | str, n: int) -> int:
+    """A budget as a count (``500``) or a share of the pool (``"1%"``, ``"0.5%"``) -> a count in ``[1, n]``."""
+    text = str(budget).strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not math.isfinite(share) or share <= 0 or share > 100:
+                raise InputError(f"budget {text} must be a share between 0% and 100%")
+            count = int(math.floor(n * share / 100 + 0.5))
+            if count == 0:
+                raise InputError(f"budget {text} of a pool of {n} examples is less than one example",
+                                 fix="ask for a larger share or a count")
+            return count
+        value = float(text)
+    except ValueError:
+        raise InputError(f"budget {text!r} is neither a count nor a percentage",
+                         fix="write it as a count (500) or a share of the pool (1%)") from None
+    if value != int(value) or value <= 0:
+        raise InputError(f"budget {text} must be a positive whole number of examples or a percentage")
+    count = int(value)
+    if count > n:
+        raise InputError(f"budget {count} is larger than the pool ({n} examples)", fix=f"ask for at most {n}")
+    return count
+
+
+def coerce_params(cls: type[Selector], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check parameter names against the selector's and convert strings from the CLI to the defaults' types."""
+    defaults = cls.param_defaults()
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in defaults:
+            known = ", ".join(defaults) or "none"
+            raise InputError(f"method {cls.name!r} has no parameter {key!r}", fix=f"its parameters: {known}")
+        default = defaults[key]
+        out[key] = _coerce(key, value, default)
+    return out
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    text = value.strip()
+    try:
+        if isinstance(default, bool):
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        raise InputError(f"parameter {key}={value!r} is not a {type(default).__name__}",
+                         fix=f"for example {key}={default!r}") from None
+    return json.loads(text)
+
+
+def _load_records(source: RecordsLike, what: str, **view: Any) -> Any:
+    from tasksift.data import load_records
+
+    if isinstance(source, str | Path):
+        return load_records(source, **view)
+    rows = list(source)
+    tmp = tempfile.mkdtemp(prefix="tasksift-records-")
+    path = Path(tmp) / f"{what}.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    records = load_records(path, **view)
+    weakref.finalize(records, shutil.rmtree, tmp, True)
+    return records
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("tasksift", "numpy", "faiss-cpu", "pyarrow", "torch", "sentence-transformers", "transformers"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class _Stages:
+    """Wall-clock seconds per stage, for the manifest."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):  # noqa: ANN204 - a context manager
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 4)
+
+
+def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *,
+           pool_vectors: np.ndarray | str | Path | None = None,
+           target_vectors: np.ndarray | str | Path | None = None,
+           method: str = "tsds", budget: int | float | str = "1%", seed: int = 0,
+           text_field: str | None = None, template: str | None = None, id_field: str | None = None,
+           model: str | None = None, cache_dir: str | Path | None = None, index: str = "auto",
+           engine: str = "local", out: str | Path | None = None, progress: bool = False,
+           **params: Any) -> Selection:
+    """Select ``budget`` examples of ``pool`` for the task that ``target`` exemplifies.
+
+    ``pool`` and ``target`` are record files (jsonl, json, parquet, csv, a saved HF dataset) or lists of
+    dicts; ``pool_vectors`` / ``target_vectors`` are arrays or ``.npy`` paths aligned with the records (with
+    only vectors, ids are row numbers). Remaining keyword arguments are the method's parameters
+    (``tasksift methods`` lists them). With ``out``, the selection is written there (see DESIGN.md).
+    """
+    stages = _Stages()
+    cls = selectors.get(method)
+    if engine not in _ENGINES:
+        raise InputError(f"engine {engine!r} is not available in this version",
+                         fix="use --engine local (the Ray engine is not built yet)")
+    if "index" in cls.param_defaults():
+        params.setdefault("index", index)
+    params = coerce_params(cls, params)
+    view = {"text_field": text_field, "template": template, "id_field": id_field}
+
+    with stages("load"):
+        pool_records = _load_records(pool, "pool", **view) if pool is not None else None
+        target_records = _load_records(target, "target", **view) if target is not None else None
+        pool_feat, target_feat, features_info = _features(
+            cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages)
+
+    n = len(pool_feat)
+    k = parse_budget(budget, n)
+    selector = cls(k, seed=seed, **params)
+    with stages("select"):
+        selector.fit(pool_feat, target_feat)
+    selection = selector.selection_
+
+    ids = pool_records.ids if pool_records is not None else None
+    if ids is not None:
+        selection.ids = [ids[i] for i in selection.indices]
+    for name, table in list(selection.tables.items()):
+        if "row" in table.column_names and "id" not in table.column_names:
+            rows = table.column("row").to_numpy()
+            row_ids = [ids[i] for i in rows] if ids is not None else [str(i) for i in rows]
+            selection.tables[name] = table.add_column(0, "id", _string_array(row_ids))
+
+    manifest = selection.manifest
+    manifest.update({
+        "method": cls.name,
+        "params": {"budget": k, "seed": seed, **selector.get_params()},
+        "seed": seed,
+        "budget": {"requested": str(budget), "count": k},
+        "engine": engine,
+        "inputs": {
+            "pool": _records_info(pool_records, pool_vectors),
+            "target": _records_info(target_records, target_vectors),
+        },
+        "features": features_info,
+        "counts": {"pool": n, "target": len(target_feat) if target_feat is not None else 0,
+                   "selected": len(selection), "weight_total": float(selection.weights.sum())},
+        "versions": _versions(),
+        "call": _rerun_call(pool, target, pool_vectors, target_vectors, method, budget, seed, view, model,
+                            index, params),
+    })
+    manifest["timings"] = stages.seconds
+    if out is not None:
+        with stages("write"):
+            selection.save(out, pool_records)
+        manifest["timings"] = stages.seconds
+        from tasksift.data.writers import write_json_atomic
+
+        write_json_atomic(Path(out) / "manifest.json", manifest)
+    return selection
+
+
+def _string_array(values: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())
+
+
+def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_vectors: Any, target_vectors: Any,
+              model: str | None, cache_dir: Any, progress: bool, stages: _Stages) -> tuple[Any, Any, dict]:
+    """What the selector's ``fit`` receives, by ``cls.needs``."""
+    if cls.needs == "count":
+        if pool_records is not None:
+            return pool_records.ids, None, {"kind": "none"}
+        if pool_vectors is None:
+            raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
+        return _vectors(pool_vectors, pool_records, None, "pool vectors"), None, {"kind": "none"}
+    if cls.needs == "texts":
+        if pool_records is None or target_records is None:
+            raise InputError(f"method {cls.name!r} reads text",
+                             fix="pass --pool and --target records (vectors alone are not enough)")
+        return pool_records.texts, target_records.texts, {"kind": "text"}
+    # vectors
+    if (pool_vectors is None) != (target_vectors is None):
+        raise InputError("give both --pool-vectors and --target-vectors, or neither (then both are embedded)")
+    if pool_vectors is not None:
+        x = _vectors(pool_vectors, pool_records, None, "pool vectors")
+        q = _vectors(target_vectors, target_records, x.shape[1], "target vectors")
+        return x, q, {"kind": "user vectors"}
+    if pool_records is None or target_records is None:
+        raise InputError("no pool or no target given",
+                         fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
+    from tasksift.features import embed_texts
+
+    with stages("embed"):
+        pool_emb = embed_texts(pool_records.texts, model=model, cache_dir=cache_dir, progress=progress)
+        target_emb = embed_texts(target_records.texts, model=model, cache_dir=cache_dir, progress=progress)
+    info = {"kind": "embeddings", "pool": pool_emb.info(), "target": target_emb.info()}
+    return pool_emb.matrix(), target_emb.matrix(), info
+
+
+def _vectors(source: Any, records: Any, dim: int | None, what: str) -> np.ndarray:
+    from tasksift.data import check_vectors, load_vectors
+
+    rows = len(records) if records is not None else None
+    if isinstance(source, str | Path):
+        return load_vectors(source, expected_rows=rows, expected_dim=dim, what=what)
+    return check_vectors(source, what, expected_rows=rows, expected_dim=dim)
+
+
+def _records_info(records: Any, vectors: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if records is not None:
+        info.update(path=str(records.path), format=records.format, rows=len(records), sha256=records.file_sha256,
+                    id_rule=records.id_rule)
+    if isinstance(vectors, str | Path):
+        from tasksift.data.records import file_sha256
+
+        info["vectors"] = {"path": str(vectors), "sha256": file_sha256(Path(vectors))}
+    elif vectors is not None:
+        info["vectors"] = {"in_memory": True, "shape": list(np.shape(vectors))}
+    return info
+
+
+def _rerun_call(pool: Any, target: Any, pool_vectors: Any, target_vectors: Any, method: str, budget: Any,
+                seed: int, view: dict, model: str | None, index: str, params: dict) -> dict[str, Any]:
+    """The keyword arguments of :func:`select` that reproduce this run (paths only; in-memory data is marked)."""
+
+    def where(x: Any) -> Any:
+        if x is None:
+            return None
+        return str(Path(x).resolve()) if isinstance(x, str | Path) else "<in memory>"
+
+    return {"pool": where(pool), "target": where(target), "pool_vectors": where(pool_vectors),
+            "target_vectors": where(target_vectors), "method": method, "budget": str(budget), "seed": seed,
+            **view, "model": model, "index": index,
+            "params": {k: v for k, v in params.items() if k != "index"}}

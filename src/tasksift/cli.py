@@ -1,0 +1,214 @@
+"""The ``tasksift`` command line (typer).
+
+Bad input ends with exit code 2 and one line on stderr that names the file (and line) and the fix; nothing
+is left in the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tasksift.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Select the training examples that serve your target task.")
+console = Console(stderr=False)
+
+
+@contextmanager
+def user_errors(out: Path | None = None) -> Iterator[None]:
+    """Turn an InputError into one line on stderr and exit code 2; remove ``out`` if this run created it."""
+    created = out is not None and not out.exists()
+    try:
+        yield
+    except InputError as err:
+        if created and out is not None and out.exists():
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        sys.stderr.write(f"tasksift: error: {err.one_line()}\n")
+        raise typer.Exit(2) from None
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["alpha=0.5", "metric=l2"]`` -> ``{"alpha": "0.5", "metric": "l2"}`` (typed later per method)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param {item!r} is not key=value", fix="write it like --param alpha=0.5")
+        out[key.strip()] = value
+    return out
+
+
+PoolOpt = Annotated[Path | None, typer.Option("--pool", help="Pool records: jsonl, json, parquet, csv or a saved "
+                                                               "HF dataset directory.")]
+TargetOpt = Annotated[Path | None, typer.Option("--target", help="Target-task examples, same formats.")]
+TextFieldOpt = Annotated[str | None, typer.Option("--text-field", help="Field holding the text (default: text).")]
+TemplateOpt = Annotated[str | None, typer.Option("--template", help='Text view, e.g. "{instruction}\\n{output}".')]
+IdFieldOpt = Annotated[str | None, typer.Option("--id-field", help="Field holding a unique id (default: a hash "
+                                                                    "of the record's content).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Sentence-transformers model directory (default: "
+                                                               "the packaged all-MiniLM-L6-v2).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache (default: $TASKSIFT_CACHE or "
+                                                                    "~/.cache/tasksift).")]
+
+
+@app.command()
+def select(
+    out: Annotated[Path, typer.Option("--out", help="Directory for selected records, selection.parquet and "
+                                                    "manifest.json.")],
+    pool: PoolOpt = None,
+    target: TargetOpt = None,
+    method: Annotated[str, typer.Option("--method", help="Selector name (see `tasksift methods`).")] = "tsds",
+    budget: Annotated[str, typer.Option("--budget", help="A count (500) or a share of the pool (1%).")] = "1%",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Method parameter key=value; repeatable.")]
+    = None,
+    text_field: TextFieldOpt = None,
+    template: TemplateOpt = None,
+    id_field: IdFieldOpt = None,
+    pool_vectors: Annotated[Path | None, typer.Option("--pool-vectors", help=".npy rows aligned with the pool.")]
+    = None,
+    target_vectors: Annotated[Path | None, typer.Option("--target-vectors", help=".npy rows aligned with the "
+                                                                                 "target.")] = None,
+    index: Annotated[str, typer.Option("--index", help="auto | flat (exact) | ivf | hnsw")] = "auto",
+    engine: Annotated[str, typer.Option("--engine", help="local (Ray is not built yet)")] = "local",
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    from_manifest: Annotated[Path | None, typer.Option("--from-manifest", help="Repeat the run a manifest.json "
+                                                                               "describes.")] = None,
+) -> None:
+    """Select examples of the pool for the target task and write them to --out."""
+    from tasksift.api import select as run_select
+
+    with user_errors(out):
+        if from_manifest is not None:
+            kwargs = _call_from_manifest(from_manifest)
+        else:
+            kwargs = {"pool": pool, "target": target, "pool_vectors": pool_vectors, "target_vectors": target_vectors,
+                      "method": method, "budget": budget, "seed": seed, "text_field": text_field,
+                      "template": template, "id_field": id_field, "model": model, "index": index,
+                      "params": parse_params(param)}
+        params = kwargs.pop("params")
+        selection = run_select(**kwargs, engine=engine, cache_dir=cache_dir, out=out, progress=True, **params)
+    print_summary(selection, out)
+
+
+def _call_from_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        call = dict(manifest["call"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError("not a tasksift manifest with a 'call' section", path=path,
+                         fix="pass the manifest.json that `tasksift select` wrote") from None
+    for key in ("pool", "target", "pool_vectors", "target_vectors"):
+        if call.get(key) == "<in memory>":
+            raise InputError(f"the run's {key} was passed in memory, not as a file", path=path,
+                             fix="rerun it from Python with the same data")
+    return call
+
+
+def print_summary(selection: Any, out: Path) -> None:
+    m = selection.manifest
+    table = Table(title=f"tasksift select: {m['method']}", show_header=False, box=None)
+    table.add_row("pool / target", f"{m['counts']['pool']:,} / {m['counts']['target']:,} examples")
+    table.add_row("budget", f"{m['budget']['requested']} -> {m['budget']['count']:,} "
+                            f"({len(selection):,} distinct examples, total weight {selection.weights.sum():g})")
+    if "index" in m:
+        table.add_row("neighbour index", f"{m['index'].get('kind')} ({m['index'].get('metric')})")
+    table.add_row("time", ", ".join(f"{k} {v:.2f}s" for k, v in m.get("timings", {}).items()))
+    table.add_row("outputs", str(out))
+    console.print(table)
+    top = Table(title="top of the selection", show_lines=False)
+    for col in ("rank", "id", "weight", "score", "reason"):
+        top.add_column(col, overflow="fold")
+    for r in range(min(5, len(selection))):
+        top.add_row(str(r + 1), str(selection.ids[r]), f"{selection.weights[r]:g}", f"{selection.scores[r]:.4g}",
+                    json.dumps(selection.reasons[r])[:80])
+    console.print(top)
+
+
+@app.command()
+def embed(
+    input_path: Annotated[Path, typer.Option("--in", help="Records to embed (any supported format).")],
+    text_field: TextFieldOpt = None,
+    template: TemplateOpt = None,
+    id_field: IdFieldOpt = None,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Rows per cache shard (the unit of resume).")]
+    = 4096,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the vectors to this .npy file.")] = None,
+) -> None:
+    """Embed records into the feature cache (resumable; a second run computes nothing)."""
+    from tasksift.data import load_records
+    from tasksift.features import embed_texts
+
+    with user_errors():
+        records = load_records(input_path, text_field=text_field, template=template, id_field=id_field)
+        result = embed_texts(records.texts, model=model, cache_dir=cache_dir, batch_size=batch_size,
+                             shard_size=shard_size, progress=True)
+        if out is not None:
+            import numpy as np
+
+            from tasksift.data.writers import atomic_path
+
+            with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, result.matrix())
+    info = result.info()
+    console.print(f"embedded {len(records):,} records from {input_path}: {result.n_computed} shards computed, "
+                  f"{result.n_reused} reused, {result.seconds:.1f}s; cache: {info.get('cache_dir', '')}"
+                  + (f"; vectors: {out}" if out is not None else ""))
+
+
+@app.command()
+def methods() -> None:
+    """List the selectors with their parameters and defaults."""
+    from tasksift.selectors import available
+
+    table = Table(title="tasksift methods")
+    for col in ("method", "reads", "what it does", "parameters (defaults)"):
+        table.add_column(col, overflow="fold")
+    for name, cls in available().items():
+        params = ", ".join(f"{k}={v!r}" for k, v in cls.param_defaults().items())
+        table.add_row(name, cls.needs, cls.summary, params)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its data and selection.")]
+    = Path("tasksift-demo"),
+    method: Annotated[str, typer.Option("--method")] = "knn",
+    budget: Annotated[str, typer.Option("--budget")] = "5%",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Build a small real pool (BBC News + chatterbot answers), select for a few tech articles, report."""
+    from tasksift.demo import run_demo
+
+    with user_errors():
+        run_demo(out, method=method, budget=budget, seed=seed, cache_dir=cache_dir, console=console)
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()
