@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import math
 import platform
-import shutil
-import tempfile
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -89,20 +86,12 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return json.loads(text)
 
 
-def _load_records(source: RecordsLike, what: str, **view: Any) -> Any:
-    from tasksift.data import load_records
+def _load_records(source: RecordsLike, **view: Any) -> Any:
+    from tasksift.data import load_records, records_from_dicts
 
     if isinstance(source, str | Path):
         return load_records(source, **view)
-    rows = list(source)
-    tmp = tempfile.mkdtemp(prefix="tasksift-records-")
-    path = Path(tmp) / f"{what}.jsonl"
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    records = load_records(path, **view)
-    weakref.finalize(records, shutil.rmtree, tmp, True)
-    return records
+    return records_from_dicts(list(source), **view)
 
 
 def _versions() -> dict[str, str]:
@@ -154,8 +143,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     view = {"text_field": text_field, "template": template, "id_field": id_field}
 
     with stages("load"):
-        pool_records = _load_records(pool, "pool", **view) if pool is not None else None
-        target_records = _load_records(target, "target", **view) if target is not None else None
+        pool_records = _load_records(pool, **view) if pool is not None else None
+        target_records = _load_records(target, **view) if target is not None else None
         pool_feat, target_feat, features_info = _features(
             cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages)
 
@@ -247,16 +236,17 @@ def _vectors(source: Any, records: Any, dim: int | None, what: str) -> np.ndarra
     from tasksift.data import check_vectors, load_vectors
 
     rows = len(records) if records is not None else None
+    where = records.path if records is not None else None
     if isinstance(source, str | Path):
-        return load_vectors(source, expected_rows=rows, expected_dim=dim, what=what)
-    return check_vectors(source, what, expected_rows=rows, expected_dim=dim)
+        return load_vectors(source, expected_rows=rows, expected_dim=dim, what=what, records_path=where)
+    return check_vectors(source, what, expected_rows=rows, expected_dim=dim, records_path=where)
 
 
 def _records_info(records: Any, vectors: Any) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if records is not None:
-        info.update(path=str(records.path), format=records.format, rows=len(records), sha256=records.file_sha256,
-                    id_rule=records.id_rule)
+        info.update(path=str(records.path) if records.path else None, format=records.format, rows=len(records),
+                    sha256=records.file_sha256, id_rule=records.id_rule, text_rule=records.text_rule)
     if isinstance(vectors, str | Path):
         from tasksift.data.records import file_sha256
 

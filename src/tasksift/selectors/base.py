@@ -154,14 +154,10 @@ class Selector(ABC):
 
 
 def as_float_matrix(x: Any, what: str) -> np.ndarray:
-    """A C-contiguous float32 matrix, checked for shape and finite values."""
-    a = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    if a.ndim != 2:
-        raise InputError(f"{what} must be a 2-D matrix (rows x dimensions), got shape {a.shape}")
-    if not np.isfinite(a).all():
-        bad = int(np.argwhere(~np.isfinite(a))[0][0])
-        raise InputError(f"{what} has NaN or inf values (first in row {bad})", fix="clean or drop those rows")
-    return a
+    """A C-contiguous float32 matrix, checked for shape and finite values (chunk by chunk)."""
+    from tasksift.data.vectors import check_vectors
+
+    return np.ascontiguousarray(check_vectors(x, what))
 
 
 def sequence_len(x: Sequence[Any] | np.ndarray) -> int:
