@@ -81,7 +81,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if isinstance(default, float):
             return float(text)
     except ValueError:
-        raise InputError(f"parameter {key}={value!r} is not a {type(default).__name__}",
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(default)]
+        raise InputError(f"parameter {key}={value!r} is not {kind}",
                          fix=f"for example {key}={default!r}") from None
     return json.loads(text)
 
@@ -145,8 +146,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     with stages("load"):
         pool_records = _load_records(pool, **view) if pool is not None else None
         target_records = _load_records(target, **view) if target is not None else None
-        pool_feat, target_feat, features_info = _features(
-            cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages)
+    pool_feat, target_feat, features_info = _features(
+        cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages)
 
     n = len(pool_feat)
     k = parse_budget(budget, n)
@@ -207,7 +208,9 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
             return pool_records.ids, None, {"kind": "none"}
         if pool_vectors is None:
             raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
-        return _vectors(pool_vectors, pool_records, None, "pool vectors"), None, {"kind": "none"}
+        with stages("load"):
+            x = _vectors(pool_vectors, pool_records, None, "pool vectors")
+        return x, None, {"kind": "none"}
     if cls.needs == "texts":
         if pool_records is None or target_records is None:
             raise InputError(f"method {cls.name!r} reads text",
@@ -217,8 +220,9 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
     if (pool_vectors is None) != (target_vectors is None):
         raise InputError("give both --pool-vectors and --target-vectors, or neither (then both are embedded)")
     if pool_vectors is not None:
-        x = _vectors(pool_vectors, pool_records, None, "pool vectors")
-        q = _vectors(target_vectors, target_records, x.shape[1], "target vectors")
+        with stages("load"):
+            x = _vectors(pool_vectors, pool_records, None, "pool vectors")
+            q = _vectors(target_vectors, target_records, x.shape[1], "target vectors")
         return x, q, {"kind": "user vectors"}
     if pool_records is None or target_records is None:
         raise InputError("no pool or no target given",

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+import tasksift
+from tasksift.api import coerce_params, parse_budget
+from tasksift.errors import InputError
+from tasksift.selectors.dsir import DSIRSelector
+from tasksift.selectors.knn import KNNSelector
+
+
+@pytest.mark.parametrize(("budget", "n", "expected"), [
+    (5, 10, 5), ("5", 10, 5), ("10%", 200, 20), ("1%", 150, 2), ("0.5%", 1000, 5), ("100%", 7, 7), (10, 10, 10),
+])
+def test_parse_budget(budget, n: int, expected: int) -> None:
+    assert parse_budget(budget, n) == expected
+
+
+@pytest.mark.parametrize("budget", [0, -1, "11", "0%", "101%", "1.5", "abc", "0.1%", "nan%"])
+def test_parse_budget_rejects(budget) -> None:
+    with pytest.raises(InputError, match="budget"):
+        parse_budget(budget, 10)
+
+
+def test_coerce_params_uses_default_types() -> None:
+    assert coerce_params(DSIRSelector, {"num_buckets": "50", "sampling": "topk"}) == {"num_buckets": 50,
+                                                                                      "sampling": "topk"}
+    with pytest.raises(InputError, match="not a whole number"):
+        coerce_params(DSIRSelector, {"num_buckets": "many"})
+    with pytest.raises(InputError, match="no parameter 'k'"):
+        coerce_params(KNNSelector, {"k": "3"})
+
+
+def test_select_with_vectors_only_uses_row_numbers_as_ids() -> None:
+    rng = np.random.default_rng(0)
+    x, q = rng.normal(size=(50, 4)), rng.normal(size=(3, 4))
+    sel = tasksift.select(pool_vectors=x, target_vectors=q, method="knn", budget=6, metric="l2")
+    assert sel.ids == [str(i) for i in sel.indices]
+    assert sel.manifest["params"]["metric"] == "l2"
+    assert sel.manifest["call"]["pool_vectors"] == "<in memory>"
+    df = sel.to_pandas()
+    assert list(df.columns) == ["id", "row", "weight", "score", "rank", "reason"]
+    assert df["reason"][0]["target"] in (0, 1, 2)
+
+
+def test_select_with_lists_of_dicts_and_dsir(tmp_path) -> None:
+    pool = [{"q": f"stock market report {i}", "a": "x"} for i in range(10)]
+    pool += [{"q": f"my cat likes fish {i}", "a": "y"} for i in range(10)]
+    target = [{"q": "a cat and fish", "a": "z"}]
+    sel = tasksift.select(pool, target, method="dsir", budget=5, template="{q} {a}", sampling="topk",
+                          out=tmp_path / "run")
+    assert all(i >= 10 for i in sel.indices)
+    assert (tmp_path / "run" / "selected.jsonl").exists()
+    assert sel.manifest["inputs"]["pool"]["text_rule"].startswith("template")
+
+
+def test_text_methods_need_records() -> None:
+    with pytest.raises(InputError, match="reads text"):
+        tasksift.select(pool_vectors=np.ones((3, 2)), target_vectors=np.ones((1, 2)), method="dsir", budget=1)
+
+
+def test_engine_other_than_local_is_refused() -> None:
+    with pytest.raises(InputError, match="engine 'ray'"):
+        tasksift.select(pool_vectors=np.ones((3, 2)), target_vectors=np.ones((1, 2)), method="knn", budget=1,
+                        engine="ray")
