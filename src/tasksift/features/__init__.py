@@ -1,0 +1,43 @@
+"""Features of texts, cached on disk by content and resumable: embeddings now, per-example gradients later."""
+
+from tasksift.features.cache import (
+    CACHE_ENV,
+    DEFAULT_SHARD_SIZE,
+    CachedFeatures,
+    FeatureCache,
+    canonical_json,
+    default_cache_root,
+    make_progress,
+    settings_key,
+    shard_key,
+)
+from tasksift.features.embed import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MODEL_NAME,
+    Embedder,
+    default_model_path,
+    default_threads,
+    embed_texts,
+    model_fingerprint,
+    resolve_model,
+)
+
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MODEL_NAME",
+    "DEFAULT_SHARD_SIZE",
+    "CachedFeatures",
+    "Embedder",
+    "FeatureCache",
+    "canonical_json",
+    "default_cache_root",
+    "default_model_path",
+    "default_threads",
+    "embed_texts",
+    "make_progress",
+    "model_fingerprint",
+    "resolve_model",
+    "settings_key",
+    "shard_key",
+]
