@@ -18,10 +18,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tasksift.cli_data import data_app
 from tasksift.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Select the training examples that serve your target task.")
+app.add_typer(data_app, name="data")
 console = Console(stderr=False)
 
 
