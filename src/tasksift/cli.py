@@ -205,6 +205,22 @@ def demo(
         run_demo(out, method=method, budget=budget, seed=seed, cache_dir=cache_dir, console=console)
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A directory written by `tasksift select --out`.")],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default RUN_DIR/report.html).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Pool field for the composition chart (default: "
+                                                        "source, task or label).")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Write a self-contained HTML report: map, score and weight histograms, composition, evaluation."""
+    from tasksift.report import write_report
+
+    with user_errors():
+        path = write_report(run_dir, out, by=by, cache_dir=cache_dir)
+    console.print(f"report: {path}", soft_wrap=True)
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
