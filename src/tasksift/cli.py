@@ -206,6 +206,41 @@ def demo(
 
 
 @app.command()
+def compare(
+    task: Annotated[Path, typer.Option("--task", help="A task directory (see docs/task-format.md).")],
+    methods_: Annotated[str, typer.Option("--methods", help="Comma-separated selectors.")] = "random,knn,dsir,tsds",
+    budget: Annotated[str, typer.Option("--budget")] = "2%",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (selection and training).")] = 3,
+    full_seeds: Annotated[int, typer.Option("--full-seeds", help="Seeds for the full-pool row.")] = 1,
+    full: Annotated[bool, typer.Option("--full/--no-full", help="Include the full-pool row.")] = True,
+    out: Annotated[Path | None, typer.Option("--out", help="Default: TASK/compare/budget-<budget>.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="method.key=value, e.g. tsds.alpha=0.01")]
+    = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model to finetune (default: the track's).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Select with each method and seed, finetune, score; write comparison.json and comparison.md."""
+    from tasksift.eval.compare import compare as run_compare
+    from tasksift.eval.compare import markdown_table
+
+    with user_errors():
+        names = [m.strip() for m in methods_.split(",") if m.strip()]
+        per_method: dict[str, dict[str, Any]] = {}
+        for key, value in parse_params(param).items():
+            method, dot, name = key.partition(".")
+            if not dot or not name:
+                raise InputError(f"--param {key}={value} does not name its method",
+                                 fix="write it as method.key=value, e.g. tsds.alpha=0.01")
+            per_method.setdefault(method, {})[name] = value
+        result = run_compare(task, names, budget, seeds=seeds, full_seeds=full_seeds, include_full=full, out=out,
+                             params=per_method, model=model, epochs=epochs, max_steps=max_steps,
+                             cache_dir=cache_dir)
+    console.print(markdown_table(result), soft_wrap=True)
+
+
+@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A directory written by `tasksift select --out`.")],
     out: Annotated[Path | None, typer.Option("--out", help="HTML file (default RUN_DIR/report.html).")] = None,

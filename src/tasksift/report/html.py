@@ -179,14 +179,10 @@ def _eval_section(run_dir: Path) -> str:
     if not path.is_file():
         return "<p>No evaluation yet: run <code>tasksift eval --task TASK --selection RUN_DIR</code>.</p>"
     result = json.loads(path.read_text(encoding="utf-8"))
-    summary = result.get("summary") or result.get("mean") or {}
-    rows = []
-    for metric, value in summary.items():
-        if isinstance(value, dict):
-            rows.append([metric, f"{value.get('mean', float('nan')):.4f}", f"{value.get('std', float('nan')):.4f}",
-                         value.get("n", "")])
-        elif isinstance(value, int | float):
-            rows.append([metric, f"{value:.4f}", "", ""])
+    means, stds = result.get("mean") or {}, result.get("std") or {}
+    n = len(result.get("seeds") or [])
+    rows = [[metric, f"{value:.4f}", f"{stds.get(metric, float('nan')):.4f}", n]
+            for metric, value in means.items() if isinstance(value, int | float)]
     if not rows:
         return f"<pre>{html.escape(json.dumps(result, indent=2)[:4000])}</pre>"
     return _table(["metric", "mean", "std", "seeds"], rows)
