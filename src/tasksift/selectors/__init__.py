@@ -15,7 +15,7 @@ from tasksift.selectors.base import Selection, Selector
 __all__ = ["Selection", "Selector", "available", "get", "register"]
 
 _REGISTRY: dict[str, type[Selector]] = {}
-_BUILTIN_MODULES = ("random", "knn", "dsir")
+_BUILTIN_MODULES = ("random", "knn", "dsir", "tsds", "less", "spice")
 _loaded = False
 
 

@@ -1,0 +1,484 @@
+"""TSDS: tasksift's selector against the reference implementation (github.com/ZifanL/TSDS).
+
+    python benchmarks/tsds.py [--reference PATH] [--part a|b|all] [--out benchmarks/results/tsds.json]
+
+The reference is found at ``--reference`` (or ``$TSDS_REFERENCE``): a directory holding its ``tsds.py`` and
+``faiss_helper.py``. It is run as it is, in this process, on a temporary copy of those two files whose only
+change is that its density sum is done in float64 (``kernel.sum(axis=-1, dtype=np.float64)``); without that
+it stops on its own assertion on this data. For the parity run its faiss index constructor
+(``FaissIndexIVFFlat``) is replaced, in this process only, by exact search. Its probabilities are read by
+wrapping ``numpy.random.multinomial`` while it runs; its stage times come from its own log lines. Without a
+reference only our numbers are printed.
+
+Data (unit vectors in 384 dimensions, one fixed seed): a pool drawn from ``--topics`` topics, each with
+``--subtopics`` subtopics (a subtopic centre is its topic centre plus noise, a row its subtopic centre plus
+noise, all normalised), where ``--dup-fraction`` of the rows are near-copies of another row (groups of 2 to
+10, noise 0.05). The 500 target examples are a task: fresh draws from ``--target-topics`` of the topics.
+
+Parts:
+
+- ``a``: 100,000 pool rows. Reference as it is (IVF, its density rule) against ours with defaults (exact
+  search below 200,000 rows, exact radius density): each stage, end to end, the ratio, and the total
+  variation between the two distributions. Then parity: both with exact search, ours with
+  ``density="reference"``: total variation (target <= 1e-6).
+- ``b``: 1,000,000 pool rows, ours only, in a fresh subprocess: stage times, the share of the neighbour search
+  (index build and search), peak resident memory (``ru_maxrss``) against the embedding matrix's size.
+
+Results are merged into the JSON file after every finished run, so a killed benchmark keeps what finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIM = 384
+TARGETS = 500
+BUDGET = 1000
+RESULTS = Path(__file__).resolve().parent / "results" / "tsds.json"
+#: the reference's stages, keyed by the log line that opens each
+REFERENCE_STAGES = (
+    ("number of query examples", "load"),
+    ("Starting building index", "index"),
+    ("Start prefetching", "search"),
+    ("Start computing KDE", "density"),
+    ("Sigma is zero", "density"),
+    ("Start computing the probability assignment", "solver"),
+    ("Start sampling", "sampling"),
+    ("Saving indices", "save"),
+)
+STAGES = ("load", "index", "search", "density", "solver", "sampling", "save")
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Geometry:
+    """Topic and subtopic centres; rows are drawn around them (see the module docstring)."""
+
+    topics: int = 100
+    subtopics: int = 20
+    topic_spread: float = 0.7
+    row_spread: float = 0.5
+    dup_fraction: float = 0.02
+    seed: int = 0
+
+    def centres(self) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        topic = _unit(rng.standard_normal((self.topics, DIM), dtype=np.float32))
+        noise = rng.standard_normal((self.topics * self.subtopics, DIM), dtype=np.float32) / np.sqrt(DIM)
+        return _unit(np.repeat(topic, self.subtopics, axis=0) + self.topic_spread * noise)
+
+    def pool(self, n: int, chunk: int = 100_000) -> np.ndarray:
+        """``n`` rows, written chunk by chunk into one float32 matrix (peak memory: the matrix and a chunk)."""
+        centres = self.centres()
+        out = np.empty((n, DIM), dtype=np.float32)
+        for lo in range(0, n, chunk):
+            rng = np.random.default_rng([self.seed, 1, lo])
+            k = min(chunk, n - lo)
+            rows = self._around(centres[rng.integers(0, len(centres), k)], rng)
+            copies = int(k * self.dup_fraction)
+            if copies:
+                sizes = rng.integers(1, 10, copies)  # copies per source row: groups of 2 to 10
+                sizes = sizes[:int(np.searchsorted(np.cumsum(sizes), copies)) + 1]
+                sizes[-1] -= int(sizes.sum()) - copies
+                order = rng.permutation(k)
+                source = np.repeat(order[:len(sizes)], sizes)
+                copy = order[len(sizes):len(sizes) + copies]
+                noise = rng.standard_normal((copies, DIM), dtype=np.float32) / np.sqrt(DIM)
+                rows[copy] = _unit(rows[source] + 0.05 * noise)
+            out[lo:lo + k] = rows
+        return out
+
+    def targets(self, m: int, topics: int) -> np.ndarray:
+        centres = self.centres()
+        rng = np.random.default_rng([self.seed, 2])
+        chosen = rng.choice(self.topics, topics, replace=False)
+        sub = chosen[rng.integers(0, topics, m)] * self.subtopics + rng.integers(0, self.subtopics, m)
+        return self._around(centres[sub], rng)
+
+    def _around(self, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.standard_normal(centres.shape, dtype=np.float32) / np.sqrt(DIM)
+        return _unit(centres + self.row_spread * noise)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+
+# -- the reference -----------------------------------------------------------------------------------------------
+class _ExactIndex:
+    """Stands in for the reference's ``FaissIndexIVFFlat`` in the parity run: the same interface, exact search."""
+
+    def __init__(self, data: np.ndarray, nprobe: int = 10) -> None:
+        import faiss
+
+        self.index = faiss.IndexFlatL2(data.shape[-1])
+        self.index.add(data)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(query, k)
+
+
+class _LogTimes(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((time.perf_counter(), record.getMessage()))
+
+
+def reference_copy(reference: Path, into: Path) -> Path:
+    """Copy the reference's two files into ``into`` with its density sum in float64 (the one change)."""
+    source = (reference / "tsds.py").read_text()
+    old = "kde = kernel.sum(axis=-1)"
+    if source.count(old) != 1:
+        raise SystemExit(f"{reference / 'tsds.py'}: expected the line {old!r} exactly once; is this the reference?")
+    (into / "tsds.py").write_text(source.replace(old, "kde = kernel.sum(axis=-1, dtype=np.float64)"))
+    shutil.copy(reference / "faiss_helper.py", into / "faiss_helper.py")
+    return into
+
+
+@contextlib.contextmanager
+def _captured_multinomial(store: dict[str, np.ndarray]) -> Iterator[None]:
+    original = np.random.multinomial
+
+    def wrapper(n: int, pvals: Any, size: Any = None) -> np.ndarray:
+        store["p"] = np.array(pvals, dtype=np.float64)
+        return original(n, pvals, size)
+
+    np.random.multinomial = wrapper
+    try:
+        yield
+    finally:
+        np.random.multinomial = original
+
+
+def run_reference(reference: Path, x: np.ndarray, q: np.ndarray, *, exact: bool, budget: int = BUDGET,
+                  params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the reference's ``main()`` on ``x`` and ``q``; return its probabilities and stage times."""
+    import yaml
+
+    config = {"alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_K": 5000, "kde_K": 1000, **(params or {})}
+    with tempfile.TemporaryDirectory(prefix="tsds_ref_") as tmp:
+        work = reference_copy(reference, Path(tmp))
+        np.save(work / "candidates.npy", x)
+        np.save(work / "queries.npy", q)
+        config.update(query_embedding_path="queries.npy", candidate_embedding_path="candidates.npy",
+                      output_folder="out", sample_size=budget)
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        handler = _LogTimes()
+        root = logging.getLogger()
+        saved = root.handlers[:], root.level
+        root.handlers, root.level = [handler], logging.INFO
+        name = f"tsds_reference_{os.getpid()}_{time.monotonic_ns()}"
+        cwd = Path.cwd()
+        sys.path.insert(0, str(work))
+        store: dict[str, np.ndarray] = {}
+        try:
+            spec = importlib.util.spec_from_file_location(name, work / "tsds.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            if exact:
+                module.FaissIndexIVFFlat = _ExactIndex
+            os.chdir(work)
+            t0 = time.perf_counter()
+            with _captured_multinomial(store):
+                module.main()
+            t1 = time.perf_counter()
+        finally:
+            os.chdir(cwd)
+            sys.path.remove(str(work))
+            sys.modules.pop("faiss_helper", None)
+            root.handlers, root.level = saved
+    return {"probability": store["p"], "stages": _reference_stages(handler.lines, t0, t1), "seconds": t1 - t0}
+
+
+def _reference_stages(lines: list[tuple[float, str]], t0: float, t1: float) -> dict[str, float]:
+    marks = [(t0, "load")]
+    for when, message in lines:
+        for prefix, stage in REFERENCE_STAGES:
+            if message.startswith(prefix) and stage != marks[-1][1]:
+                marks.append((when, stage))
+    marks.append((t1, "end"))
+    stages: dict[str, float] = {}
+    for (start, stage), (end, _) in zip(marks, marks[1:], strict=False):
+        stages[stage] = stages.get(stage, 0.0) + end - start
+    return stages
+
+
+# -- ours ---------------------------------------------------------------------------------------------------------
+def run_ours(x: np.ndarray, q: np.ndarray, **params: Any) -> dict[str, Any]:
+    from tasksift.selectors.tsds import TSDSSelector
+
+    selector = TSDSSelector(BUDGET, **params).fit(x, q)
+    manifest = selector.selection_.manifest
+    probability = np.zeros(len(x))
+    probability[selector.probability_.rows] = selector.probability_.probability
+    stages = dict(manifest["stages"])
+    stages["load"] = stages.pop("prepare")
+    return {"probability": probability, "stages": stages, "seconds": selector.fit_seconds_,
+            "solver": manifest["solver"], "density": manifest["density"], "index": manifest["index"]}
+
+
+def total_variation(p: np.ndarray, r: np.ndarray) -> float:
+    return float(np.abs(np.asarray(p, np.float64) - np.asarray(r, np.float64)).sum() / 2)
+
+
+def _compute_seconds(run: dict[str, Any]) -> float:
+    """End to end without reading the inputs and writing the output (the reference does both from files)."""
+    return run["seconds"] - run["stages"].get("load", 0.0) - run["stages"].get("save", 0.0)
+
+
+def _public(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run.items() if k != "probability"}
+
+
+# -- parts --------------------------------------------------------------------------------------------------------
+def part_a(args: argparse.Namespace, reference: Path | None, save: Results) -> None:
+    save.clear("a")
+    geometry = Geometry()
+    x = geometry.pool(args.n_a)
+    q = geometry.targets(TARGETS, args.target_topics)
+    save("a", "data", {"pool": list(x.shape), "targets": list(q.shape), "target_topics": args.target_topics,
+                       "geometry": geometry.__dict__, "budget": BUDGET})
+    runs = []
+    for _ in range(args.repeats):
+        runs.append(run_ours(x, q))
+        save("a", "ours", _public(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]))
+        save("a", "ours_seconds_all", [r["seconds"] for r in runs])
+    ours = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    if reference is None:
+        return
+    ref = run_reference(reference, x, q, exact=False)
+    save("a", "reference", _public(ref))
+    save("a", "comparison", {
+        "speedup_end_to_end": ref["seconds"] / ours["seconds"],
+        "speedup_without_io": _compute_seconds(ref) / _compute_seconds(ours),
+        "speedup_density": ref["stages"]["density"] / max(ours["stages"]["density"], 1e-9),
+        "total_variation": total_variation(ours["probability"], ref["probability"]),
+        "what": "reference as it is (IVF, its density rule) against ours with defaults (exact search and density)",
+    })
+    ref_exact = run_reference(reference, x, q, exact=True)
+    parity = run_ours(x, q, density="reference", index="flat")
+    save("a", "parity", {
+        "total_variation": total_variation(parity["probability"], ref_exact["probability"]),
+        "reference_seconds": ref_exact["seconds"], "ours_seconds": parity["seconds"],
+        "ours": _public(parity), "reference": _public(ref_exact),
+        "what": "both with exact search; ours with density='reference'; the reference's density sum in float64",
+    })
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def worker_b(n: int, target_topics: int, density: str, topics: int) -> dict[str, Any]:
+    """Part b in this (fresh) process: our stage times and memory on an ``n``-row pool."""
+    import faiss  # noqa: F401 - loaded before the baseline, as any run would
+
+    from tasksift.selectors.tsds import TSDSSelector
+
+    baseline = _rss()
+    geometry = Geometry(topics=topics)
+    x = geometry.pool(n, chunk=20_000)
+    q = geometry.targets(TARGETS, target_topics)
+    with_data = _rss()
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    selector = TSDSSelector(BUDGET, density=density).fit(x, q)
+    seconds = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    manifest = selector.selection_.manifest
+    stages = manifest["stages"]
+    search = stages["index"] + stages["search"]
+    matrix = x.nbytes
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "pool": [n, DIM], "topics": topics, "density": density, "seconds": seconds, "stages": stages,
+        "neighbour_search_seconds": search, "neighbour_search_share": search / seconds,
+        "total_over_neighbour_search": seconds / search,
+        "matrix_bytes": matrix, "rss_baseline_bytes": baseline, "rss_with_data_bytes": with_data,
+        "rss_peak_during_fit_bytes": max(peak[0], _rss()), "max_rss_bytes": max_rss,
+        "peak_over_matrix": max_rss / matrix, "peak_above_baseline_over_matrix": (max_rss - baseline) / matrix,
+        "index": manifest["index"], "solver": manifest["solver"], "density_info": manifest["density"],
+    }
+
+
+def part_b(args: argparse.Namespace, save: Results) -> None:
+    for density in args.b_density:  # each run replaces the earlier one with the same rule and topics
+        key = density if args.b_topics == Geometry.topics else f"{density}, {args.b_topics} topics"
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker-b", "--n-b", str(args.n_b),
+                   "--target-topics", str(args.target_topics), "--b-density", density,
+                   "--b-topics", str(args.b_topics)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            save("b", key, {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]})
+            continue
+        save("b", key, json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# -- output -------------------------------------------------------------------------------------------------------
+class Results:
+    """The JSON file, rewritten (to a temporary name, then renamed) after every finished piece."""
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+        if path.exists() and not fresh:
+            self.data = json.loads(path.read_text())
+        self.data["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                "python": platform.python_version(), "numpy": np.__version__,
+                                "faiss": _faiss_version()}
+
+    def clear(self, part: str) -> None:
+        self.data.pop(part, None)
+
+    def __call__(self, part: str, key: str, value: Any) -> None:
+        self.data.setdefault(part, {})[key] = value
+        self.data["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=_plain) + "\n")
+        tmp.replace(self.path)
+
+
+def _faiss_version() -> str:
+    import faiss
+
+    return faiss.__version__
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value)} as JSON")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _ratio(slow: float | None, fast: float | None) -> str:
+    return f"{slow / fast:.1f}x" if slow is not None and fast else "-"
+
+
+def print_tables(data: dict[str, Any]) -> None:
+    a = data.get("a", {})
+    if "ours" in a:
+        ours, ref = a["ours"], a.get("reference")
+        info = a["data"]
+        print(f"(a) pool {info['pool'][0]:,} x {info['pool'][1]}, {info['targets'][0]} targets from "
+              f"{info['target_topics']} topics, budget {info['budget']}; ours: median of "
+              f"{len(a.get('ours_seconds_all', [0]))} runs")
+        print(f"{'stage':<24}{'reference s':>12}{'ours s':>9}{'ratio':>8}")
+        for stage in STAGES:
+            r = ref["stages"].get(stage) if ref else None
+            o = ours["stages"].get(stage)
+            if r is None and o is None:
+                continue
+            print(f"{stage:<24}{_seconds(r):>12}{_seconds(o):>9}{_ratio(r, o):>8}")
+        r_total = ref["seconds"] if ref else None
+        print(f"{'end to end':<24}{_seconds(r_total):>12}{_seconds(ours['seconds']):>9}"
+              f"{_ratio(r_total, ours['seconds']):>8}")
+        r_compute = _compute_seconds(ref) if ref else None
+        print(f"{'without load and save':<24}{_seconds(r_compute):>12}{_seconds(_compute_seconds(ours)):>9}"
+              f"{_ratio(r_compute, _compute_seconds(ours)):>8}")
+        print(f"ours: K_i {ours['solver']['K']['min']:.0f} to {ours['solver']['K']['max']:.0f} of "
+              f"{ours['index']['list_length']}, {ours['density']['rows_computed']:,} densities computed, "
+              f"{ours['solver']['support']:,} rows with mass")
+        if "comparison" in a:
+            print(f"total variation, reference as it is vs ours (defaults): {a['comparison']['total_variation']:.3g}")
+        if "parity" in a:
+            print(f"parity, both exact search, ours density='reference': total variation "
+                  f"{a['parity']['total_variation']:.3g} (reference {a['parity']['reference_seconds']:.2f} s, "
+                  f"ours {a['parity']['ours_seconds']:.2f} s)")
+        if ref is None:
+            print("(no reference given: --reference PATH or TSDS_REFERENCE)")
+    for key, b in data.get("b", {}).items():
+        print()
+        if "error" in b:
+            print(f"(b) {key}: failed: {b['error']}")
+            continue
+        gib = 2.0**30
+        how = "exact, in place" if b["index"].get("in_place") else b["index"]["kind"]
+        print(f"(b) pool {b['pool'][0]:,} x {b['pool'][1]} ({b.get('topics', Geometry.topics)} topics), "
+              f"density={b['density']}, prefetch {how}")
+        for stage, value in b["stages"].items():
+            print(f"{stage:<24}{value:>9.2f}")
+        print(f"{'end to end':<24}{b['seconds']:>9.2f}")
+        print(f"neighbour search (index + search) {b['neighbour_search_seconds']:.2f} s = "
+              f"{100 * b['neighbour_search_share']:.0f}% of the total; total / search = "
+              f"{b['total_over_neighbour_search']:.2f} (target <= 1.5)")
+        print(f"memory: matrix {b['matrix_bytes'] / gib:.2f} GiB; peak RSS {b['max_rss_bytes'] / gib:.2f} GiB = "
+              f"{b['peak_over_matrix']:.2f}x the matrix (target <= 2); above the interpreter and libraries "
+              f"({b['rss_baseline_bytes'] / gib:.2f} GiB): {b['peak_above_baseline_over_matrix']:.2f}x")
+        print(f"K_i {b['solver']['K']['min']:.0f} to {b['solver']['K']['max']:.0f}, capped queries "
+              f"{b['solver']['capped_queries']}, {b['density_info'].get('rows_computed', 0):,} densities computed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", type=Path, default=os.environ.get("TSDS_REFERENCE") or None,
+                        help="directory with the reference's tsds.py and faiss_helper.py (or $TSDS_REFERENCE)")
+    parser.add_argument("--part", choices=("a", "b", "all"), default="all")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--fresh", action="store_true", help="start a new results file instead of merging")
+    parser.add_argument("--n-a", type=int, default=100_000)
+    parser.add_argument("--n-b", type=int, default=1_000_000)
+    parser.add_argument("--target-topics", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of ours in part a (median reported)")
+    parser.add_argument("--b-density", nargs="+", default=["radius", "reference"], choices=("radius", "reference"),
+                        help="density rules to run in part b (one subprocess each)")
+    parser.add_argument("--b-topics", type=int, default=Geometry.topics,
+                        help="topics of the part b pool (default: the same distribution as part a)")
+    parser.add_argument("--worker-b", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker_b:
+        print(json.dumps(worker_b(args.n_b, args.target_topics, args.b_density[0], args.b_topics), default=_plain))
+        return
+    reference = Path(args.reference).resolve() if args.reference else None
+    if reference is not None and not (reference / "tsds.py").is_file():
+        raise SystemExit(f"--reference {reference}: no tsds.py there")
+    results = Results(args.out, fresh=args.fresh)
+    if args.part in ("a", "all"):
+        part_a(args, reference, results)
+    if args.part in ("b", "all"):
+        part_b(args, results)
+    print_tables(results.data)
+    print(f"\nresults: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

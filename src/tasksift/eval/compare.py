@@ -1,0 +1,159 @@
+"""``tasksift compare``: several methods on one task, the same budget and training, several seeds.
+
+For every (method, seed) the selection is made with that seed and trained with that seed
+(``OUT/<method>/seed-<s>/``: the selection files and its ``eval.json``); both steps resume, so an interrupted
+comparison picks up at the first unfinished (method, seed). Rows for no finetuning (``none``) and the full pool
+(``full``, by default one seed since it is the costly one: its seconds are in the table) come from the task's
+shared baselines. ``comparison.json`` and ``comparison.md`` are rewritten after every finished result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tasksift.errors import InputError
+
+
+def _text_view(spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """How selectors read the task's pool records."""
+    if spec.get("text_template"):
+        return {"template": spec["text_template"]}
+    if kind == "classification":
+        return {"text_field": spec.get("text_field", "text")}
+    if kind == "retrieval":
+        return {"template": f"{{{spec.get('query_field', 'query')}}}\n{{{spec.get('doc_field', 'document')}}}"}
+    return {"text_field": "text"}
+
+
+def _finished_selection(run_dir: Path, call: Mapping[str, Any]) -> bool:
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    done = manifest.get("call", {})
+    return (run_dir / "selection.parquet").is_file() and all(done.get(k) == v for k, v in call.items())
+
+
+def _summary(metric_runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    names = [k for k, v in metric_runs[0].items() if isinstance(v, int | float)] if metric_runs else []
+    for name in names:
+        values = [float(r[name]) for r in metric_runs if name in r]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        out[name] = {"mean": mean, "std": std, "n": len(values)}
+    return out
+
+
+def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds: int = 3, full_seeds: int = 1,
+            include_full: bool = True, include_none: bool = True, out: str | Path | None = None,
+            params: Mapping[str, Mapping[str, Any]] | None = None, model: str | None = None,
+            epochs: int | None = None, max_steps: int | None = None, cache_dir: str | Path | None = None,
+            progress: bool = True) -> dict[str, Any]:
+    """Run the comparison and return what ``comparison.json`` holds."""
+    from tasksift.api import select
+    from tasksift.eval.harness import evaluate
+    from tasksift.eval.tasks import load_task
+    from tasksift.selectors import get
+
+    task = load_task(task_dir)
+    for method in methods:
+        get(method)
+    params = {m: dict(p) for m, p in (params or {}).items()}
+    unknown = set(params) - set(methods)
+    if unknown:
+        raise InputError(f"parameters given for {sorted(unknown)}, which are not among the compared methods")
+    if seeds < 1:
+        raise InputError(f"--seeds {seeds} must be at least 1")
+    out_dir = Path(out) if out is not None else task.dir / "compare" / f"budget-{budget.replace('%', 'pct')}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = task.path("target", "target.jsonl")
+    view = _text_view(task.spec, task.kind)
+    train = {"model": model, "epochs": epochs, "max_steps": max_steps, "progress": progress}
+    result: dict[str, Any] = {
+        "task": task.info(), "budget": budget, "seeds": list(range(seeds)), "metric": task.metric,
+        "methods": list(methods), "params": params, "training": {k: v for k, v in train.items() if k != "progress"},
+        "machine": {"platform": platform.platform(), "python": platform.python_version()}, "rows": {},
+    }
+
+    def record(name: str, runs: list[dict[str, Any]]) -> None:
+        result["rows"][name] = {
+            "summary": _summary([r["metrics"] for r in runs]),
+            "seeds": [r["seed"] for r in runs],
+            "training_examples": [r.get("training_examples") for r in runs],
+            "seconds": [r["seconds"] for r in runs],
+        }
+        _write(out_dir, result)
+
+    if include_none:
+        res = evaluate(task.dir, "none", seeds=1, **train)
+        record("none", [_run_of(res, s) for s in res["seeds"]])
+    for method in methods:
+        runs = []
+        for seed in range(seeds):
+            run_dir = out_dir / method / f"seed-{seed}"
+            call = {"method": method, "budget": str(budget), "seed": seed}
+            t0 = time.perf_counter()
+            if not _finished_selection(run_dir, call):
+                select(task.pool.path, target, method=method, budget=budget, seed=seed, cache_dir=cache_dir,
+                       out=run_dir, progress=progress, **view, **params.get(method, {}))
+            select_seconds = time.perf_counter() - t0
+            res = evaluate(task.dir, run_dir, seeds=[seed], **train)
+            run = _run_of(res, seed)
+            run["select_seconds"] = round(select_seconds, 3)
+            runs.append(run)
+            record(method, runs)
+    if include_full:
+        res = evaluate(task.dir, "full", seeds=full_seeds, **train)
+        record("full", [_run_of(res, s) for s in res["seeds"]])
+    return result
+
+
+def _run_of(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    run = result["runs"][str(seed)]
+    return {"seed": seed, "metrics": run["metrics"], "seconds": run.get("seconds", 0.0),
+            "training_examples": result["selection"].get("training_examples"),
+            "steps": (run.get("train") or {}).get("steps", 0)}
+
+
+def markdown_table(result: Mapping[str, Any]) -> str:
+    rows = result["rows"]
+    metric = result["metric"]
+    names = []
+    for row in rows.values():
+        for name in row["summary"]:
+            if name not in names:
+                names.append(name)
+    names.sort(key=lambda n: (n != metric, n))
+    header = ["method", "seeds", *[f"{n} (mean ± std)" for n in names], "training examples", "seconds / seed"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    order = [m for m in ("none",) if m in rows] + [m for m in result["methods"] if m in rows]
+    order += [m for m in ("full",) if m in rows]
+    for name in order:
+        row = rows[name]
+        cells = [name, str(len(row["seeds"]))]
+        for n in names:
+            s = row["summary"].get(n)
+            cells.append(f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "")
+        examples = [e for e in row["training_examples"] if e is not None]
+        cells.append(f"{sum(examples) / len(examples):,.0f}" if examples else "")
+        cells.append(f"{sum(row['seconds']) / len(row['seconds']):.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write(out_dir: Path, result: dict[str, Any]) -> None:
+    from tasksift.data.writers import atomic_path, write_json_atomic
+
+    write_json_atomic(out_dir / "comparison.json", result)
+    task = result["task"]
+    text = (f"# {task['name']}: budget {result['budget']}, metric {result['metric']}\n\n"
+            + markdown_table(result))
+    with atomic_path(out_dir / "comparison.md") as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,120 @@
+"""LESS: the pool examples whose gradients point where the target's do (Xia et al., 2024; METHODS.md, LESS).
+
+Features are per-example gradient features (:mod:`tasksift.features.gradients`): LoRA gradients of a warmed-up
+proxy, randomly projected, Adam-preconditioned for the pool and plain for the targets. The selector reads them
+as vectors:
+
+- ``cos(x, q)`` between every pool row and every target row;
+- a task (a target domain) scores a pool row by its largest cosine to that task's targets;
+- the score is the mean of the task scores (with one task, just the largest cosine);
+- the ``budget`` highest scores are taken (ties: the earlier pool row first).
+
+Our choices where the paper is silent: a row of zeros has cosine 0 to everything; ``domains`` (one label per
+target row) names the tasks, in the order they first appear; the cosines are computed in blocks of pool rows, so
+the ``N x M`` matrix never exists at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tasksift.errors import InputError
+from tasksift.selectors import register
+from tasksift.selectors.base import Selection, Selector, as_float_matrix
+
+#: pool rows per block of the cosine computation
+_BLOCK_ROWS = 8192
+
+
+def parse_domains(domains: Sequence[Any] | str | None, m: int) -> tuple[list[str], np.ndarray]:
+    """``(task names in first-seen order, task number of each target row)``; ``None``: one task.
+
+    A string (as ``--param domains=...`` gives it) is read as a JSON list, else as comma-separated labels.
+    """
+    if domains is None:
+        return ["all"], np.zeros(m, dtype=np.int64)
+    if isinstance(domains, str):
+        text = domains.strip()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = [part.strip() for part in text.split(",")]
+        if not isinstance(parsed, list):
+            raise InputError("less: domains must be a list with one label per target example",
+                             fix='write it like domains=["math","code","math"] or domains=math,code,math')
+        domains = parsed
+    labels = [str(d) for d in domains]
+    if len(labels) != m:
+        raise InputError(f"less: {len(labels)} domain labels for {m} target examples",
+                         fix="give one domain label per target example")
+    names = list(dict.fromkeys(labels))
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.array([index[label] for label in labels], dtype=np.int64)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (rows of zeros stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def less_scores(pool: np.ndarray, target: np.ndarray, task_of: np.ndarray, n_tasks: int,
+                block_rows: int = _BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pool row: the LESS score, the best target row and its cosine, and the per-task maxima ``(N, T)``.
+
+    Returns ``(scores, best_target, task_max)``; the best target's cosine is ``task_max`` of its task.
+    """
+    q = unit_rows(np.asarray(target, dtype=np.float32))
+    n = pool.shape[0]
+    task_max = np.empty((n, n_tasks), dtype=np.float64)
+    best = np.empty(n, dtype=np.int64)
+    members = [np.flatnonzero(task_of == t) for t in range(n_tasks)]
+    for start in range(0, n, block_rows):
+        x = unit_rows(np.asarray(pool[start:start + block_rows], dtype=np.float32))
+        sims = x @ q.T
+        for t, cols in enumerate(members):
+            task_max[start:start + len(x), t] = sims[:, cols].max(axis=1)
+        best[start:start + len(x)] = sims.argmax(axis=1)
+    return task_max.mean(axis=1), best, task_max
+
+
+@register
+class LESSSelector(Selector):
+    """LESS: cosine of gradient features to the targets, max over a task's targets, mean over tasks, top k.
+
+    ``domains``: the task (target domain) of each target row, or ``None`` for one task. Score: the LESS
+    score. Reason: the most similar target row and its cosine, and with several tasks each task's maximum.
+    """
+
+    name = "less"
+    needs = "vectors"
+    summary = "gradient-feature cosine to the targets (max per task, mean over tasks), top k"
+
+    def __init__(self, budget: int, *, seed: int = 0, domains: Sequence[Any] | str | None = None) -> None:
+        super().__init__(budget, seed=seed)
+        self.domains = domains
+
+    def _select(self, pool: Any, target: Any) -> Selection:
+        x = as_float_matrix(pool, "pool gradient features")
+        q = as_float_matrix(target, "target gradient features")
+        if x.shape[1] != q.shape[1]:
+            raise InputError(f"less: pool features have {x.shape[1]} dimensions, target features {q.shape[1]}",
+                             fix="compute both with the same proxy model and projection")
+        names, task_of = parse_domains(self.domains, q.shape[0])
+        scores, best, task_max = less_scores(x, q, task_of, len(names))
+        order = np.lexsort((np.arange(len(scores)), -scores))[: self.budget]
+        reasons = []
+        for row in order:
+            target_row = int(best[row])
+            reason: dict[str, Any] = {"target": target_row, "cosine": float(task_max[row, task_of[target_row]])}
+            if len(names) > 1:
+                reason["tasks"] = {name: float(task_max[row, t]) for t, name in enumerate(names)}
+            reasons.append(reason)
+        selection = Selection(indices=order, weights=np.ones(len(order)), scores=scores[order], reasons=reasons)
+        selection.manifest["tasks"] = {name: int((task_of == t).sum()) for t, name in enumerate(names)}
+        self.scores_all_ = scores
+        return selection

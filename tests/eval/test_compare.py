@@ -1,0 +1,62 @@
+"""`tasksift compare` on a hand-written classification task: rows, resume, table."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tasksift.cli import app
+from tasksift.errors import InputError
+from tasksift.eval.compare import compare, markdown_table
+from tests.train.helpers import classification_task as _classification_task
+from tests.train.helpers import write_jsonl
+
+
+def classification_task(root: Path) -> Path:
+    task = _classification_task(root)
+    write_jsonl(task / "target.jsonl", [{"text": "a wonderful, lovely film", "label": "pos"}])
+    return task
+
+
+def test_compare_writes_rows_for_methods_none_and_full_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    task = classification_task(tmp_path)
+    out = tmp_path / "cmp"
+    result = compare(task, ["random", "knn"], "50%", seeds=2, out=out, max_steps=2, progress=False)
+    rows = result["rows"]
+    assert set(rows) == {"none", "random", "knn", "full"}
+    assert rows["random"]["seeds"] == [0, 1] and rows["full"]["seeds"] == [0]
+    assert all(0.0 <= r["summary"]["accuracy"]["mean"] <= 1.0 for r in rows.values())
+    for method in ("random", "knn"):
+        for seed in (0, 1):
+            assert (out / method / f"seed-{seed}" / "eval.json").is_file()
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["rows"].keys() == rows.keys()
+    table = (out / "comparison.md").read_text()
+    assert markdown_table(result).splitlines()[2].startswith("| none |") and "| full |" in table
+
+    # A second run finds every selection and evaluation done: nothing is selected or trained again.
+    import tasksift.api
+
+    def no_select(*args, **kwargs):
+        raise AssertionError("selection was recomputed")
+
+    monkeypatch.setattr(tasksift.api, "select", no_select)
+    again = compare(task, ["random", "knn"], "50%", seeds=2, out=out, max_steps=2, progress=False)
+    assert again["rows"]["knn"]["summary"] == rows["knn"]["summary"]
+    assert markdown_table(again) == markdown_table(result)
+
+
+def test_compare_rejects_unknown_method_and_stray_params(tmp_path: Path) -> None:
+    task = classification_task(tmp_path)
+    with pytest.raises(InputError, match="unknown method"):
+        compare(task, ["nope"], "10%", progress=False)
+    with pytest.raises(InputError, match="not among the compared methods"):
+        compare(task, ["random"], "10%", params={"knn": {"metric": "l2"}}, progress=False)
+
+
+def test_compare_cli_param_needs_method_prefix(tmp_path: Path) -> None:
+    task = classification_task(tmp_path)
+    result = CliRunner().invoke(app, ["compare", "--task", str(task), "--methods", "random", "--param", "alpha=1"])
+    assert result.exit_code == 2
+    assert "method.key=value" in result.stderr
