@@ -62,3 +62,10 @@ def test_engine_other_than_local_is_refused() -> None:
     with pytest.raises(InputError, match="engine 'ray'"):
         tasksift.select(pool_vectors=np.ones((3, 2)), target_vectors=np.ones((1, 2)), method="knn", budget=1,
                         engine="ray")
+
+
+def test_gradient_methods_get_gradient_features_from_text() -> None:
+    pool = [{"text": f"example {i} about cats" if i % 2 else f"stock report {i}"} for i in range(24)]
+    sel = tasksift.select(pool, [{"text": "my cat"}], method="fishersft", budget=3)
+    assert sel.manifest["features"]["kind"] == "gradients"
+    assert len(sel) == 3

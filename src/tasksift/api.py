@@ -227,13 +227,16 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
     if pool_records is None or target_records is None:
         raise InputError("no pool or no target given",
                          fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
-    from tasksift.features import embed_texts
+    if cls.features == "gradients":
+        from tasksift.features.gradients import gradient_features as featurize
+    else:
+        from tasksift.features import embed_texts as featurize
 
-    with stages("embed"):
-        pool_emb = embed_texts(pool_records.texts, model=model, cache_dir=cache_dir, progress=progress)
-        target_emb = embed_texts(target_records.texts, model=model, cache_dir=cache_dir, progress=progress)
-    info = {"kind": "embeddings", "pool": pool_emb.info(), "target": target_emb.info()}
-    return pool_emb.matrix(), target_emb.matrix(), info
+    with stages(cls.features):
+        pool_feat = featurize(pool_records.texts, model=model, cache_dir=cache_dir, progress=progress)
+        target_feat = featurize(target_records.texts, model=model, cache_dir=cache_dir, progress=progress)
+    info = {"kind": cls.features, "pool": pool_feat.info(), "target": target_feat.info()}
+    return pool_feat.matrix(), target_feat.matrix(), info
 
 
 def _vectors(source: Any, records: Any, dim: int | None, what: str) -> np.ndarray:

@@ -104,6 +104,9 @@ class Selector(ABC):
 
     name: ClassVar[str]
     needs: ClassVar[Needs] = "vectors"
+    #: which features ``tasksift.select`` computes from text for a ``"vectors"`` selector: sentence
+    #: ``"embeddings"`` or per-example ``"gradients"`` of a proxy model
+    features: ClassVar[str] = "embeddings"
     #: one line for ``tasksift methods``
     summary: ClassVar[str] = ""
 

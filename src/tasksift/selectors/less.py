@@ -92,6 +92,7 @@ class LESSSelector(Selector):
 
     name = "less"
     needs = "vectors"
+    features = "gradients"
     summary = "gradient-feature cosine to the targets (max per task, mean over tasks), top k"
 
     def __init__(self, budget: int, *, seed: int = 0, domains: Sequence[Any] | str | None = None) -> None:

@@ -359,6 +359,7 @@ class SpiceSelector(Selector):
 
     name = "spice"
     needs = "vectors"
+    features = "gradients"
     summary = "greedy log det(I + alpha F) gain of gradients with a gradient-conflict penalty"
 
     def __init__(self, budget: int, *, seed: int = 0, alpha: float = 1.0, lam: float = 0.1, fisher: str = "exact",
