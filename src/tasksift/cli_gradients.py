@@ -2,8 +2,9 @@
 
 Registered with ``app.command(name="gradients")(gradients_command)``. A second run with the same settings
 computes nothing; a killed run resumes at the shard it was computing (the cache of ``tasksift embed``).
-For LESS, compute the pool with ``--warmup-steps N --precondition`` and the target with the same warm-up
-(``--warmup-in POOL --warmup-steps N``, no ``--precondition``): both then start from the same warmed-up proxy.
+For LESS, compute the pool with ``--warmup-steps N --precondition less`` (or ``adam``) and the target with the
+same warm-up (``--warmup-in POOL --warmup-steps N``, no ``--precondition``): both then start from the same
+warmed-up proxy.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def gradients_command(
                                                                        "--in).")] = None,
     warmup_lr: Annotated[float, typer.Option("--warmup-lr")] = 3e-4,
     warmup_sample: Annotated[int, typer.Option("--warmup-sample", help="Warm-up texts drawn (seeded).")] = 256,
-    precondition: Annotated[bool, typer.Option("--precondition/--no-precondition", help="Divide by sqrt(v) + eps "
-                                                                                        "from the warm-up's Adam.")]
-    = False,
+    precondition: Annotated[str, typer.Option("--precondition", help="none | adam (g / (sqrt(v) + eps)) | less "
+                                                                     "(LESS's code) with the warm-up's Adam "
+                                                                     "moments.")] = "none",
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Rows per cache shard (the unit of resume).")]
     = 256,
@@ -65,7 +66,8 @@ def gradients_command(
         result = gradient_features(
             records.texts, model=model, kind=kind, params=params, target_modules=target_module, lora_r=lora_r,
             lora_alpha=lora_alpha, max_length=max_length, seed=seed, proj_dim=dim, projection=projection,
-            warmup=warmup, warmup_texts=warmup_texts, precondition=precondition, batch_size=batch_size,
+            warmup=warmup, warmup_texts=warmup_texts, precondition=None if precondition == "none" else precondition,
+            batch_size=batch_size,
             shard_size=shard_size, cache_dir=cache_dir, progress=True)
         if out is not None:
             import numpy as np

@@ -250,20 +250,26 @@ def test_an_interrupted_run_resumes_at_the_shard_it_was_computing(llama_dir: Pat
     np.testing.assert_allclose(resumed.matrix(), fresh.matrix(), rtol=1e-5, atol=1e-7)
 
 
-def test_adam_preconditioning_divides_by_the_warmups_second_moments(llama_dir: Path, tmp_path: Path) -> None:
+def test_preconditioning_rules_use_the_warmups_adam_moments(llama_dir: Path, tmp_path: Path) -> None:
     warm = WarmupSettings(steps=3, lr=1e-2, batch_size=2, seed=0)
     spec = proxy_spec(llama_dir)
     plain = gradient_features(LLAMA_TEXTS, model=spec, proj_dim=0, warmup=warm, cache_dir=tmp_path, progress=False)
-    pre = gradient_features(LLAMA_TEXTS, model=spec, proj_dim=0, warmup=warm, precondition=True,
-                            cache_dir=tmp_path, progress=False)
-    assert plain.cache_dir != pre.cache_dir
+    adam = gradient_features(LLAMA_TEXTS, model=spec, proj_dim=0, warmup=warm, precondition=True,
+                             cache_dir=tmp_path, progress=False)
+    less = gradient_features(LLAMA_TEXTS, model=spec, proj_dim=0, warmup=warm, precondition="less",
+                             cache_dir=tmp_path, progress=False)
+    assert len({plain.cache_dir, adam.cache_dir, less.cache_dir}) == 3
     proxy = spec.load()
     state = cached_warmup(proxy, LLAMA_TEXTS, warm, cache_dir=tmp_path, progress=False)
-    assert state.steps == 3 and state.v_hat.shape == (proxy.dim,) and float(state.v_hat.min()) >= 0
+    assert state.step == 3 and state.v.shape == (proxy.dim,) and float(state.v.min()) >= 0
+    assert state.betas == (0.9, 0.999) and float(state.m.abs().max()) > 0
     # the warm-up trained lora_B away from zero, so lora_A's gradients are no longer zero
     assert any(float(p.abs().sum()) > 0 for p in state.params[1::2])
-    scale = (1.0 / (state.v_hat.sqrt() + warm.eps)).numpy()
-    np.testing.assert_allclose(pre.matrix(), plain.matrix() * scale, rtol=1e-4, atol=1e-7)
+    g, m, v = plain.matrix().astype(np.float64), state.m.double().numpy(), state.v.double().numpy()
+    v_hat = v / (1 - 0.999**3)
+    np.testing.assert_allclose(adam.matrix(), g / (np.sqrt(v_hat) + 1e-8), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(less.matrix(), (0.9 * m + 0.1 * g) / np.sqrt(0.999 * v + 0.001 * g**2 + 1e-8),
+                               rtol=1e-4, atol=1e-6)
     # the warmed-up weights were restored from the cache: same gradients as the cached plain features
     np.testing.assert_allclose(proxy.gradients(LLAMA_TEXTS).numpy(), plain.matrix(), rtol=1e-4, atol=1e-7)
 
@@ -278,13 +284,16 @@ def test_a_warmup_is_run_once_and_then_read_back(llama_dir: Path, tmp_path: Path
 
     monkeypatch.setattr("tasksift.features.gradients.adam_warmup", no_training)
     again = cached_warmup(load_proxy(llama_dir), LLAMA_TEXTS, warm, cache_dir=tmp_path, progress=False)
-    torch.testing.assert_close(again.v_hat, first.v_hat)
+    torch.testing.assert_close(again.v, first.v)
+    torch.testing.assert_close(again.m, first.m)
     assert again.losses == first.losses and len(first.losses) == 2
 
 
 def test_preconditioning_without_a_warmup_is_refused(llama_dir: Path) -> None:
     with pytest.raises(InputError, match="warm-up"):
         gradient_features(LLAMA_TEXTS, model=llama_dir, precondition=True, progress=False)
+    with pytest.raises(InputError, match="preconditioning rule"):
+        gradient_features(LLAMA_TEXTS, model=llama_dir, precondition="sgd", progress=False)
     with pytest.raises(InputError, match="target_modules"):
         proxy_spec(llama_dir, params="linear")
     with pytest.raises(InputError, match="not found"):
@@ -328,5 +337,5 @@ def test_cli_fills_the_cache_and_resumes(llama_dir: Path, tmp_path: Path) -> Non
     assert np.load(out).shape == (5, 16)
     again = runner.invoke(cli_app(), args)
     assert again.exit_code == 0 and "0 shards computed, 3 reused" in again.output
-    bad = runner.invoke(cli_app(), [*args[:5], "--precondition"])
+    bad = runner.invoke(cli_app(), [*args[:5], "--precondition", "adam"])
     assert bad.exit_code == 2 and "warm-up" in bad.output

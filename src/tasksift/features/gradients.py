@@ -40,10 +40,14 @@ whose row tiles of :data:`TILE_ROWS` rows are regenerated from ``(seed, tile)`` 
 ``log det(I + alpha F)`` needs (LESS's cosine does not care).
 
 Adam preconditioning (:func:`adam_warmup`, LESS): a few AdamW steps on a sample train the adapters and leave
-Adam's second moments ``v``; a pool feature is then ``g / (sqrt(v_hat) + eps)`` with the bias-corrected
-``v_hat`` (LESS's code also folds the example's own gradient into both moments; we follow the formula of
-METHODS.md). Target features are taken from the same warmed-up proxy without preconditioning. The warmed-up
-state is cached (kind ``gradient-warmup``), so the pool run and the target run share it.
+Adam's moments; a pool feature is then ``g / (sqrt(v_hat) + eps)`` with the bias-corrected ``v_hat``
+(``precondition="adam"``, the formula of METHODS.md) or, as LESS's own code does, the Adam update direction with
+the example's gradient folded into both moments (``precondition="less"``, :data:`PRECONDITION_RULES`). Measured
+here (SmolLM2, a 4-step warm-up, BBC News): the ``adam`` rule's tiny ``v`` on rarely-touched coordinates
+(down to 1e-17) blows them up, pool-target cosines fall to about 0.015, and a 1,024- or 8,192-dimensional
+projection's noise (about ``1/sqrt(k)``) then drowns them; the ``less`` rule bounds every coordinate. Target
+features are taken from the same warmed-up proxy without preconditioning. The warmed-up state is cached (kind
+``gradient-warmup``), so the pool run and the target run share it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +88,11 @@ BOW_TEMPERATURE = 0.05
 PROJECTION_KINDS = ("rademacher", "gaussian")
 PARAM_MODES = ("lora", "linear")
 PROXY_KINDS = ("auto", "causal-lm", "encoder")
+#: how a pool gradient ``g`` is preconditioned with the warm-up's Adam moments ``m``, ``v`` (step ``t``):
+#: ``adam``: ``g / (sqrt(v / (1 - beta2^t)) + eps)`` (METHODS.md); ``less``: the LESS reference code's
+#: ``(beta1 m + (1 - beta1) g) / sqrt(beta2 v + (1 - beta2) g^2 + eps)``, each coordinate bounded by
+#: ``(1 - beta1) / sqrt(1 - beta2)`` plus the momentum term
+PRECONDITION_RULES = ("adam", "less")
 #: LoRA targets when none are given
 DEFAULT_LORA_TARGETS = {"causal-lm": ("q_proj", "v_proj"), "encoder": ("query", "value")}
 #: bump when the features of unchanged settings would change
@@ -566,16 +576,32 @@ class WarmupSettings:
 
 @dataclass
 class WarmupState:
-    """What a warm-up leaves: the adapters' trained values and the bias-corrected second moments (flat)."""
+    """What a warm-up leaves: the adapters' trained values and Adam's moments after the last step (flat).
+
+    ``m`` and ``v`` are Adam's raw ``exp_avg`` and ``exp_avg_sq`` (no bias correction), ``step`` the number of
+    updates they saw, ``betas`` Adam's.
+    """
 
     params: list[torch.Tensor]
-    v_hat: torch.Tensor
-    steps: int
+    m: torch.Tensor
+    v: torch.Tensor
+    step: int
+    betas: tuple[float, float]
     losses: list[float]
 
-    def preconditioner(self, eps: float) -> torch.Tensor:
-        """``1 / (sqrt(v_hat) + eps)``, one factor per gradient coordinate."""
-        return 1.0 / (self.v_hat.sqrt() + eps)
+    @property
+    def v_hat(self) -> torch.Tensor:
+        """The bias-corrected second moments ``v / (1 - beta2^step)``."""
+        return self.v / (1.0 - self.betas[1] ** max(self.step, 1))
+
+    def precondition(self, grads: torch.Tensor, rule: str, eps: float) -> torch.Tensor:
+        """Per-example gradients ``(B, D)`` preconditioned by ``rule`` (see :data:`PRECONDITION_RULES`)."""
+        if rule == "adam":
+            return grads / (self.v_hat.sqrt() + eps)
+        if rule == "less":
+            beta1, beta2 = self.betas
+            return (beta1 * self.m + (1 - beta1) * grads) / torch.sqrt(beta2 * self.v + (1 - beta2) * grads**2 + eps)
+        raise ValueError(f"unknown preconditioning rule {rule!r}")
 
 
 def warmup_sample(texts: Sequence[str], settings: WarmupSettings) -> list[str]:
@@ -611,18 +637,15 @@ def adam_warmup(proxy: ProxyModel, texts: Sequence[str], settings: WarmupSetting
         torch.manual_seed(settings.seed)
         stats = run_steps(params, optimizer, sampler, loss_fn, epochs=epochs, max_steps=settings.steps,
                           grad_clip=1.0, progress=progress, desc="gradient warm-up")
-    beta2 = optimizer.param_groups[0]["betas"][1]
-    moments = []
+    betas = tuple(float(b) for b in optimizer.param_groups[0]["betas"])
+    firsts, seconds = [], []
     for p in params:
         state = optimizer.state.get(p, {})
-        if "exp_avg_sq" in state:
-            step = float(state["step"])
-            moments.append((state["exp_avg_sq"] / (1.0 - beta2**step)).reshape(-1))
-        else:
-            moments.append(torch.zeros(p.numel()))
+        firsts.append(state["exp_avg"].reshape(-1) if "exp_avg" in state else torch.zeros(p.numel()))
+        seconds.append(state["exp_avg_sq"].reshape(-1) if "exp_avg_sq" in state else torch.zeros(p.numel()))
     optimizer.zero_grad(set_to_none=True)
-    return WarmupState([p.detach().clone() for p in params], torch.cat(moments).float(), stats.steps,
-                       stats.losses)
+    return WarmupState([p.detach().clone() for p in params], torch.cat(firsts).float(), torch.cat(seconds).float(),
+                       stats.steps, (betas[0], betas[1]), stats.losses)
 
 
 def _warmup_path(cache_root: Path, key: dict[str, Any]) -> Path:
@@ -646,10 +669,12 @@ def cached_warmup(proxy: ProxyModel, texts: Sequence[str], settings: WarmupSetti
         with torch.no_grad():
             for p, value in zip(params, saved["params"], strict=True):
                 p.copy_(value)
-        return WarmupState(list(saved["params"]), saved["v_hat"], int(saved["steps"]), list(saved["losses"]))
+        return WarmupState(list(saved["params"]), saved["m"], saved["v"], int(saved["step"]),
+                           (float(saved["betas"][0]), float(saved["betas"][1])), list(saved["losses"]))
     state = adam_warmup(proxy, texts, settings, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"params": state.params, "v_hat": state.v_hat, "steps": state.steps, "losses": state.losses}
+    payload = {"params": state.params, "m": state.m, "v": state.v, "step": state.step, "betas": list(state.betas),
+               "losses": state.losses}
     _atomic_write(path, lambda f: torch.save(payload, f))
     return state
 
@@ -666,24 +691,24 @@ def texts_digest(texts: Sequence[str]) -> str:
 class GradientFeaturizer:
     """Turns texts into gradient feature rows: per-example gradients, preconditioned, projected.
 
-    ``preconditioner``: one factor per raw gradient coordinate (from :meth:`WarmupState.preconditioner`) or
-    ``None``. ``projection``: a :class:`RandomProjection` from the raw gradient width, or ``None`` (raw
-    gradients). Texts are processed longest first in batches of ``batch_size``; raw rows are buffered up to
-    ``buffer_bytes`` and projected together, so each tile of the projection is generated once per buffer.
+    ``precondition``: a function applied to each batch of raw gradients ``(B, D)`` (for example
+    ``lambda g: warm.precondition(g, "adam", 1e-8)``) or ``None``. ``projection``: a :class:`RandomProjection`
+    from the raw gradient width, or ``None`` (raw gradients). Texts are processed longest first in batches of
+    ``batch_size``; raw rows are buffered up to ``buffer_bytes`` and projected together, so each tile of the
+    projection is generated once per buffer.
     """
 
     def __init__(self, proxy: ProxyModel, *, projection: RandomProjection | None = None,
-                 preconditioner: torch.Tensor | None = None, batch_size: int = DEFAULT_GRADIENT_BATCH_SIZE,
+                 precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 batch_size: int = DEFAULT_GRADIENT_BATCH_SIZE,
                  buffer_bytes: int = DEFAULT_BUFFER_BYTES, settings: dict[str, Any] | None = None) -> None:
         if projection is not None and projection.in_dim != proxy.dim:
             raise ValueError(f"the projection reads {projection.in_dim} values, the gradients have {proxy.dim}")
-        if preconditioner is not None and preconditioner.shape != (proxy.dim,):
-            raise ValueError(f"the preconditioner has shape {tuple(preconditioner.shape)}, not ({proxy.dim},)")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.proxy = proxy
         self.projection = projection
-        self.preconditioner = preconditioner
+        self.precondition = precondition
         self.batch_size = batch_size
         self.buffer_rows = max(1, int(buffer_bytes) // (4 * proxy.dim))
         self.settings = settings or {}
@@ -713,8 +738,8 @@ class GradientFeaturizer:
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             grads = self.proxy.gradients([texts[i] for i in rows])
-            if self.preconditioner is not None:
-                grads *= self.preconditioner
+            if self.precondition is not None:
+                grads = self.precondition(grads)
             buffer.append(grads)
             buffered.append(rows)
             if sum(len(r) for r in buffered) >= self.buffer_rows:
@@ -726,17 +751,18 @@ class GradientFeaturizer:
 
 
 def gradient_settings(identity: dict[str, Any], projection: dict[str, Any] | None, warmup: dict[str, Any] | None,
-                      precondition: bool) -> dict[str, Any]:
+                      precondition: str | None) -> dict[str, Any]:
     """The cache settings of gradient features: everything that changes the rows (not paths or batch sizes).
 
     ``identity``: the proxy's (:meth:`ProxySpec.identity`); ``projection``: :meth:`RandomProjection.settings`
-    or ``None``; ``warmup``: the warm-up settings with the digest of its texts, or ``None``.
+    or ``None``; ``warmup``: the warm-up settings with the digest of its texts, or ``None``; ``precondition``:
+    the rule (:data:`PRECONDITION_RULES`) or ``None``.
     """
     return {
         "proxy": key_identity(identity),
         "projection": projection,
         "warmup": warmup,
-        "precondition": "adam" if precondition else None,
+        "precondition": precondition,
         "dtype": "float32",
         "mode": "eval",
         "version": FEATURE_VERSION,
@@ -758,7 +784,7 @@ def gradient_features(
     projection: str = "rademacher",
     warmup: WarmupSettings | None = None,
     warmup_texts: Sequence[str] | None = None,
-    precondition: bool = False,
+    precondition: bool | str | None = None,
     batch_size: int = DEFAULT_GRADIENT_BATCH_SIZE,
     shard_size: int = DEFAULT_GRADIENT_SHARD_SIZE,
     cache_dir: str | Path | None = None,
@@ -772,13 +798,18 @@ def gradient_features(
     ``max_length`` and the LoRA seed are their own). ``proj_dim``: projected width (``None`` or 0: raw
     gradients); ``projection``: ``rademacher`` or ``gaussian``, seeded by ``seed``. ``warmup``: an Adam warm-up
     on ``warmup_texts`` (default: ``texts``), run once before the first gradient (cached, see
-    :func:`cached_warmup`); ``precondition``: divide by ``sqrt(v_hat) + eps`` (needs a warm-up with steps).
+    :func:`cached_warmup`); ``precondition``: ``"adam"`` (or ``True``) or ``"less"``, see
+    :data:`PRECONDITION_RULES` (needs a warm-up with steps); ``None`` or ``False``: plain gradients.
     A loaded proxy that has been warmed up is changed no further: pass the same spec (not the same loaded
     model) for the pool and the target so that both start from the same weights.
 
     Finished shards are reused and a killed run resumes; when every shard is cached the model is not loaded.
     """
-    if precondition and (warmup is None or warmup.steps < 1):
+    rule = "adam" if precondition is True else (precondition or None)
+    if rule is not None and rule not in PRECONDITION_RULES:
+        raise InputError(f"unknown preconditioning rule {precondition!r}",
+                         fix=f"choose one of {', '.join(PRECONDITION_RULES)}")
+    if rule is not None and (warmup is None or warmup.steps < 1):
         raise InputError("Adam preconditioning needs a warm-up with at least one step",
                          fix="pass a warm-up (e.g. --warmup-steps 8) or drop --precondition")
     if proj_dim is not None and (isinstance(proj_dim, bool) or not isinstance(proj_dim, int) or proj_dim < 0):
@@ -805,7 +836,7 @@ def gradient_features(
     source = list(warmup_texts) if warmup_texts is not None else list(texts)
     if warmup is not None and warmup.steps > 0:
         warm_key = {**asdict(warmup), "texts": texts_digest(warmup_sample(source, warmup))}
-    settings = gradient_settings(identity, proj_settings, warm_key, precondition)
+    settings = gradient_settings(identity, proj_settings, warm_key, rule)
     cache = FeatureCache(cache_dir, "gradients", {**settings, "shard_size": shard_size},
                          meta={"model_name": identity["name"], "model_path": identity["path"]})
 
@@ -815,9 +846,10 @@ def gradient_features(
             prec = None
             if warm_key is not None and warmup is not None:
                 warm = cached_warmup(proxy, source, warmup, cache_dir=cache_dir, progress=bool(progress))
-                prec = warm.preconditioner(warmup.eps) if precondition else None
+                if rule is not None:
+                    prec = partial(warm.precondition, rule=rule, eps=warmup.eps)
             proj = RandomProjection(proxy.dim, proj_dim, seed=seed, kind=projection) if proj_dim else None
-            loaded["featurizer"] = GradientFeaturizer(proxy, projection=proj, preconditioner=prec,
+            loaded["featurizer"] = GradientFeaturizer(proxy, projection=proj, precondition=prec,
                                                       batch_size=batch_size, settings=settings)
         return loaded["featurizer"]
 
