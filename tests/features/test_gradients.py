@@ -289,6 +289,20 @@ def test_a_warmup_is_run_once_and_then_read_back(llama_dir: Path, tmp_path: Path
     assert again.losses == first.losses and len(first.losses) == 2
 
 
+def test_a_proxy_whose_adapters_changed_cannot_fill_another_cache_entry(llama_dir: Path, tmp_path: Path) -> None:
+    proxy = load_proxy(llama_dir)
+    warm = WarmupSettings(steps=1, batch_size=2)
+    gradient_features(LLAMA_TEXTS, model=proxy, proj_dim=8, warmup=warm, cache_dir=tmp_path, progress=False)
+    with pytest.raises(InputError, match="changed by a warm-up"):
+        gradient_features(LLAMA_TEXTS, model=proxy, proj_dim=8, cache_dir=tmp_path, progress=False)
+    with pytest.raises(InputError, match="already changed"):
+        cached_warmup(proxy, LLAMA_TEXTS, WarmupSettings(steps=2, batch_size=2), cache_dir=tmp_path, progress=False)
+    # the same warm-up again is fine: its saved weights are read back
+    again = gradient_features(LLAMA_TEXTS, model=proxy, proj_dim=8, warmup=warm, precondition="less",
+                              cache_dir=tmp_path, progress=False)
+    assert again.shape == (len(LLAMA_TEXTS), 8)
+
+
 def test_preconditioning_without_a_warmup_is_refused(llama_dir: Path) -> None:
     with pytest.raises(InputError, match="warm-up"):
         gradient_features(LLAMA_TEXTS, model=llama_dir, precondition=True, progress=False)

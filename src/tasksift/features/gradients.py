@@ -310,6 +310,8 @@ class ProxyModel:
         self.pad_id = int(pad_id)
         self.special_ids = torch.tensor(sorted(set(int(i) for i in special_ids)), dtype=torch.long)
         self.slots = trainable_slots(module)
+        #: what changed the trainable weights since loading: ``None`` (nothing), a warm-up's key, or training
+        self.adapter_state: dict[str, Any] | None = None
         self._word_vectors: torch.Tensor | None = None
         module.eval()
 
@@ -664,6 +666,10 @@ def cached_warmup(proxy: ProxyModel, texts: Sequence[str], settings: WarmupSetti
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     path = _warmup_path(root, key)
     params = proxy.trainable_parameters()
+    if not path.is_file() and proxy.adapter_state not in (None, {"warmup": key}):
+        raise InputError("the proxy's adapters were already changed (another warm-up or training); a warm-up must "
+                         "start from the loaded weights", fix="load a fresh proxy for this warm-up")
+    proxy.adapter_state = {"warmup": key}
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         with torch.no_grad():
@@ -800,8 +806,8 @@ def gradient_features(
     on ``warmup_texts`` (default: ``texts``), run once before the first gradient (cached, see
     :func:`cached_warmup`); ``precondition``: ``"adam"`` (or ``True``) or ``"less"``, see
     :data:`PRECONDITION_RULES` (needs a warm-up with steps); ``None`` or ``False``: plain gradients.
-    A loaded proxy that has been warmed up is changed no further: pass the same spec (not the same loaded
-    model) for the pool and the target so that both start from the same weights.
+    The warm-up sets a loaded proxy's adapters in place (trained, or read back from the warm-up cache), so the
+    pool and the target calls may share one loaded proxy or one spec: both start from the same weights.
 
     Finished shards are reused and a killed run resumes; when every shard is cached the model is not loaded.
     """
@@ -823,6 +829,12 @@ def gradient_features(
             raise InputError(f"{what} {value!r} must be a positive whole number")
     loaded: dict[str, Any] = {}
     if isinstance(model, ProxyModel):
+        expected = None if warmup is None or warmup.steps < 1 else "warmup"
+        state = model.adapter_state or {}
+        if "trainer_steps" in state or (expected is None and state):
+            raise InputError("the loaded proxy's adapters were changed by a warm-up or by training, so its "
+                             "gradients are not the ones these settings name",
+                             fix="load a fresh proxy (or pass its ProxySpec) for these features")
         loaded["proxy"] = model
         identity = model.identity
         spec = None
@@ -893,6 +905,7 @@ class ProxyTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         value = float(loss.detach())
         self.steps += 1
+        proxy.adapter_state = {**(proxy.adapter_state or {}), "trainer_steps": self.steps}
         self.losses.append(value)
         return value
 
