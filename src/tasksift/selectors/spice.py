@@ -46,6 +46,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from tasksift.errors import InputError
+from tasksift.progress import progress_bar
 from tasksift.selectors import register
 from tasksift.selectors.base import Selection, Selector, as_float_matrix
 
@@ -252,29 +253,6 @@ def blas_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def step_bar(enabled: bool, desc: str, total: int) -> Iterator[Callable[[], None]]:
-    """A rich progress bar over greedy steps (on stderr) yielding ``advance()``; a no-op when not ``enabled``."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(TextColumn(desc), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeElapsedColumn(),
-                   TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True))
-    with bar:
-        task = bar.add_task(desc, total=total)
-        yield lambda: bar.update(task, advance=1)
-
-
 class ProxySchedule:
     """The interleaving: one proxy step per ``T`` picks; a window that starts after a step reads fresh gradients.
 
@@ -425,7 +403,7 @@ class SpiceSelector(Selector):
         scores: list[float] = []
         stopped: list[int] = []
         largest = max(len(m) for m in windows) * d * 4
-        with step_bar(getattr(self, "_progress", False), f"{self.name} greedy", sum(quotas)) as advance, \
+        with progress_bar(getattr(self, "_progress", False), f"{self.name} greedy", sum(quotas), "steps") as advance, \
                 blas_threads(1 if largest < SMALL_WINDOW_BYTES else None):
             for w, (members, quota) in enumerate(zip(windows, quotas, strict=True)):
                 if quota == 0:

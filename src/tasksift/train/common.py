@@ -20,24 +20,15 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from tasksift.errors import InputError
 from tasksift.features.embed import default_threads
+from tasksift.progress import progress_bar  # noqa: F401 - shared by the trainers
 
 #: environment variable that sets the torch thread count
 THREADS_ENV = "TASKSIFT_THREADS"
@@ -215,25 +206,6 @@ def make_optimizer(groups: Sequence[dict[str, Any]], weight_decay: float = 0.0) 
     if not kept:
         raise ValueError("no trainable parameters")
     return torch.optim.AdamW(kept, weight_decay=weight_decay)
-
-
-@contextmanager
-def progress_bar(enabled: bool, desc: str, total: int | None, unit: str = "rows"
-                 ) -> Iterator[Callable[[int, str], None]]:
-    """A rich progress bar (on stderr) yielding ``advance(n, note="")``; a no-op when ``enabled`` is false."""
-    if not enabled:
-        yield lambda n, note="": None
-        return
-    bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn(unit), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                   TextColumn("{task.fields[note]}"), console=Console(stderr=True))
-    with bar:
-        task = bar.add_task(desc, total=total, note="")
-
-        def advance(n: int, note: str = "") -> None:
-            bar.update(task, advance=n, note=note)
-
-        yield advance
 
 
 def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
