@@ -217,6 +217,17 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
                              fix="pass --pool and --target records (vectors alone are not enough)")
         return pool_records.texts, target_records.texts, {"kind": "text"}
     # vectors
+    if not cls.needs_target:
+        # a selector that reads no target (SPICE): only the pool is featurized; a given target is ignored
+        if pool_vectors is not None:
+            with stages("load"):
+                return _vectors(pool_vectors, pool_records, None, "pool vectors"), None, {"kind": "user vectors"}
+        if pool_records is None:
+            raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
+        featurize = _featurizer(cls)
+        with stages(cls.features):
+            pool_feat = featurize(pool_records.texts, model=model, cache_dir=cache_dir, progress=progress)
+        return pool_feat.matrix(), None, {"kind": cls.features, "pool": pool_feat.info()}
     if (pool_vectors is None) != (target_vectors is None):
         raise InputError("give both --pool-vectors and --target-vectors, or neither (then both are embedded)")
     if pool_vectors is not None:
@@ -227,16 +238,23 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
     if pool_records is None or target_records is None:
         raise InputError("no pool or no target given",
                          fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
-    if cls.features == "gradients":
-        from tasksift.features.gradients import gradient_features as featurize
-    else:
-        from tasksift.features import embed_texts as featurize
-
+    featurize = _featurizer(cls)
     with stages(cls.features):
         pool_feat = featurize(pool_records.texts, model=model, cache_dir=cache_dir, progress=progress)
         target_feat = featurize(target_records.texts, model=model, cache_dir=cache_dir, progress=progress)
     info = {"kind": cls.features, "pool": pool_feat.info(), "target": target_feat.info()}
     return pool_feat.matrix(), target_feat.matrix(), info
+
+
+def _featurizer(cls: type[Selector]) -> Any:
+    """The feature function ``tasksift.select`` uses for a ``"vectors"`` selector."""
+    if cls.features == "gradients":
+        from tasksift.features.gradients import gradient_features
+
+        return gradient_features
+    from tasksift.features import embed_texts
+
+    return embed_texts
 
 
 def _vectors(source: Any, records: Any, dim: int | None, what: str) -> np.ndarray:

@@ -229,3 +229,16 @@ def test_spice_through_the_python_api(tmp_path) -> None:
                  window="20", omega=None)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert len(sel) == 7 and manifest["method"] == "spice" and manifest["params"]["window"] == "20"
+
+
+def test_spice_needs_no_target(tmp_path) -> None:
+    from tasksift.api import select
+
+    g = np.random.default_rng(4).normal(size=(60, 8)).astype(np.float32)
+    assert SpiceSelector.needs_target is False
+    alone = select(pool_vectors=g, method="spice", budget=7, out=tmp_path / "alone")
+    with_target = select(pool_vectors=g, target_vectors=g[:2], method="spice", budget=7)
+    assert alone.indices.tolist() == with_target.indices.tolist()
+    assert json.loads((tmp_path / "alone" / "manifest.json").read_text())["counts"]["target"] == 0
+    with pytest.raises(InputError, match="target"):  # a selector that reads a target still demands one
+        select(pool_vectors=g, method="less", budget=7)

@@ -109,6 +109,9 @@ class Selector(ABC):
     features: ClassVar[str] = "embeddings"
     #: one line for ``tasksift methods``
     summary: ClassVar[str] = ""
+    #: False for selectors that read no target (SPICE selects for the proxy's own training signal):
+    #: ``fit`` then accepts ``target=None`` and ``tasksift.select`` does not featurize a target
+    needs_target: ClassVar[bool] = True
 
     def __init__(self, budget: int, *, seed: int = 0) -> None:
         self.budget = budget
@@ -133,7 +136,7 @@ class Selector(ABC):
         n = len(pool)
         if n == 0:
             raise InputError("the pool is empty", fix="give a pool with at least one example")
-        if self.needs != "count" and (target is None or len(target) == 0):
+        if self.needs != "count" and self.needs_target and (target is None or len(target) == 0):
             raise InputError("the target set is empty", fix="give at least one target example")
         if not isinstance(self.budget, int | np.integer) or self.budget <= 0:
             raise InputError(f"budget {self.budget!r} must be a positive number of examples")

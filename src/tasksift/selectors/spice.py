@@ -338,6 +338,7 @@ class SpiceSelector(Selector):
     name = "spice"
     needs = "vectors"
     features = "gradients"
+    needs_target = False
     summary = "greedy log det(I + alpha F) gain of gradients with a gradient-conflict penalty"
 
     def __init__(self, budget: int, *, seed: int = 0, alpha: float = 1.0, lam: float = 0.1, fisher: str = "exact",
@@ -358,10 +359,8 @@ class SpiceSelector(Selector):
             raise InputError(f"{self.name}: the proxy must have gradients(rows) and step(rows) methods")
         self._proxy = proxy
         self._progress = progress
-        # The base class insists on a target; SPICE reads none, so a stand-in passes its check.
-        stand_in = target if target is not None and len(target) > 0 else np.zeros((1, 1), dtype=np.float32)
         try:
-            return super().fit(pool, stand_in)  # type: ignore[return-value]
+            return super().fit(pool, target)  # type: ignore[return-value]
         finally:
             self._proxy = None
             self._progress = False
