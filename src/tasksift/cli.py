@@ -191,6 +191,8 @@ def compare(
     model: Annotated[str | None, typer.Option("--model", help="Model to finetune (default: the track's).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
+    train: Annotated[list[str] | None, typer.Option("--train", help="Training setting key=value for every row, "
+                                                                    "e.g. max_length=128 or lr=1e-4.")] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """Select with each method and seed, finetune, score; write comparison.json and comparison.md."""
@@ -208,7 +210,7 @@ def compare(
             per_method.setdefault(method, {})[name] = value
         result = run_compare(task, names, budget, seeds=seeds, full_seeds=full_seeds, include_full=full, out=out,
                              params=per_method, model=model, epochs=epochs, max_steps=max_steps,
-                             cache_dir=cache_dir)
+                             settings=parse_params(train), cache_dir=cache_dir)
     console.print(markdown_table(result), soft_wrap=True)
 
 

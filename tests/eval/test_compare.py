@@ -60,3 +60,18 @@ def test_compare_cli_param_needs_method_prefix(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["compare", "--task", str(task), "--methods", "random", "--param", "alpha=1"])
     assert result.exit_code == 2
     assert "method.key=value" in result.stderr
+
+
+def test_compare_cli_train_settings_reach_every_row(tmp_path: Path) -> None:
+    task = classification_task(tmp_path)
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", "--task", str(task), "--methods", "random", "--budget", "50%",
+                                      "--seeds", "1", "--no-full", "--max-steps", "1", "--out", str(out),
+                                      "--train", "max_length=24", "--train", "batch_size=2"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["training"]["settings"] == {"max_length": "24", "batch_size": "2"}
+    run = json.loads((out / "random" / "seed-0" / "eval.json").read_text())
+    assert run["settings"]["max_length"] == 24 and run["settings"]["batch_size"] == 2
+    bad = CliRunner().invoke(app, ["compare", "--task", str(task), "--methods", "random", "--train", "depth=3"])
+    assert bad.exit_code == 2 and "unknown classification training setting 'depth'" in bad.stderr

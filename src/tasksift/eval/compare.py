@@ -54,9 +54,12 @@ def _summary(metric_runs: list[dict[str, float]]) -> dict[str, dict[str, float]]
 def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds: int = 3, full_seeds: int = 1,
             include_full: bool = True, include_none: bool = True, out: str | Path | None = None,
             params: Mapping[str, Mapping[str, Any]] | None = None, model: str | None = None,
-            epochs: int | None = None, max_steps: int | None = None, cache_dir: str | Path | None = None,
-            progress: bool = True) -> dict[str, Any]:
-    """Run the comparison and return what ``comparison.json`` holds."""
+            epochs: int | None = None, max_steps: int | None = None, settings: Mapping[str, Any] | None = None,
+            cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the comparison and return what ``comparison.json`` holds.
+
+    ``settings``: training settings besides ``epochs`` / ``max_steps`` (e.g. ``max_length``), the same for every
+    row. Seeds are the outer loop, so an interrupted comparison has every method at its first seeds."""
     from tasksift.api import select
     from tasksift.eval.harness import evaluate
     from tasksift.eval.tasks import load_task
@@ -75,7 +78,8 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = task.path("target", "target.jsonl")
     view = _text_view(task.spec, task.kind)
-    train = {"model": model, "epochs": epochs, "max_steps": max_steps, "progress": progress}
+    train = {"model": model, "epochs": epochs, "max_steps": max_steps, "settings": dict(settings or {}) or None,
+             "progress": progress}
     result: dict[str, Any] = {
         "task": task.info(), "budget": budget, "seeds": list(range(seeds)), "metric": task.metric,
         "methods": list(methods), "params": params, "training": {k: v for k, v in train.items() if k != "progress"},
@@ -94,9 +98,10 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
     if include_none:
         res = evaluate(task.dir, "none", seeds=1, **train)
         record("none", [_run_of(res, s) for s in res["seeds"]])
-    for method in methods:
-        runs = []
-        for seed in range(seeds):
+    runs_of: dict[str, list[dict[str, Any]]] = {method: [] for method in methods}
+    for seed in range(seeds):
+        for method in methods:
+            runs = runs_of[method]
             run_dir = out_dir / method / f"seed-{seed}"
             call = {"method": method, "budget": str(budget), "seed": seed}
             t0 = time.perf_counter()
