@@ -147,7 +147,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
         pool_records = _load_records(pool, **view) if pool is not None else None
         target_records = _load_records(target, **view) if target is not None else None
     pool_feat, target_feat, features_info = _features(
-        cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages)
+        cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages,
+        params)
 
     n = len(pool_feat)
     k = parse_budget(budget, n)
@@ -201,7 +202,8 @@ def _string_array(values: list[str]) -> Any:
 
 
 def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_vectors: Any, target_vectors: Any,
-              model: str | None, cache_dir: Any, progress: bool, stages: _Stages) -> tuple[Any, Any, dict]:
+              model: str | None, cache_dir: Any, progress: bool, stages: _Stages,
+              params: Mapping[str, Any] | None = None) -> tuple[Any, Any, dict]:
     """What the selector's ``fit`` receives, by ``cls.needs``."""
     if cls.needs == "count":
         if pool_records is not None:
@@ -211,6 +213,8 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
         with stages("load"):
             x = _vectors(pool_vectors, pool_records, None, "pool vectors")
         return x, None, {"kind": "none"}
+    if cls.needs == "pairs":
+        return _pair_features(cls, pool_records, params, model, cache_dir, progress, stages)
     if cls.needs == "texts":
         if pool_records is None or target_records is None:
             raise InputError(f"method {cls.name!r} reads text",
@@ -255,6 +259,34 @@ def _featurizer(cls: type[Selector]) -> Any:
     from tasksift.features import embed_texts
 
     return embed_texts
+
+
+def _pair_features(cls: type[Selector], pool_records: Any, params: Mapping[str, Any] | None, model: str | None,
+                   cache_dir: Any, progress: bool, stages: _Stages) -> tuple[Any, None, dict]:
+    """Retrieval pairs for a ``"pairs"`` selector: the pool's query and document fields embedded apart, queries
+    keyed by ``query_id_field`` (when every record has it) or by their text."""
+    from tasksift.data import load_records
+    from tasksift.features import embed_texts
+    from tasksift.selectors.opera import PairFeatures
+
+    if pool_records is None or pool_records.path is None:
+        raise InputError(f"method {cls.name!r} reads query-document pairs",
+                         fix="pass --pool records of pairs (fields such as query and document)")
+    settings = {**cls.param_defaults(), **(params or {})}
+    with stages("load"):
+        queries = load_records(pool_records.path, text_field=settings["query_field"])
+        docs = load_records(pool_records.path, text_field=settings["doc_field"])
+        id_field = settings.get("query_id_field")
+        keys: list[Any] = list(queries.texts)
+        if id_field:
+            rows = queries.take(np.arange(len(queries)))
+            if all(id_field in r for r in rows):
+                keys = [str(r[id_field]) for r in rows]
+    with stages("embeddings"):
+        q = embed_texts(queries.texts, model=model, cache_dir=cache_dir, progress=progress)
+        d = embed_texts(docs.texts, model=model, cache_dir=cache_dir, progress=progress)
+    return PairFeatures(q.matrix(), d.matrix(), keys), None, {"kind": "pair embeddings", "queries": q.info(),
+                                                              "documents": d.info()}
 
 
 def _vectors(source: Any, records: Any, dim: int | None, what: str) -> np.ndarray:

@@ -29,11 +29,13 @@ from tasksift.cli_common import (
 from tasksift.cli_data import data_app
 from tasksift.cli_eval import eval_command
 from tasksift.cli_gradients import gradients_command
+from tasksift.cli_retriever import retriever_app
 from tasksift.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Select the training examples that serve your target task.")
 app.add_typer(data_app, name="data")
+app.add_typer(retriever_app, name="retriever")
 app.command("eval")(eval_command)
 app.command("gradients")(gradients_command)
 

@@ -312,16 +312,19 @@ class _ClassificationTrack(_Track):
 
 class _RetrievalTrack(_Track):
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
-        from tasksift.train import finetune_retriever, load_encoder
+        from tasksift.train import load_encoder
+        from tasksift.train.retriever import PairTrainer
 
         encoder, self.tokenizer = load_encoder(self.model_path, normalize=True)
         if data is None:
             return encoder, None
-        # documents and queries are keyed by their text: the same text is the same positive
-        stats = finetune_retriever(encoder, self.tokenizer, data.queries, data.documents, data.queries,
-                                   data.documents, self.settings, seed=seed, progress=self.progress,
-                                   desc=f"finetune seed {seed}")
-        return encoder, stats
+        # hard negatives, base cosines and pruning as `tasksift retriever train` does; mined once for all seeds
+        if getattr(self, "_trainer_of", None) is not data:
+            self._trainer_of = data
+            self._trainer = PairTrainer(self.model_path, data.queries, data.documents, self.settings,
+                                        progress=self.progress)
+        run = self._trainer.run(seed, desc=f"finetune seed {seed}")
+        return run.encoder, run.stats
 
     def score(self, encoder: Any) -> dict[str, float]:
         from tasksift.train import retrieve

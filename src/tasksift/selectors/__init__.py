@@ -15,7 +15,9 @@ from tasksift.selectors.base import Selection, Selector
 __all__ = ["Selection", "Selector", "available", "get", "register"]
 
 _REGISTRY: dict[str, type[Selector]] = {}
-_BUILTIN_MODULES = ("random", "knn", "dsir", "tsds", "less", "spice")
+_BUILTIN_MODULES = ("random", "knn", "dsir", "tsds", "less", "spice", "opera")
+#: names of training-time samplers, which select nothing: where to use them instead
+_TRAINING_TIME = {"opera-dp": "dynamic", "infobatch": "infobatch"}
 _loaded = False
 
 
@@ -44,6 +46,9 @@ def available() -> dict[str, type[Selector]]:
 
 def get(name: str) -> type[Selector]:
     methods = available()
+    if name in _TRAINING_TIME and name not in methods:
+        raise InputError(f"{name!r} prunes while training, it does not select",
+                         fix=f"run `tasksift retriever train --task DIR --pruning {_TRAINING_TIME[name]}`")
     if name not in methods:
         raise InputError(f"unknown method {name!r}", fix=f"choose one of: {', '.join(methods)}")
     return methods[name]

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from tasksift.errors import InputError
 
-Needs = Literal["vectors", "texts", "count"]
+Needs = Literal["vectors", "texts", "count", "pairs"]
 
 
 @dataclass
@@ -98,8 +98,8 @@ class Selector(ABC):
     """Base class of every selector. Subclasses declare ``name`` and ``needs`` and implement ``_select``.
 
     ``needs`` says what ``fit`` receives as ``pool`` and ``target``: ``"vectors"`` (float arrays, one row
-    per example), ``"texts"`` (sequences of strings) or ``"count"`` (anything with a length; the target is
-    ignored).
+    per example), ``"texts"`` (sequences of strings), ``"count"`` (anything with a length; the target is
+    ignored) or ``"pairs"`` (query and document vectors of retrieval pairs; the target is ignored).
     """
 
     name: ClassVar[str]

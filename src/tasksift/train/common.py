@@ -153,13 +153,13 @@ def planned_steps(sampler: Sampler, epochs: int, max_steps: int | None) -> int:
 
 def run_steps(params: Sequence[Any] | Any, optimizer: Any, sampler: Sampler, loss_fn: LossFn, *, epochs: int,
               max_steps: int | None = None, grad_clip: float | None = 1.0, progress: bool = True,
-              desc: str = "train") -> TrainStats:
+              desc: str = "train", on_step: Callable[[TrainStats], None] | None = None) -> TrainStats:
     """The training loop: ``epochs`` passes of ``sampler``, or exactly ``max_steps`` steps when that is given.
 
     ``max_steps`` overrides ``epochs`` (as in Hugging Face's Trainer): passes repeat until it is reached, and the
     last pass may stop part way. Each step calls ``loss_fn(indices)`` for the batch, backpropagates the loss,
     clips the gradient norm of ``params`` at ``grad_clip`` (``None``: no clipping), steps ``optimizer`` and hands
-    the per-example signal to ``sampler.observe``.
+    the per-example signal to ``sampler.observe``. ``on_step(stats)``, when given, runs after every step.
     """
     params = [p for p in params if p.requires_grad]
     stats = TrainStats()
@@ -186,6 +186,8 @@ def run_steps(params: Sequence[Any] | Any, optimizer: Any, sampler: Sampler, los
                 stats.steps += 1
                 stats.examples_seen += len(indices)
                 advance(1, f"loss {value:.4f}")
+                if on_step is not None:
+                    on_step(stats)
             stats.passes += 1
             if stats.steps == seen_before:  # a sampler with nothing left to give
                 break
