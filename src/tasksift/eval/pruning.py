@@ -181,11 +181,13 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
         write_json_atomic(out_dir / "base.json", base)
     say(f"base model: {_fmt(base['metrics'])}")
 
-    for name in names:
-        run_settings = make_settings("retrieval", max_steps=steps, overrides={**overrides, "pruning": name})
-        trainer = PairTrainer(model_path, data["queries"], data["documents"], run_settings, progress=progress,
-                              cache_dir=out_dir / "cache")
-        for seed in range(seeds):
+    trainers = {name: PairTrainer(model_path, data["queries"], data["documents"],
+                                  make_settings("retrieval", max_steps=steps, overrides={**overrides, "pruning": name}),
+                                  progress=progress, cache_dir=out_dir / "cache") for name in names}
+    # seeds outer: an interrupted command has every pruning at its first seeds
+    for seed in range(seeds):
+        for name, trainer in trainers.items():
+            run_settings = trainer.settings
             path = out_dir / name / f"seed-{seed}.json"
             key = _key({**described, "settings": run_settings.to_dict(), "seed": seed})
             if _stored(path, key) is not None:
