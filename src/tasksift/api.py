@@ -6,6 +6,7 @@ the budget into a count, runs the selector, fills ids and the manifest, and writ
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import platform
@@ -125,13 +126,15 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
            text_field: str | None = None, template: str | None = None, id_field: str | None = None,
            model: str | None = None, cache_dir: str | Path | None = None, index: str = "auto",
            engine: str = "local", out: str | Path | None = None, progress: bool = False,
-           **params: Any) -> Selection:
+           features: Mapping[str, Any] | None = None, **params: Any) -> Selection:
     """Select ``budget`` examples of ``pool`` for the task that ``target`` exemplifies.
 
     ``pool`` and ``target`` are record files (jsonl, json, parquet, csv, a saved HF dataset) or lists of
     dicts; ``pool_vectors`` / ``target_vectors`` are arrays or ``.npy`` paths aligned with the records (with
-    only vectors, ids are row numbers). Remaining keyword arguments are the method's parameters
-    (``tasksift methods`` lists them). With ``out``, the selection is written there (see DESIGN.md).
+    only vectors, ids are row numbers). ``features``: feature settings on top of the selector's
+    ``feature_defaults`` (for gradient selectors, :mod:`tasksift.features.for_selection`). Remaining keyword
+    arguments are the method's parameters (``tasksift methods`` lists them). With ``out``, the selection is
+    written there (see DESIGN.md).
     """
     stages = _Stages()
     cls = selectors.get(method)
@@ -148,13 +151,14 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
         target_records = _load_records(target, **view) if target is not None else None
     pool_feat, target_feat, features_info = _features(
         cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages,
-        params)
+        params, features)
 
     n = len(pool_feat)
     k = parse_budget(budget, n)
     selector = cls(k, seed=seed, **params)
+    fit_extra = _fit_extras(cls, pool_records, pool_vectors, params, model, cache_dir, progress, features)
     with stages("select"):
-        selector.fit(pool_feat, target_feat)
+        selector.fit(pool_feat, target_feat, **fit_extra)
     selection = selector.selection_
 
     ids = pool_records.ids if pool_records is not None else None
@@ -181,8 +185,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
         "counts": {"pool": n, "target": len(target_feat) if target_feat is not None else 0,
                    "selected": len(selection), "weight_total": float(selection.weights.sum())},
         "versions": _versions(),
-        "call": _rerun_call(pool, target, pool_vectors, target_vectors, method, budget, seed, view, model,
-                            index, params),
+        "call": {**_rerun_call(pool, target, pool_vectors, target_vectors, method, budget, seed, view, model,
+                               index, params), "features": dict(features or {})},
     })
     manifest["timings"] = stages.seconds
     if out is not None:
@@ -203,7 +207,8 @@ def _string_array(values: list[str]) -> Any:
 
 def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_vectors: Any, target_vectors: Any,
               model: str | None, cache_dir: Any, progress: bool, stages: _Stages,
-              params: Mapping[str, Any] | None = None) -> tuple[Any, Any, dict]:
+              params: Mapping[str, Any] | None = None, features: Mapping[str, Any] | None = None
+              ) -> tuple[Any, Any, dict]:
     """What the selector's ``fit`` receives, by ``cls.needs``."""
     if cls.needs == "count":
         if pool_records is not None:
@@ -228,9 +233,8 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
                 return _vectors(pool_vectors, pool_records, None, "pool vectors"), None, {"kind": "user vectors"}
         if pool_records is None:
             raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
-        featurize = _featurizer(cls)
         with stages(cls.features):
-            pool_feat = featurize(pool_records.texts, model=model, cache_dir=cache_dir, progress=progress)
+            pool_feat, _ = _featurize(cls, pool_records.texts, None, model, cache_dir, progress, features)
         return pool_feat.matrix(), None, {"kind": cls.features, "pool": pool_feat.info()}
     if (pool_vectors is None) != (target_vectors is None):
         raise InputError("give both --pool-vectors and --target-vectors, or neither (then both are embedded)")
@@ -242,23 +246,47 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
     if pool_records is None or target_records is None:
         raise InputError("no pool or no target given",
                          fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
-    featurize = _featurizer(cls)
     with stages(cls.features):
-        pool_feat = featurize(pool_records.texts, model=model, cache_dir=cache_dir, progress=progress)
-        target_feat = featurize(target_records.texts, model=model, cache_dir=cache_dir, progress=progress)
+        pool_feat, target_feat = _featurize(cls, pool_records.texts, target_records.texts, model, cache_dir,
+                                            progress, features)
     info = {"kind": cls.features, "pool": pool_feat.info(), "target": target_feat.info()}
     return pool_feat.matrix(), target_feat.matrix(), info
 
 
-def _featurizer(cls: type[Selector]) -> Any:
-    """The feature function ``tasksift.select`` uses for a ``"vectors"`` selector."""
+def _featurize(cls: type[Selector], pool_texts: Any, target_texts: Any, model: str | None, cache_dir: Any,
+               progress: bool, features: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """Cached features of the pool's and the target's texts (target ``None`` when not given)."""
     if cls.features == "gradients":
-        from tasksift.features.gradients import gradient_features
+        from tasksift.features.for_selection import GradientRecipe, selection_gradients
 
-        return gradient_features
+        recipe = GradientRecipe.of(cls.feature_defaults, features)
+        return selection_gradients(pool_texts, target_texts, recipe, model=model, cache_dir=cache_dir,
+                                   progress=progress)
+    if features:
+        raise InputError(f"method {cls.name!r} takes no feature settings (it reads sentence embeddings)",
+                         fix=f"drop {', '.join(sorted(features))}")
     from tasksift.features import embed_texts
 
-    return embed_texts
+    pool = embed_texts(pool_texts, model=model, cache_dir=cache_dir, progress=progress)
+    target = None if target_texts is None else embed_texts(target_texts, model=model, cache_dir=cache_dir,
+                                                            progress=progress)
+    return pool, target
+
+
+def _fit_extras(cls: type[Selector], pool_records: Any, pool_vectors: Any, params: Mapping[str, Any], model: Any,
+                cache_dir: Any, progress: bool, features: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keyword arguments of ``fit`` beyond the features: SPICE's proxy trainer for its interleaved updates,
+    built when the pool came as records (the proxy can read them) and the greedy runs over several windows
+    (with one window there is no later window to re-read gradients for)."""
+    if cls.features != "gradients" or "proxy" not in inspect.signature(cls.fit).parameters:
+        return {}
+    if pool_records is None or pool_vectors is not None or params.get("window") in (None, "None", ""):
+        return {}
+    from tasksift.features.for_selection import GradientRecipe, proxy_trainer
+
+    recipe = GradientRecipe.of(cls.feature_defaults, features)
+    return {"proxy": proxy_trainer(pool_records.texts, recipe, model=model, cache_dir=cache_dir,
+                                   progress=progress)}
 
 
 def _pair_features(cls: type[Selector], pool_records: Any, params: Mapping[str, Any] | None, model: str | None,

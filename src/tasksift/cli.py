@@ -51,6 +51,10 @@ def select(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     param: Annotated[list[str] | None, typer.Option("--param", help="Method parameter key=value; repeatable.")]
     = None,
+    feature: Annotated[list[str] | None, typer.Option("--feature", help="Feature setting key=value for gradient "
+                                                                        "methods (warmup_steps=8, precondition=less, "
+                                                                        "proj_dim=1024, ...); repeatable.")]
+    = None,
     text_field: TextFieldOpt = None,
     template: TemplateOpt = None,
     id_field: IdFieldOpt = None,
@@ -75,7 +79,7 @@ def select(
             kwargs = {"pool": pool, "target": target, "pool_vectors": pool_vectors, "target_vectors": target_vectors,
                       "method": method, "budget": budget, "seed": seed, "text_field": text_field,
                       "template": template, "id_field": id_field, "model": model, "index": index,
-                      "params": parse_params(param)}
+                      "params": parse_params(param), "features": parse_params(feature)}
         params = kwargs.pop("params")
         selection = run_select(**kwargs, engine=engine, cache_dir=cache_dir, out=out, progress=True, **params)
     print_summary(selection, out)

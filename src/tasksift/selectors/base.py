@@ -112,6 +112,8 @@ class Selector(ABC):
     #: False for selectors that read no target (SPICE selects for the proxy's own training signal):
     #: ``fit`` then accepts ``target=None`` and ``tasksift.select`` does not featurize a target
     needs_target: ClassVar[bool] = True
+    #: feature settings ``tasksift.select`` starts from (``features=`` / ``--feature`` override them)
+    feature_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, budget: int, *, seed: int = 0) -> None:
         self.budget = budget

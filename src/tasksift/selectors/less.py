@@ -93,6 +93,9 @@ class LESSSelector(Selector):
     name = "less"
     needs = "vectors"
     features = "gradients"
+    #: LESS's recipe: a short Adam warm-up on a sample of the pool, pool rows preconditioned by its moments
+    #: with LESS's own rule (see :data:`tasksift.features.gradients.PRECONDITION_RULES`), targets plain
+    feature_defaults = {"warmup_steps": 8, "precondition": "less"}
     summary = "gradient-feature cosine to the targets (max per task, mean over tasks), top k"
 
     def __init__(self, budget: int, *, seed: int = 0, domains: Sequence[Any] | str | None = None) -> None:
