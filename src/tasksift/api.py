@@ -144,6 +144,9 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     if "index" in cls.param_defaults():
         params.setdefault("index", index)
     params = coerce_params(cls, params)
+    if cls.needs == "pairs" and text_field is None and template is None:  # the text view of a pair
+        fields = {**cls.param_defaults(), **params}
+        template = f"{{{fields['query_field']}}}\n{{{fields['doc_field']}}}"
     view = {"text_field": text_field, "template": template, "id_field": id_field}
 
     with stages("load"):
@@ -157,6 +160,13 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     k = parse_budget(budget, n)
     selector = cls(k, seed=seed, **params)
     fit_extra = _fit_extras(cls, pool_records, pool_vectors, params, model, cache_dir, progress, features)
+    if getattr(cls, "wants_probe", False):  # HARP: the probe model is loaded here, never by the selector
+        from tasksift.harp.helper import build_probe
+
+        with stages("probe setup"):
+            fit_extra["probe"] = build_probe(selector, pool_records, target_records, pool_feat, target_feat,
+                                             cache_dir=cache_dir, progress=progress)
+        fit_extra["progress"] = progress
     with stages("select"):
         selector.fit(pool_feat, target_feat, **fit_extra)
     selection = selector.selection_

@@ -15,7 +15,7 @@ from tasksift.selectors.base import Selection, Selector
 __all__ = ["Selection", "Selector", "available", "get", "register"]
 
 _REGISTRY: dict[str, type[Selector]] = {}
-_BUILTIN_MODULES = ("random", "knn", "dsir", "tsds", "less", "spice", "opera")
+_BUILTIN_MODULES = ("random", "knn", "dsir", "tsds", "less", "spice", "opera", "harp")
 #: names of training-time samplers, which select nothing: where to use them instead
 _TRAINING_TIME = {"opera-dp": "dynamic", "infobatch": "infobatch"}
 _loaded = False
