@@ -1,0 +1,192 @@
+"""HARP against its exhaustive reference on instruction tasks: accuracy, gain over random, number of probes.
+
+    python benchmarks/harp.py [--tasks /work/tasks/instruction/rt_sentiment,...] [--budget 150] [--seeds 3]
+                              [--runs DIR] [--max-steps 15] [--max-length 96]
+
+For every task (in order), seed and method (``harp-exhaustive`` first: its probes fill the cache that
+``harp-c`` and ``harp-e`` then read, as they probe leaves of the same hierarchy; then ``harp-c``, ``harp-e``,
+``tsds``, ``random``), the selection is made with :func:`tasksift.select` and evaluated with the harness
+(:func:`tasksift.eval.harness.evaluate`: SmolLM2-135M-Instruct + LoRA, option log-likelihood accuracy on the
+task's 300 held-out test items) with the same training settings and that seed. Every step resumes: a finished
+selection (its ``manifest.json``) or evaluation (its ``eval.json``) is not redone, nor is a finished probe.
+
+HARP settings (``HARP_PARAMS``) are chosen to fit a 2-core CPU: leaves of about 500 examples, 8 leaves per
+parent (one probe per parent: about 8x fewer probes than exhaustive), probes of 2 LoRA steps of 8 pairs cut to
+96 tokens, scored on the 50 target examples; ``probe_seed=0`` so the three seeds share the hierarchy and the
+probes (HARP's selection is then the same for every seed and only the training seed varies).
+
+Results: ``benchmarks/results/harp.json`` and the section ``## HARP: probes against exhaustive`` of
+``docs/results.md``, both rewritten after every finished evaluation (marked partial until all are done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "harp.json"
+DOC = ROOT / "docs" / "results.md"
+HEADING = "## HARP: probes against exhaustive"
+METHODS = ("harp-exhaustive", "harp-c", "harp-e", "tsds", "random")
+HARP_PARAMS = {"leaf_size": 500, "leaves_per_parent": 8, "parents_per_region": 8, "probe_steps": 2,
+               "probe_batch_size": 8, "probe_max_length": 96, "probe_seed": 0}
+DEFAULT_TASKS = ("rt_sentiment", "wordnet_definition", "chatterbot_answer")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tasksift.api import select
+    from tasksift.eval.compare import _text_view
+    from tasksift.eval.harness import evaluate
+    from tasksift.eval.tasks import load_task
+
+    settings = {"max_length": args.max_length}
+    out: dict[str, Any] = {"budget": args.budget, "seeds": list(range(args.seeds)), "methods": list(METHODS),
+                           "harp_params": HARP_PARAMS,
+                           "training": {"max_steps": args.max_steps, "batch_size": 8, **settings},
+                           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                       "threads": os.environ.get("TASKSIFT_THREADS")},
+                           "tasks": {}, "complete": False}
+    planned = len(args.tasks) * (1 + args.seeds * len(METHODS))
+    done = 0
+    for task_dir in args.tasks:
+        task = load_task(task_dir)
+        view = _text_view(task.spec, task.kind)
+        entry: dict[str, Any] = {"none": None, "methods": {m: {"runs": {}} for m in METHODS}}
+        out["tasks"][task.name] = entry
+        res = evaluate(task.dir, "none", seeds=1, max_steps=args.max_steps, settings=settings,
+                       out=args.runs / task.name / "none", progress=False)
+        entry["none"] = res["mean"]["accuracy"]
+        done += 1
+        write(out, done, planned)
+        for seed in range(args.seeds):
+            for method in METHODS:
+                run_dir = args.runs / task.name / method / f"seed-{seed}"
+                params = HARP_PARAMS if method.startswith("harp") else {}
+                t0 = time.perf_counter()
+                if not (run_dir / "manifest.json").is_file():
+                    select(task.pool.path, task.path("target", "target.jsonl"), method=method,
+                           budget=args.budget, seed=seed, out=run_dir, **view, **params)
+                select_seconds = time.perf_counter() - t0
+                manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+                res = evaluate(task.dir, run_dir, seeds=[seed], max_steps=args.max_steps, settings=settings,
+                               progress=False)
+                harp = manifest.get("harp", {})
+                entry["methods"][method]["runs"][str(seed)] = {
+                    "accuracy": res["runs"][str(seed)]["metrics"]["accuracy"],
+                    "probes": harp.get("probes", 0),
+                    "leaves": (harp.get("hierarchy") or {}).get("leaves"),
+                    "probes_trained_now": harp.get("probes_trained_now"),
+                    "select_seconds": round(select_seconds, 1),
+                    "stage_seconds": manifest.get("timings"),
+                    "eval_seconds": res["runs"][str(seed)]["seconds"],
+                }
+                done += 1
+                print(f"[{done}/{planned}] {task.name} {method} seed {seed}: "
+                      f"accuracy {entry['methods'][method]['runs'][str(seed)]['accuracy']:.4f}", flush=True)
+                write(out, done, planned)
+    out["complete"] = True
+    write(out, done, planned)
+    return out
+
+
+def summarise(out: dict[str, Any]) -> dict[str, Any]:
+    """Per task and method: mean accuracy, gain over random (seed by seed), retention against exhaustive."""
+    for entry in out["tasks"].values():
+        runs = {m: entry["methods"][m]["runs"] for m in METHODS}
+        common = sorted(set.intersection(*(set(r) for r in runs.values())), key=int) if runs else []
+        for m in METHODS:
+            accs = [runs[m][s]["accuracy"] for s in sorted(runs[m], key=int)]
+            row = entry["methods"][m]
+            row["mean"] = sum(accs) / len(accs) if accs else None
+            row["probes"] = max((r["probes"] for r in runs[m].values()), default=None)
+            row["seeds_done"] = len(accs)
+            if common:
+                gain = [runs[m][s]["accuracy"] - runs["random"][s]["accuracy"] for s in common]
+                row["gain_over_random"] = sum(gain) / len(gain)
+        ex = entry["methods"]["harp-exhaustive"].get("gain_over_random")
+        for m in ("harp-c", "harp-e"):
+            g = entry["methods"][m].get("gain_over_random")
+            entry["methods"][m]["retention"] = (g / ex) if (g is not None and ex not in (None, 0)) else None
+            p, pe = entry["methods"][m]["probes"], entry["methods"]["harp-exhaustive"]["probes"]
+            entry["methods"][m]["probe_ratio"] = (pe / p) if p and pe else None
+        entry["seeds_common"] = len(common)
+    return out
+
+
+def markdown(out: dict[str, Any], done: int, planned: int) -> str:
+    state = "complete" if out["complete"] else f"PARTIAL: {done} of {planned} evaluations finished"
+    t = out["training"]
+    lines = [HEADING, "",
+             f"Status: {state}. Budget {out['budget']} examples of the 14,968-row instruction pool; seeds "
+             f"{out['seeds']}; every selection trained the same way (SmolLM2-135M-Instruct + LoRA, "
+             f"{t['max_steps']} steps of {t['batch_size']} pairs, {t['max_length']} tokens) and scored on the "
+             "task's 300 held-out test items (option log-likelihood accuracy). HARP settings: "
+             + ", ".join(f"`{k}={v}`" for k, v in out["harp_params"].items())
+             + ". Gain = accuracy minus random's with the same seed, averaged over the seeds both have; "
+               "retention = HARP's gain / harp-exhaustive's gain. Command: `TASKSIFT_THREADS=1 python "
+               "benchmarks/harp.py`; raw numbers in `benchmarks/results/harp.json`.", ""]
+    for name, entry in out["tasks"].items():
+        none = entry.get("none")
+        lines += [f"**{name}** (no finetuning: {none:.4f})" if none is not None else f"**{name}**", "",
+                  "| method | seeds | accuracy (mean) | gain over random | probes | probes vs exhaustive | "
+                  "retention of exhaustive's gain |", "|---|---|---|---|---|---|---|"]
+        for m in METHODS:
+            row = entry["methods"][m]
+            if not row.get("seeds_done"):
+                continue
+            gain = row.get("gain_over_random")
+            ratio = row.get("probe_ratio")
+            ret = row.get("retention")
+            lines.append(f"| {m} | {row['seeds_done']} | {row['mean']:.4f} | "
+                         f"{'' if gain is None else f'{gain:+.4f}'} | {row['probes'] or 0} | "
+                         f"{'' if ratio is None else f'{ratio:.1f}x fewer'} | "
+                         f"{'' if ret is None else f'{100 * ret:.0f}%'} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with the section under :data:`HEADING` replaced (or appended); other sections untouched."""
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        return pattern.sub(lambda _: section + "\n", text, count=1)
+    base = text if text.strip() else "# Results\n"
+    return base.rstrip() + "\n\n" + section
+
+
+def write(out: dict[str, Any], done: int, planned: int) -> None:
+    from tasksift.data.writers import atomic_path, write_json_atomic
+
+    summarise(out)
+    write_json_atomic(RESULTS, out)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    with atomic_path(DOC) as tmp:
+        tmp.write_text(replace_section(current, markdown(out, done, planned)), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(f"/work/tasks/instruction/{t}" for t in DEFAULT_TASKS))
+    parser.add_argument("--budget", type=int, default=150)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--runs", type=Path, default=Path("/work/harp_runs"))
+    parser.add_argument("--max-steps", type=int, default=15)
+    parser.add_argument("--max-length", type=int, default=96)
+    args = parser.parse_args(argv)
+    args.tasks = [t for t in args.tasks.split(",") if t]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
