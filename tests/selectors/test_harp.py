@@ -116,3 +116,36 @@ def test_select_end_to_end_with_the_surrogate(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="records"):
         tasksift.select(pool_vectors=d["x"], target_vectors=d["q"], method="harp-e", budget=5,
                         probe="embedding-classifier")
+
+
+def test_cli_select_and_methods(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tasksift.cli import app
+
+    d = data()
+    pool = tmp_path / "pool.jsonl"
+    target = tmp_path / "target.jsonl"
+    pool.write_text("".join(json.dumps({"text": f"pool {i}", "output": a}) + "\n"
+                            for i, a in enumerate(d["pool_answers"])))
+    target.write_text("".join(json.dumps({"text": f"target {i}", "output": a}) + "\n"
+                              for i, a in enumerate(d["target_answers"])))
+    np.save(tmp_path / "x.npy", d["x"])
+    np.save(tmp_path / "q.npy", d["q"])
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "select", "--pool", str(pool), "--target", str(target), "--pool-vectors", str(tmp_path / "x.npy"),
+        "--target-vectors", str(tmp_path / "q.npy"), "--method", "harp-e", "--budget", "20", "--out", str(out),
+        "--cache-dir", str(tmp_path / "cache"), "--param", "probe=embedding-classifier",
+        "--param", "leaf_size=10", "--param", "probe_seed=1"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "harp-e" and manifest["params"]["probe_seed"] == 1
+    assert manifest["counts"]["selected"] == 20
+    bad = CliRunner().invoke(app, [
+        "select", "--pool", str(pool), "--target", str(target), "--pool-vectors", str(tmp_path / "x.npy"),
+        "--target-vectors", str(tmp_path / "q.npy"), "--method", "harp-c", "--budget", "20",
+        "--out", str(tmp_path / "bad"), "--param", "probe=oracle"])
+    assert bad.exit_code == 2 and "unknown probe" in bad.output
+    listed = CliRunner().invoke(app, ["methods"])
+    assert "harp-exhaustive" in listed.output
