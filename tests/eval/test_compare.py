@@ -75,3 +75,27 @@ def test_compare_cli_train_settings_reach_every_row(tmp_path: Path) -> None:
     assert run["settings"]["max_length"] == 24 and run["settings"]["batch_size"] == 2
     bad = CliRunner().invoke(app, ["compare", "--task", str(task), "--methods", "random", "--train", "depth=3"])
     assert bad.exit_code == 2 and "unknown classification training setting 'depth'" in bad.stderr
+
+
+def test_compare_refuses_training_time_pruning_on_a_task_that_is_not_retrieval(tmp_path: Path) -> None:
+    task = classification_task(tmp_path)
+    with pytest.raises(InputError, match="prunes a retriever's training"):
+        compare(task, ["opera-dp"], "10%", progress=False)
+
+
+@pytest.mark.slow
+def test_compare_retrieval_rows_for_opera_and_infobatch(tmp_path: Path) -> None:
+    from tests.train.helpers import retrieval_task
+
+    task = retrieval_task(tmp_path)
+    write_jsonl(task / "target.jsonl", [{"query_id": "q0", "query": "what is a cpu", "doc_id": "d0",
+                                         "document": "the processor"}])
+    out = tmp_path / "cmp"
+    result = compare(task, ["opera-sp", "opera-dp", "infobatch"], "50%", seeds=1, out=out, max_steps=2,
+                     settings={"batch_size": 4}, include_full=False, progress=False)
+    assert set(result["rows"]) == {"none", "opera-sp", "opera-dp", "infobatch"}
+    assert all("ndcg@10" in r["summary"] for r in result["rows"].values())
+    dp = json.loads((out / "opera-dp" / "seed-0" / "eval.json").read_text())
+    assert dp["settings"]["pruning"] == "dynamic" and dp["selection"]["kind"] == "full"
+    sp = json.loads((out / "opera-sp" / "seed-0" / "manifest.json").read_text())
+    assert sp["opera"]["kept_pairs"] == 5

@@ -5,6 +5,10 @@ For every (method, seed) the selection is made with that seed and trained with t
 comparison picks up at the first unfinished (method, seed). Rows for no finetuning (``none``) and the full pool
 (``full``, by default one seed since it is the costly one: its seconds are in the table) come from the task's
 shared baselines. ``comparison.json`` and ``comparison.md`` are rewritten after every finished result.
+
+Retrieval rows: ``opera-sp`` is a selector like any other (its budget is the share of pairs kept); ``opera-dp``
+and ``infobatch`` select nothing: their rows train on the full pool with the retriever's ``pruning`` setting set
+to ``dynamic`` or ``infobatch`` (``eval.json`` in ``OUT/<method>/seed-<s>/``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from tasksift.errors import InputError
+
+#: methods that select nothing but prune while the retriever trains, and the training setting that does it
+TRAINING_TIME = {"opera-dp": "dynamic", "infobatch": "infobatch"}
 
 
 def _text_view(spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
@@ -67,6 +74,11 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
 
     task = load_task(task_dir)
     for method in methods:
+        if method in TRAINING_TIME:  # OPERA's dynamic pruning and InfoBatch: the full pool, pruned while training
+            if task.kind != "retrieval":
+                raise InputError(f"{method!r} prunes a retriever's training; the task is a {task.kind} task",
+                                 fix="compare it on a retrieval task")
+            continue
         get(method)
     params = {m: dict(p) for m, p in (params or {}).items()}
     unknown = set(params) - set(methods)
@@ -105,6 +117,12 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
             run_dir = out_dir / method / f"seed-{seed}"
             call = {"method": method, "budget": str(budget), "seed": seed}
             t0 = time.perf_counter()
+            if method in TRAINING_TIME:
+                pruned = {**train, "settings": {**(train["settings"] or {}), "pruning": TRAINING_TIME[method]}}
+                res = evaluate(task.dir, "full", seeds=[seed], out=run_dir, **pruned)
+                runs.append({**_run_of(res, seed), "select_seconds": 0.0})
+                record(method, runs)
+                continue
             if not _finished_selection(run_dir, call):
                 select(task.pool.path, target, method=method, budget=budget, seed=seed, cache_dir=cache_dir,
                        out=run_dir, progress=progress, **view, **params.get(method, {}))
