@@ -62,3 +62,27 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
         capture_output=True, text=True, timeout=120, check=True).stdout
     assert re.search(r'<body data-images-ok="4" data-images-total="4"', dom), dom[:500]
+
+
+def test_training_report_draws_the_quality_curves(tmp_path: Path) -> None:
+    import json
+
+    from tasksift.data.writers import write_json_atomic
+    from tasksift.eval.pruning import summarize
+
+    base = {"metrics": {"ndcg@10": 0.5, "recall@20": 0.6}}
+    for name, final in (("none", 0.6), ("dynamic", 0.65)):
+        (tmp_path / name).mkdir()
+        for seed in range(2):
+            curve = [{"step": s, "train_seconds": s / 10, "metrics": {"ndcg@10": 0.5 + (final - 0.5) * s / 20,
+                                                                     "recall@20": 0.6}} for s in (0, 10, 20)]
+            (tmp_path / name / f"seed-{seed}.json").write_text(json.dumps(
+                {"curve": curve, "metrics": curve[-1]["metrics"], "train_seconds": 2.0,
+                 "train": {"examples_seen": 80}}), encoding="utf-8")
+    summary = {**summarize(tmp_path, ["none", "dynamic"], 2, base), "steps": 20, "task": {"name": "toy"}}
+    write_json_atomic(tmp_path / "summary.json", summary)
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    images = re.findall(r'<img alt="([\w@]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert [name for name, _ in images] == ["ndcg@10", "recall@20"]
+    assert all(len(data) > 1000 for _, data in images)
+    assert "<td>dynamic</td>" in page and "reaches it at step 20." in page  # 0.575 at 10, 0.65 at 20

@@ -9,6 +9,10 @@ The page holds (images embedded as base64 PNG, no external files or scripts):
   against the pool's composition;
 - the evaluation table when the run directory holds an ``eval.json``.
 
+A directory written by ``tasksift retriever train`` (its ``summary.json``) gets a training report instead: the
+curves of NDCG@10 and Recall@20 against training steps for each pruning (mean over seeds, with a band of one
+standard deviation), the base model as step 0, and the results table.
+
 A small inline script marks ``<body data-images-ok="N">`` once the browser has decoded N images, so a headless
 browser test can check that the page rendered with its images.
 """
@@ -204,12 +208,81 @@ window.addEventListener('load', function () {
 """
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, *, by: str | None = None,
-                 cache_dir: str | Path | None = None) -> Path:
-    """Write ``report.html`` for the selection in ``run_dir`` (or to ``out``) and return its path."""
+def _curve_figure(summary: dict[str, Any], metric: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"none": "no pruning", "static": "static (OPERA-SP)", "dynamic": "dynamic (OPERA-DP)",
+              "infobatch": "InfoBatch"}
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, points in summary.get("curves", {}).items():
+        steps = np.array([p["step"] for p in points], dtype=float)
+        mean = np.array([p["metrics"][metric] for p in points])
+        std = np.array([p.get("std", {}).get(metric, 0.0) for p in points])
+        ax.plot(steps, mean, marker="o", ms=3, label=labels.get(name, name))
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+    base = summary.get("rows", {}).get("base", {}).get("mean", {}).get(metric)
+    if base is not None:
+        ax.axhline(base, color="#888888", ls="--", lw=1, label="base model")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} on the test queries against training steps (mean over seeds, ±1 std)")
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
+def write_training_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` for a ``tasksift retriever train`` directory: quality-vs-steps curves and the table."""
     from tasksift.data.writers import atomic_path
 
     run_dir = Path(run_dir)
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read the training summary ({err})", path=path,
+                         fix="pass a directory written by `tasksift retriever train --out`") from None
+    metrics = ("ndcg@10", "recall@20", "recall@10", "recall@100")
+    rows = [[name, row.get("seeds") or "-",
+             *[(f"{row['mean'][m]:.4f}" + (f" ± {row['std'][m]:.4f}" if m in row.get("std", {}) else ""))
+               if m in row.get("mean", {}) else "" for m in metrics]]
+            for name, row in summary.get("rows", {}).items()]
+    reach = summary.get("dynamic_reaches_none") or {}
+    reach_text = ""
+    if reach:
+        got = reach.get("dynamic_mean_curve")
+        reach_text = (f"<p>No pruning ends at NDCG@10 {reach['target_ndcg@10']:.4f} after {reach['steps_of_none']} "
+                      "steps; dynamic pruning's mean curve reaches it "
+                      + (f"at step {got}." if got is not None else "at no evaluation point.") + "</p>")
+    sizes = summary.get("sizes", {})
+    images = [f'<img alt="{m}" src="data:image/png;base64,{_curve_figure(summary, m)}">'
+              for m in ("ndcg@10", "recall@20")]
+    task = summary.get("task", {})
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tasksift retriever training</title>
+<style>{_STYLE}</style></head><body>
+<h1>Retriever finetuning with pruning: {html.escape(str(task.get('name', '')))}</h1>
+<p>{summary.get('steps', '?')} steps per run; {html.escape(json.dumps(sizes))}.</p>
+<h2>Quality against training steps</h2><div class="grid">{''.join(images)}</div>
+<h2>Final metrics (mean ± std over seeds)</h2>{_table(["training", "seeds", *metrics], rows)}{reach_text}
+<h2>Settings</h2>{_table(["setting", "value"], [[k, v] for k, v in summary.get("settings", {}).items()])}
+<script>{_SCRIPT}</script></body></html>"""
+    target = Path(out) if out is not None else run_dir / "report.html"
+    with atomic_path(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return target
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, by: str | None = None,
+                 cache_dir: str | Path | None = None) -> Path:
+    """Write ``report.html`` for the selection in ``run_dir`` (or to ``out``) and return its path; a
+    ``tasksift retriever train`` directory gets :func:`write_training_report`."""
+    from tasksift.data.writers import atomic_path
+
+    run_dir = Path(run_dir)
+    if (run_dir / "summary.json").is_file() and not (run_dir / "selection.parquet").is_file():
+        return write_training_report(run_dir, out)
     manifest, table = _read_run(run_dir)
     pool_records = _records(manifest, "pool")
     target_records = _records(manifest, "target")
