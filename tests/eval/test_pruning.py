@@ -90,6 +90,8 @@ def test_subset_keeps_the_relevant_documents() -> None:
     assert out == subset_task(queries, docs, test, n_train=2, n_test=3, n_corpus=8, data_seed=0)
     with pytest.raises(InputError, match="relevant documents"):
         subset_task(queries, docs, test, n_train=None, n_test=None, n_corpus=3)
+    with pytest.raises(InputError, match="--train-queries 0 must be at least 1"):
+        subset_task(queries, docs, test, n_train=0, n_test=None, n_corpus=None)
 
 
 def test_the_command_refuses_a_task_that_is_not_retrieval(tmp_path: Path) -> None:

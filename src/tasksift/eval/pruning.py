@@ -61,6 +61,9 @@ def parse_pruning(value: str | Sequence[str]) -> list[str]:
 def subset_task(train_queries: list[str], train_docs: list[str], test: Any, *, n_train: int | None,
                 n_test: int | None, n_corpus: int | None, data_seed: int = 0) -> dict[str, Any]:
     """The (possibly reduced) training pairs and test side; see the module docstring."""
+    for flag, value in (("--train-queries", n_train), ("--test-queries", n_test), ("--corpus", n_corpus)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} {value} must be at least 1", fix=f"leave {flag} out to keep the whole task")
     rng = np.random.default_rng(data_seed)
     rows = np.arange(len(train_queries))
     distinct = list(dict.fromkeys(train_queries))

@@ -186,12 +186,13 @@ class OperaStaticSelector(Selector):
                     "query_positives_kept": int(survivors[pair_query[i]]),
                     "query_positives": int(totals[pair_query[i]])} for i in kept]
         selection = Selection(indices=kept, weights=np.ones(len(kept)), scores=scores[kept], reasons=reasons)
+        # the last cosine kept: the lowest for easy, the highest for hard (random has no cut)
+        cut = {"easy": np.min, "hard": np.max}.get(self.mode)
         selection.manifest["opera"] = {
             "mode": self.mode, "pairs": len(pool), "kept_pairs": int(len(kept)),
             "kept_pct": float(len(kept) / len(pool)), "queries": len(keys),
             "queries_kept": len(keys) - dropped, "queries_dropped": dropped,
-            "cosine_cut": float(scores[kept].min() if self.mode == "easy" else scores[kept].max())
-            if self.mode != "random" else None,
+            "cosine_cut": float(cut(scores[kept])) if cut is not None else None,
         }
         return selection
 
@@ -276,7 +277,7 @@ def planned_passes(total_steps: int, batches_per_pass: int) -> int:
 
 def pass_progress(pass_index: int, n_passes: int) -> float:
     """Where pass ``pass_index`` stands in training, 0 for the first pass and 1 for the last."""
-    return 1.0 if n_passes <= 1 and pass_index > 0 else min(pass_index / max(n_passes - 1, 1), 1.0)
+    return 0.0 if n_passes <= 1 else min(pass_index / (n_passes - 1), 1.0)
 
 
 class OperaDynamicSampler(QueryPassSampler):
