@@ -2,7 +2,8 @@
 
 - :mod:`~tasksift.train.lm`: SmolLM2-135M-Instruct (or any causal LM) with LoRA; option log-likelihood scoring;
 - :mod:`~tasksift.train.classifier`: MiniLM + a linear head;
-- :mod:`~tasksift.train.retriever`: MiniLM bi-encoder, InfoNCE with in-batch negatives, a pluggable sampler;
+- :mod:`~tasksift.train.retriever`: MiniLM bi-encoder, InfoNCE with in-batch and mined hard negatives, a
+  pluggable sampler (OPERA's dynamic pruning, InfoBatch), :class:`PairTrainer` for a task's pairs;
 - :mod:`~tasksift.train.models`: finding the models offline (SmolLM2 converted once from its GGUF and cached);
 - :mod:`~tasksift.train.common`: seeds, threads, weighted examples, samplers and the one step loop.
 
@@ -35,11 +36,15 @@ from tasksift.train.models import (
     smollm2_path,
 )
 from tasksift.train.retriever import (
+    PairTrainer,
     RetrieverSettings,
     encode_texts,
     false_negative_mask,
     finetune_retriever,
     info_nce,
+    info_nce_terms,
+    mine_hard_negatives,
+    positive_mask,
     retrieve,
 )
 
@@ -48,6 +53,7 @@ __all__ = [
     "Encoder",
     "EncoderClassifier",
     "LMSettings",
+    "PairTrainer",
     "RetrieverSettings",
     "Sampler",
     "ShuffledSampler",
@@ -61,8 +67,11 @@ __all__ = [
     "finetune_lm",
     "finetune_retriever",
     "info_nce",
+    "info_nce_terms",
     "load_causal_lm",
     "load_encoder",
+    "mine_hard_negatives",
+    "positive_mask",
     "predict_logits",
     "resolve_encoder",
     "resolve_lm",
