@@ -16,7 +16,10 @@ The sampler hook: :func:`finetune_retriever` draws batches of pair positions fro
 :class:`~tasksift.train.common.Sampler` and, after every forward pass, calls
 ``sampler.observe(pair_positions, positive_cosines)`` with the live cosine of each pair of the batch. The
 default sampler makes plain shuffled passes; a dynamic-pruning sampler (OPERA) keeps per-pair scores from those
-cosines and decides which pairs the next pass visits.
+cosines and decides which pairs the next pass visits. A sampler whose ``signal`` is ``"loss"`` (InfoBatch)
+receives each pair's InfoNCE loss instead, and ``sampler.loss_weights(pair_positions)``, when it returns
+weights, scales each pair's loss. :class:`PairTrainer` puts these together for a task's pairs (the evaluation
+harness and ``tasksift retriever train`` both train through it).
 
 Evaluation: the corpus and the queries are encoded, and an exact inner-product index over the normalised
 document vectors (:func:`tasksift.index.build_index`, ``flat``) returns each query's ranking.
