@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 
@@ -58,10 +60,18 @@ def test_text_methods_need_records() -> None:
         tasksift.select(pool_vectors=np.ones((3, 2)), target_vectors=np.ones((1, 2)), method="dsir", budget=1)
 
 
-def test_engine_other_than_local_is_refused() -> None:
-    with pytest.raises(InputError, match="engine 'ray'"):
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(InputError, match="unknown engine 'spark'"):
+        tasksift.select(pool_vectors=np.ones((3, 2)), target_vectors=np.ones((1, 2)), method="knn", budget=1,
+                        engine="spark")
+
+
+def test_ray_engine_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(InputError, match=r"pip install 'tasksift\[ray\]'") as err:
         tasksift.select(pool_vectors=np.ones((3, 2)), target_vectors=np.ones((1, 2)), method="knn", budget=1,
                         engine="ray")
+    assert "\n" not in str(err.value)
 
 
 def test_gradient_methods_get_gradient_features_from_text() -> None:

@@ -24,7 +24,6 @@ from tasksift.errors import InputError
 from tasksift.selectors.base import Selection, Selector
 
 RecordsLike = str | Path | Sequence[Mapping[str, Any]]
-_ENGINES = ("local",)
 
 
 def parse_budget(budget: int | float | str, n: int) -> int:
@@ -125,7 +124,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
            method: str = "tsds", budget: int | float | str = "1%", seed: int = 0,
            text_field: str | None = None, template: str | None = None, id_field: str | None = None,
            model: str | None = None, cache_dir: str | Path | None = None, index: str = "auto",
-           engine: str = "local", out: str | Path | None = None, progress: bool = False,
+           engine: Any = "local", address: str | None = None, workers: int | None = None,
+           out: str | Path | None = None, progress: bool = False,
            features: Mapping[str, Any] | None = None, **params: Any) -> Selection:
     """Select ``budget`` examples of ``pool`` for the task that ``target`` exemplifies.
 
@@ -134,13 +134,28 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     only vectors, ids are row numbers). ``features``: feature settings on top of the selector's
     ``feature_defaults`` (for gradient selectors, :mod:`tasksift.features.for_selection`). Remaining keyword
     arguments are the method's parameters (``tasksift methods`` lists them). With ``out``, the selection is
-    written there (see DESIGN.md).
+    written there (see DESIGN.md). ``engine``: ``"local"`` (default), ``"ray"`` (on the cluster at ``address``
+    with ``workers`` workers; see :mod:`tasksift.engine`) or an engine object; the selection is the same.
     """
-    stages = _Stages()
+    from tasksift.engine import get_engine
+
     cls = selectors.get(method)
-    if engine not in _ENGINES:
-        raise InputError(f"engine {engine!r} is not available in this version",
-                         fix="use --engine local (the Ray engine is not built yet)")
+    if isinstance(engine, str):
+        runner = get_engine(engine, address=address, workers=workers)
+        try:
+            return _select(cls, pool, target, pool_vectors, target_vectors, method, budget, seed, text_field,
+                           template, id_field, model, cache_dir, index, runner, out, progress, features, params)
+        finally:
+            runner.close()
+    return _select(cls, pool, target, pool_vectors, target_vectors, method, budget, seed, text_field, template,
+                   id_field, model, cache_dir, index, engine, out, progress, features, params)
+
+
+def _select(cls: type[Selector], pool: Any, target: Any, pool_vectors: Any, target_vectors: Any, method: str,
+            budget: Any, seed: int, text_field: str | None, template: str | None, id_field: str | None,
+            model: str | None, cache_dir: Any, index: str, engine: Any, out: Any, progress: bool,
+            features: Mapping[str, Any] | None, params: dict[str, Any]) -> Selection:
+    stages = _Stages()
     if "index" in cls.param_defaults():
         params.setdefault("index", index)
     params = coerce_params(cls, params)
@@ -154,7 +169,7 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
         target_records = _load_records(target, **view) if target is not None else None
     pool_feat, target_feat, features_info = _features(
         cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages,
-        params, features)
+        params, features, engine)
 
     n = len(pool_feat)
     k = parse_budget(budget, n)
@@ -167,8 +182,15 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
             fit_extra["probe"] = build_probe(selector, pool_records, target_records, pool_feat, target_feat,
                                              cache_dir=cache_dir, progress=progress)
         fit_extra["progress"] = progress
-    with stages("select"):
-        selector.fit(pool_feat, target_feat, **fit_extra)
+    search = engine.search() if "search" in inspect.signature(cls.fit).parameters else None
+    if search is not None:
+        fit_extra["search"] = search
+    try:
+        with stages("select"):
+            selector.fit(pool_feat, target_feat, **fit_extra)
+    finally:
+        if search is not None:
+            search.close()
     selection = selector.selection_
 
     ids = pool_records.ids if pool_records is not None else None
@@ -186,7 +208,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
         "params": {"budget": k, "seed": seed, **selector.get_params()},
         "seed": seed,
         "budget": {"requested": str(budget), "count": k},
-        "engine": engine,
+        "engine": engine.name,
+        "engine_info": engine.info(),
         "inputs": {
             "pool": _records_info(pool_records, pool_vectors),
             "target": _records_info(target_records, target_vectors),
@@ -217,8 +240,8 @@ def _string_array(values: list[str]) -> Any:
 
 def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_vectors: Any, target_vectors: Any,
               model: str | None, cache_dir: Any, progress: bool, stages: _Stages,
-              params: Mapping[str, Any] | None = None, features: Mapping[str, Any] | None = None
-              ) -> tuple[Any, Any, dict]:
+              params: Mapping[str, Any] | None = None, features: Mapping[str, Any] | None = None,
+              engine: Any = None) -> tuple[Any, Any, dict]:
     """What the selector's ``fit`` receives, by ``cls.needs``."""
     if cls.needs == "count":
         if pool_records is not None:
@@ -244,7 +267,7 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
         if pool_records is None:
             raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
         with stages(cls.features):
-            pool_feat, _ = _featurize(cls, pool_records.texts, None, model, cache_dir, progress, features)
+            pool_feat, _ = _featurize(cls, pool_records.texts, None, model, cache_dir, progress, features, engine)
         return pool_feat.matrix(), None, {"kind": cls.features, "pool": pool_feat.info()}
     if (pool_vectors is None) != (target_vectors is None):
         raise InputError("give both --pool-vectors and --target-vectors, or neither (then both are embedded)")
@@ -258,28 +281,29 @@ def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_
                          fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
     with stages(cls.features):
         pool_feat, target_feat = _featurize(cls, pool_records.texts, target_records.texts, model, cache_dir,
-                                            progress, features)
+                                            progress, features, engine)
     info = {"kind": cls.features, "pool": pool_feat.info(), "target": target_feat.info()}
     return pool_feat.matrix(), target_feat.matrix(), info
 
 
 def _featurize(cls: type[Selector], pool_texts: Any, target_texts: Any, model: str | None, cache_dir: Any,
-               progress: bool, features: Mapping[str, Any] | None) -> tuple[Any, Any]:
-    """Cached features of the pool's and the target's texts (target ``None`` when not given)."""
+               progress: bool, features: Mapping[str, Any] | None, engine: Any = None) -> tuple[Any, Any]:
+    """Cached features of the pool's and the target's texts (target ``None`` when not given), computed by
+    ``engine`` where not cached."""
     if cls.features == "gradients":
         from tasksift.features.for_selection import GradientRecipe, selection_gradients
 
         recipe = GradientRecipe.of(cls.feature_defaults, features)
         return selection_gradients(pool_texts, target_texts, recipe, model=model, cache_dir=cache_dir,
-                                   progress=progress)
+                                   progress=progress, engine=engine)
     if features:
         raise InputError(f"method {cls.name!r} takes no feature settings (it reads sentence embeddings)",
                          fix=f"drop {', '.join(sorted(features))}")
     from tasksift.features import embed_texts
 
-    pool = embed_texts(pool_texts, model=model, cache_dir=cache_dir, progress=progress)
+    pool = embed_texts(pool_texts, model=model, cache_dir=cache_dir, progress=progress, engine=engine)
     target = None if target_texts is None else embed_texts(target_texts, model=model, cache_dir=cache_dir,
-                                                            progress=progress)
+                                                            progress=progress, engine=engine)
     return pool, target
 
 

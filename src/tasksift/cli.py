@@ -15,13 +15,16 @@ import typer
 from rich.table import Table
 
 from tasksift.cli_common import (
+    AddressOpt,
     CacheOpt,
+    EngineOpt,
     IdFieldOpt,
     ModelOpt,
     PoolOpt,
     TargetOpt,
     TemplateOpt,
     TextFieldOpt,
+    WorkersOpt,
     console,
     parse_params,
     user_errors,
@@ -63,7 +66,9 @@ def select(
     target_vectors: Annotated[Path | None, typer.Option("--target-vectors", help=".npy rows aligned with the "
                                                                                  "target.")] = None,
     index: Annotated[str, typer.Option("--index", help="auto | flat (exact) | ivf | hnsw")] = "auto",
-    engine: Annotated[str, typer.Option("--engine", help="local (Ray is not built yet)")] = "local",
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
     model: ModelOpt = None,
     cache_dir: CacheOpt = None,
     from_manifest: Annotated[Path | None, typer.Option("--from-manifest", help="Repeat the run a manifest.json "
@@ -81,7 +86,8 @@ def select(
                       "template": template, "id_field": id_field, "model": model, "index": index,
                       "params": parse_params(param), "features": parse_params(feature)}
         params = kwargs.pop("params")
-        selection = run_select(**kwargs, engine=engine, cache_dir=cache_dir, out=out, progress=True, **params)
+        selection = run_select(**kwargs, engine=engine, address=address, workers=workers, cache_dir=cache_dir,
+                               out=out, progress=True, **params)
     print_summary(selection, out)
 
 
@@ -131,15 +137,23 @@ def embed(
     shard_size: Annotated[int, typer.Option("--shard-size", help="Rows per cache shard (the unit of resume).")]
     = 4096,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the vectors to this .npy file.")] = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Embed records into the feature cache (resumable; a second run computes nothing)."""
+    """Embed records into the feature cache (resumable on either engine; a second run computes nothing)."""
     from tasksift.data import load_records
+    from tasksift.engine import get_engine
     from tasksift.features import embed_texts
 
     with user_errors():
         records = load_records(input_path, text_field=text_field, template=template, id_field=id_field)
-        result = embed_texts(records.texts, model=model, cache_dir=cache_dir, batch_size=batch_size,
-                             shard_size=shard_size, progress=True)
+        runner = get_engine(engine, address=address, workers=workers)
+        try:
+            result = embed_texts(records.texts, model=model, cache_dir=cache_dir, batch_size=batch_size,
+                                 shard_size=shard_size, progress=True, engine=runner)
+        finally:
+            runner.close()
         if out is not None:
             import numpy as np
 

@@ -14,7 +14,17 @@ from typing import Annotated
 
 import typer
 
-from tasksift.cli_common import CacheOpt, IdFieldOpt, TemplateOpt, TextFieldOpt, console, user_errors
+from tasksift.cli_common import (
+    AddressOpt,
+    CacheOpt,
+    EngineOpt,
+    IdFieldOpt,
+    TemplateOpt,
+    TextFieldOpt,
+    WorkersOpt,
+    console,
+    user_errors,
+)
 
 
 def gradients_command(
@@ -49,9 +59,13 @@ def gradients_command(
     = 256,
     cache_dir: CacheOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the features to this .npy file.")] = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Per-example gradient features of a proxy model into the feature cache (resumable)."""
     from tasksift.data import load_records
+    from tasksift.engine import get_engine
     from tasksift.features.gradients import WarmupSettings, gradient_features
 
     with user_errors():
@@ -63,12 +77,16 @@ def gradients_command(
             warmup = WarmupSettings(steps=warmup_steps, lr=warmup_lr, sample=warmup_sample, seed=seed)
             if warmup_in is not None:
                 warmup_texts = load_records(warmup_in, **view).texts
-        result = gradient_features(
-            records.texts, model=model, kind=kind, params=params, target_modules=target_module, lora_r=lora_r,
-            lora_alpha=lora_alpha, max_length=max_length, seed=seed, proj_dim=dim, projection=projection,
-            warmup=warmup, warmup_texts=warmup_texts, precondition=None if precondition == "none" else precondition,
-            batch_size=batch_size,
-            shard_size=shard_size, cache_dir=cache_dir, progress=True)
+        runner = get_engine(engine, address=address, workers=workers)
+        try:
+            result = gradient_features(
+                records.texts, model=model, kind=kind, params=params, target_modules=target_module, lora_r=lora_r,
+                lora_alpha=lora_alpha, max_length=max_length, seed=seed, proj_dim=dim, projection=projection,
+                warmup=warmup, warmup_texts=warmup_texts,
+                precondition=None if precondition == "none" else precondition, batch_size=batch_size,
+                shard_size=shard_size, cache_dir=cache_dir, progress=True, engine=runner)
+        finally:
+            runner.close()
         if out is not None:
             import numpy as np
 

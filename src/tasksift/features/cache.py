@@ -399,6 +399,51 @@ class FeatureCache:
             compute_seconds=compute_seconds,
         )
 
+    # -- for executors that compute shards elsewhere (tasksift.engine) -----------------------------------------
+
+    def prepare(self) -> None:
+        """Create the cache directory, record its settings, sweep temporary files of dead local processes."""
+        self._prepare_dir()
+        self._sweep_stale_tmp()
+
+    def unfinished(self, texts: Sequence[str]) -> list[tuple[int, int, str]]:
+        """``(start, stop, key)`` of each shard of ``texts`` that is not finished, each key once, in row order."""
+        seen: set[str] = set()
+        out = []
+        for shard in self._plan(texts):
+            if shard.key in seen:
+                continue
+            seen.add(shard.key)
+            if self.finished_dim(shard.key, shard.rows) is None:
+                out.append((shard.start, shard.stop, shard.key))
+        return out
+
+    def store(self, key: str, out: Any, *, start: int, stop: int, seconds: float, dim: int | None = None) -> int:
+        """Check and store the features of shard ``key`` (rows ``start`` to ``stop - 1``) with its completion
+        marker, exactly as :meth:`compute` does; returns the width."""
+        shard = _Shard(start // self.shard_size, start, stop, key)
+        arr = self._validate(out, shard, dim)
+        self._store(key, arr, seconds)
+        return int(arr.shape[1])
+
+    def collect(self, texts: Sequence[str], *, n_computed: int, rows_computed: int, compute_seconds: float,
+                seconds: float, dim: int | None = None) -> CachedFeatures:
+        """The :class:`CachedFeatures` of ``texts`` once every shard is finished (raises ``ValueError`` if one
+        is not). The counts say how many shards and rows the caller computed; the other shards were reused."""
+        shards = self._plan(texts)
+        for shard in shards:
+            found = self.finished_dim(shard.key, shard.rows)
+            if found is None:
+                raise ValueError(f"shard {shard.index} (rows {shard.start}-{shard.stop - 1}) is not finished")
+            dim = self._check_dim(dim, found, "a cached shard")
+        return CachedFeatures(
+            cache_dir=self.dir, kind=self.kind, settings=self.settings, meta=self.meta,
+            shard_keys=[s.key for s in shards], shard_paths=[self.shard_path(s.key) for s in shards],
+            shard_rows=[s.rows for s in shards], dim=int(dim) if dim is not None else 0, n_computed=n_computed,
+            n_reused=len(shards) - n_computed, seconds=seconds, rows_computed=rows_computed,
+            compute_seconds=compute_seconds,
+        )
+
     # -- internals -------------------------------------------------------------------------------------------
 
     def _plan(self, texts: Sequence[str]) -> list[_Shard]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ from tasksift.features.cache import DEFAULT_SHARD_SIZE, CachedFeatures, FeatureC
 if TYPE_CHECKING:
     from rich.progress import Progress
     from sentence_transformers import SentenceTransformer
+
+    from tasksift.engine import Engine
 
 #: texts per forward pass
 DEFAULT_BATCH_SIZE = 64
@@ -272,6 +275,28 @@ class Embedder:
         return out
 
 
+@dataclass(frozen=True)
+class EmbedderFactory:
+    """Builds, where it runs (a Ray worker), the :class:`Embedder` the driver described, and refuses to run if
+    the model found there is not the same model (its fingerprint differs), so a worker can never write
+    another model's embeddings under this cache key. ``model`` is what the user gave (``None``: the bundled
+    model, found in the worker's own installation)."""
+
+    model: str | None
+    batch_size: int
+    max_seq_length: int | None
+    normalize: bool
+    settings: dict[str, Any]
+
+    def __call__(self, threads: int) -> Callable[[list[str]], np.ndarray]:
+        embedder = Embedder(self.model, batch_size=self.batch_size, max_seq_length=self.max_seq_length,
+                            normalize=self.normalize, num_threads=threads)
+        if embedder.cache_settings() != self.settings:
+            raise InputError("the embedding model on this worker differs from the driver's (fingerprints differ)",
+                             path=str(embedder.path), fix="install the same model on every node of the cluster")
+        return embedder.encode
+
+
 def embed_texts(
     texts: Sequence[str],
     *,
@@ -283,6 +308,7 @@ def embed_texts(
     max_seq_length: int | None = None,
     normalize: bool = True,
     desc: str = "embedding",
+    engine: Engine | None = None,
 ) -> CachedFeatures:
     """Embeddings of ``texts``, computed shard by shard into the feature cache (kind ``"embeddings"``).
 
@@ -290,7 +316,8 @@ def embed_texts(
     :class:`Embedder` (whose own batch size, sequence length and normalisation then apply; the arguments
     here must be left at their defaults or agree). ``cache_dir``: the cache root (``None``:
     ``$TASKSIFT_CACHE`` or ``~/.cache/tasksift``). Finished shards are reused, so an interrupted run picks up
-    where it stopped; when every shard is cached the model is not even loaded.
+    where it stopped; when every shard is cached the model is not even loaded. ``engine``: where missing shards
+    are computed (:mod:`tasksift.engine`; ``None`` or local: here); every engine writes the same cache.
     """
     if isinstance(model, Embedder):
         embedder = model
@@ -311,6 +338,14 @@ def embed_texts(
         {**embedder.cache_settings(), "shard_size": shard_size},
         meta={"model_name": identity["name"], "model_path": identity["path"]},
     )
+    if engine is not None and engine.name != "local":
+        given = None if isinstance(model, Embedder) or model is None else str(model)
+        if isinstance(model, Embedder) and embedder.name != DEFAULT_MODEL_NAME:
+            given = str(embedder.path)
+        factory = EmbedderFactory(given, embedder.batch_size, embedder.max_seq_length, embedder.normalize,
+                                  embedder.cache_settings())
+        return engine.featurize(cache, texts, factory, progress=progress, desc=desc,
+                                dim=embedder.dim if len(texts) == 0 else None)
     return cache.compute(
         texts,
         embedder.encode,

@@ -96,12 +96,14 @@ class GradientRecipe:
                 "max_length": v["max_length"], "seed": v["seed"]}
 
     def features(self, texts: Sequence[str], *, model: str | Path | None, precondition: str | None,
-                 warmup_texts: Sequence[str], cache_dir: Any, progress: bool, desc: str) -> CachedFeatures:
+                 warmup_texts: Sequence[str], cache_dir: Any, progress: bool, desc: str,
+                 engine: Any = None) -> CachedFeatures:
         v = self.values
         return gradient_features(texts, model=model, **self.spec_kwargs(), proj_dim=v["proj_dim"] or None,
                                  projection=v["projection"], warmup=self.warmup, warmup_texts=warmup_texts,
                                  precondition=precondition, batch_size=v["batch_size"],
-                                 shard_size=v["shard_size"], cache_dir=cache_dir, progress=progress, desc=desc)
+                                 shard_size=v["shard_size"], cache_dir=cache_dir, progress=progress, desc=desc,
+                                 engine=engine)
 
 
 def _typed(key: str, value: Any) -> Any:
@@ -119,15 +121,16 @@ def _typed(key: str, value: Any) -> Any:
 
 
 def selection_gradients(pool_texts: Sequence[str], target_texts: Sequence[str] | None, recipe: GradientRecipe, *,
-                        model: str | Path | None, cache_dir: Any, progress: bool
+                        model: str | Path | None, cache_dir: Any, progress: bool, engine: Any = None
                         ) -> tuple[CachedFeatures, CachedFeatures | None]:
-    """Pool features (preconditioned when the recipe says so) and target features (plain), one proxy space."""
+    """Pool features (preconditioned when the recipe says so) and target features (plain), one proxy space;
+    ``engine``: where missing shards are computed (:mod:`tasksift.engine`)."""
     pool = recipe.features(pool_texts, model=model, precondition=recipe.precondition, warmup_texts=pool_texts,
-                           cache_dir=cache_dir, progress=progress, desc="pool gradients")
+                           cache_dir=cache_dir, progress=progress, desc="pool gradients", engine=engine)
     target = None
     if target_texts is not None:
         target = recipe.features(target_texts, model=model, precondition=None, warmup_texts=pool_texts,
-                                 cache_dir=cache_dir, progress=progress, desc="target gradients")
+                                 cache_dir=cache_dir, progress=progress, desc="target gradients", engine=engine)
     return pool, target
 
 

@@ -71,6 +71,8 @@ from tasksift.features.embed import model_fingerprint
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from tasksift.engine import Engine
+
 #: rows of the implicit projection matrix generated together from one ``(seed, tile)`` seed
 TILE_ROWS = 1024
 #: default width of projected gradient features on a CPU (the papers use 8,192)
@@ -796,6 +798,7 @@ def gradient_features(
     cache_dir: str | Path | None = None,
     progress: bool | Progress = True,
     desc: str = "gradients",
+    engine: Engine | None = None,
 ) -> CachedFeatures:
     """Gradient features of ``texts``, computed shard by shard into the feature cache (kind ``"gradients"``).
 
@@ -810,6 +813,7 @@ def gradient_features(
     pool and the target calls may share one loaded proxy or one spec: both start from the same weights.
 
     Finished shards are reused and a killed run resumes; when every shard is cached the model is not loaded.
+    ``engine``: where missing shards are computed (:mod:`tasksift.engine`; ``None`` or local: here).
     """
     rule = "adam" if precondition is True else (precondition or None)
     if rule is not None and rule not in PRECONDITION_RULES:
@@ -868,8 +872,53 @@ def gradient_features(
     def featurize(chunk: list[str], advance: Callable[[int], None]) -> np.ndarray:
         return featurizer()(chunk, advance)
 
+    if engine is not None and engine.name != "local":
+        if spec is None:
+            raise InputError("a loaded proxy model cannot be sent to Ray workers",
+                             fix="pass the model's name or path (or its ProxySpec) with --engine ray")
+        factory = GradientFactory(spec, warmup if warm_key is not None else None,
+                                  source if warm_key is not None else None, rule, proj_dim or None, seed, projection,
+                                  batch_size, settings, None if cache_dir is None else str(cache_dir))
+        dim = proj_dim if proj_dim else (featurizer().dim if len(texts) == 0 else None)
+        return engine.featurize(cache, texts, factory, progress=progress, desc=desc, dim=dim)
+
     dim = proj_dim if proj_dim else (featurizer().dim if len(texts) == 0 else None)
     return cache.compute(texts, featurize, progress=progress, desc=desc, dim=dim, reports_progress=True)
+
+
+@dataclass(frozen=True)
+class GradientFactory:
+    """Builds, where it runs (a Ray worker), the :class:`GradientFeaturizer` that :func:`gradient_features`
+    describes: loads the proxy, runs (or reads from the cache) the warm-up on ``warmup_texts``, then projects
+    and preconditions as the settings say. Refuses to run if the proxy found there is not the same model."""
+
+    spec: ProxySpec
+    warmup: WarmupSettings | None
+    warmup_texts: list[str] | None
+    rule: str | None
+    proj_dim: int | None
+    seed: int
+    projection: str
+    batch_size: int
+    settings: dict[str, Any]
+    cache_dir: str | None
+
+    def __call__(self, threads: int) -> Callable[[list[str]], np.ndarray]:
+        if key_identity(self.spec.identity()) != self.settings["proxy"]:
+            raise InputError("the proxy model on this worker differs from the driver's (fingerprints differ)",
+                             path=str(self.spec.path), fix="install the same model on every node of the cluster")
+        proxy = self.spec.load()
+        torch.set_num_threads(threads)
+        prec = None
+        if self.warmup is not None and self.warmup_texts is not None:
+            warm = cached_warmup(proxy, self.warmup_texts, self.warmup, cache_dir=self.cache_dir, progress=False)
+            if self.rule is not None:
+                prec = partial(warm.precondition, rule=self.rule, eps=self.warmup.eps)
+        proj = None
+        if self.proj_dim:
+            proj = RandomProjection(proxy.dim, self.proj_dim, seed=self.seed, kind=self.projection)
+        return GradientFeaturizer(proxy, projection=proj, precondition=prec, batch_size=self.batch_size,
+                                  settings=self.settings)
 
 
 # -- the proxy helper SPICE's interleaved mode calls -----------------------------------------------------------

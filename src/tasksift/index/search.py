@@ -11,7 +11,8 @@ Metrics: ``l2`` (Euclidean), ``ip`` (inner product) and ``cosine`` (inner produc
 Returned values follow faiss: for ``l2`` they are *squared* Euclidean distances in increasing order, for
 ``ip`` and ``cosine`` similarities in decreasing order; radii of :meth:`NeighbourIndex.range_search` are on
 the same scale (a squared distance for ``l2``, a similarity threshold otherwise). Missing neighbours (when
-``k`` exceeds what an approximate index found) come back as index ``-1``.
+``k`` exceeds what an approximate index found) come back as index ``-1``. Exact search orders ties by row
+(see :mod:`tasksift.index.sharded`).
 
 The choice and its parameters are in :meth:`NeighbourIndex.info`, which goes into the run's manifest.
 """
@@ -67,9 +68,18 @@ class NeighbourIndex:
         return normalize_rows(q) if self.metric == "cosine" else q
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest pool rows of every query: ``(values, indices)``, each ``(n_queries, k)``."""
+        """The ``k`` nearest pool rows of every query: ``(values, indices)``, each ``(n_queries, k)``.
+
+        An exact (flat) index answers canonically: ties are ordered, and cut, by increasing row
+        (:func:`tasksift.index.sharded.exact_search`), so a sharded search over the same rows gives the same answer.
+        """
         k = int(min(k, self.n))
-        values, indices = self.index.search(self._prepare(queries), k)
+        q = self._prepare(queries)
+        if self.kind == "flat":
+            from tasksift.index.sharded import exact_search
+
+            return exact_search(self.index.search, q, k, self.n, self.larger_is_closer)
+        values, indices = self.index.search(q, k)
         return values, indices
 
     def range_search(self, queries: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

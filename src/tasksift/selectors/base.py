@@ -134,7 +134,11 @@ class Selector(ABC):
         return {name: getattr(self, name) for name in self.param_defaults()}
 
     # -- fitting -------------------------------------------------------------------------------------------
-    def fit(self, pool: Any, target: Any = None) -> Selector:
+    def fit(self, pool: Any, target: Any = None, *, search: Any = None) -> Selector:
+        """Select from ``pool`` for ``target``. ``search``: the neighbour-search helper of the engine that runs
+        the selection (:meth:`tasksift.engine.Engine.search`; ``None``: faiss in this process), for selectors
+        that search neighbours; it changes where the search runs, never its result."""
+        self.search_backend = search
         n = len(pool)
         if n == 0:
             raise InputError("the pool is empty", fix="give a pool with at least one example")

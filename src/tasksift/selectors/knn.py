@@ -78,7 +78,9 @@ class KNNSelector(Selector):
         x = as_float_matrix(pool, "pool vectors")
         q = as_float_matrix(target, "target vectors")
         n, m = x.shape[0], q.shape[0]
-        index = build_index(x, metric=self.metric, kind=self.index, seed=self.seed)
+        remote = getattr(self, "search_backend", None)  # the engine's sharded search, or None: in process
+        index = (remote.build if remote is not None else build_index)(x, metric=self.metric, kind=self.index,
+                                                                        seed=self.seed)
         depth = min(n, math.ceil(self.budget / m) + 8)
         while True:
             values, neighbours = index.search(q, depth)
