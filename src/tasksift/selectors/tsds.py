@@ -519,12 +519,13 @@ class TSDSSelector(Selector):
         stages["prepare"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        remote = getattr(self, "search_backend", None)  # the engine's sharded search, or None: in process
         if self.index == "auto" and m * n <= AUTO_EXACT_MAX:
-            index: NeighbourIndex | InPlaceSearch = InPlaceSearch(x)
+            index: Any = InPlaceSearch(x) if remote is None else remote.exact(x)
         else:
             nlist = int(self.nlist) if self.nlist else max(1, math.isqrt(n) // 2)
-            index = build_index(x, metric="l2", kind=self.index, nlist=nlist, nprobe=int(self.nprobe),
-                                seed=self.seed)
+            index = (build_index if remote is None else remote.build)(
+                x, metric="l2", kind=self.index, nlist=nlist, nprobe=int(self.nprobe), seed=self.seed)
         stages["index"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
