@@ -21,8 +21,13 @@ Parts:
   search below 200,000 rows, exact radius density): each stage, end to end, the ratio, and the total
   variation between the two distributions. Then parity: both with exact search, ours with
   ``density="reference"``: total variation (target <= 1e-6).
-- ``b``: 1,000,000 pool rows, ours only, in a fresh subprocess: stage times, the share of the neighbour search
-  (index build and search), peak resident memory (``ru_maxrss``) against the embedding matrix's size.
+- ``b``: 1,000,000 pool rows, ours only, one fresh subprocess per density rule (``--b-density``; default
+  ``radius``, ``auto`` and ``reference``): stage times, the share of the neighbour search (index build and
+  search), peak resident memory (``ru_maxrss``) against the embedding matrix's size. A rule that computes
+  densities approximately (``ivf``, or ``auto`` above its exact budget) is checked against the exact density
+  in two ways: inside its own run, on a random sample of ``--b-check-rows`` of the rows it computed (exact range
+  search over the whole pool, timed apart from the fit); and, when ``radius`` ran in the same invocation, on
+  every row both runs computed, with the total variation between the two distributions.
 
 Results are merged into the JSON file after every finished run, so a killed benchmark keeps what finished.
 """
@@ -292,8 +297,28 @@ def _rss() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def worker_b(n: int, target_topics: int, density: str, topics: int) -> dict[str, Any]:
-    """Part b in this (fresh) process: our stage times and memory on an ``n``-row pool."""
+def relative_errors(exact: np.ndarray, approximate: np.ndarray) -> dict[str, float]:
+    """``(exact - approximate) / exact`` of densities: median, 90th percentile, max, and min (below 0 only by
+    float32 rounding when the approximation is a lower bound), and the share of rows off by more than 1e-4."""
+    error = (np.asarray(exact, np.float64) - approximate) / exact
+    return {"rows": len(error), "median": float(np.median(error)), "p90": float(np.quantile(error, 0.9)),
+            "max": float(error.max()), "min": float(error.min()), "share_above_1e-4": float((error > 1e-4).mean())}
+
+
+def exact_density_sample(x: np.ndarray, rows: np.ndarray, values: np.ndarray, count: int) -> dict[str, Any]:
+    """Exact densities of ``count`` random rows among ``rows`` (computed with ``values``), against ``values``."""
+    from tasksift.selectors.tsds import pool_range_search, radius_density
+
+    pick = np.sort(np.random.default_rng(0).choice(len(rows), min(count, len(rows)), replace=False))
+    t0 = time.perf_counter()
+    exact = radius_density(pool_range_search(x, 0.75, {}), x, rows[pick], 0.75)
+    return {**relative_errors(exact, values[pick]), "of_rows": len(rows), "seconds": time.perf_counter() - t0}
+
+
+def worker_b(n: int, target_topics: int, density: str, topics: int, save: Path | None = None,
+             check_rows: int = 500) -> dict[str, Any]:
+    """Part b in this (fresh) process: our stage times and memory on an ``n``-row pool. ``save``: where to
+    write the distribution and the computed densities (``.npz``) for the comparison across rules."""
     import faiss  # noqa: F401 - loaded before the baseline, as any run would
 
     from tasksift.selectors.tsds import TSDSSelector
@@ -323,6 +348,12 @@ def worker_b(n: int, target_topics: int, density: str, topics: int) -> dict[str,
     search = stages["index"] + stages["search"]
     matrix = x.nbytes
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if save is not None:
+        np.savez(save, rows=selector.probability_.rows, probability=selector.probability_.probability,
+                 density_rows=selector.density_rows_, density=selector.density_values_)
+    check = None
+    if manifest["density"].get("rows_approximate") and check_rows > 0:
+        check = exact_density_sample(x, selector.density_rows_, selector.density_values_, check_rows)
     return {
         "pool": [n, DIM], "topics": topics, "density": density, "seconds": seconds, "stages": stages,
         "neighbour_search_seconds": search, "neighbour_search_share": search / seconds,
@@ -331,20 +362,42 @@ def worker_b(n: int, target_topics: int, density: str, topics: int) -> dict[str,
         "rss_peak_during_fit_bytes": max(peak[0], _rss()), "max_rss_bytes": max_rss,
         "peak_over_matrix": max_rss / matrix, "peak_above_baseline_over_matrix": (max_rss - baseline) / matrix,
         "index": manifest["index"], "solver": manifest["solver"], "density_info": manifest["density"],
+        "density_error_sample": check,
     }
 
 
+def against_exact(exact_file: Path, other_file: Path) -> dict[str, Any]:
+    """Densities of the rows both runs computed, and the total variation between their distributions."""
+    exact, other = np.load(exact_file), np.load(other_file)
+    common, i, j = np.intersect1d(exact["density_rows"], other["density_rows"], return_indices=True)
+    n = int(max(exact["rows"].max(), other["rows"].max())) + 1
+    p, r = np.zeros(n), np.zeros(n)
+    p[exact["rows"]], r[other["rows"]] = exact["probability"], other["probability"]
+    return {"total_variation": total_variation(p, r),
+            "density": relative_errors(exact["density"][i], other["density"][j]),
+            "rows_only_exact": len(exact["density_rows"]) - len(common),
+            "rows_only_approximate": len(other["density_rows"]) - len(common)}
+
+
 def part_b(args: argparse.Namespace, save: Results) -> None:
-    for density in args.b_density:  # each run replaces the earlier one with the same rule and topics
-        key = density if args.b_topics == Geometry.topics else f"{density}, {args.b_topics} topics"
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker-b", "--n-b", str(args.n_b),
-                   "--target-topics", str(args.target_topics), "--b-density", density,
-                   "--b-topics", str(args.b_topics)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            save("b", key, {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]})
-            continue
-        save("b", key, json.loads(done.stdout.strip().splitlines()[-1]))
+    with tempfile.TemporaryDirectory(prefix="tsds_b_") as tmp:
+        files: dict[str, Path] = {}
+        for density in args.b_density:  # each run replaces the earlier one with the same rule and topics
+            key = density if args.b_topics == Geometry.topics else f"{density}, {args.b_topics} topics"
+            files[density] = Path(tmp) / f"{density}.npz"
+            command = [sys.executable, str(Path(__file__).resolve()), "--worker-b", "--n-b", str(args.n_b),
+                       "--target-topics", str(args.target_topics), "--b-density", density,
+                       "--b-topics", str(args.b_topics), "--b-save", str(files[density]),
+                       "--b-check-rows", str(args.b_check_rows)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                save("b", key, {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]})
+                files.pop(density)
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            if result["density_info"].get("rows_approximate") and "radius" in files:
+                result["against_exact_run"] = against_exact(files["radius"], files[density])
+            save("b", key, result)
 
 
 # -- output -------------------------------------------------------------------------------------------------------
@@ -444,8 +497,24 @@ def print_tables(data: dict[str, Any]) -> None:
         print(f"memory: matrix {b['matrix_bytes'] / gib:.2f} GiB; peak RSS {b['max_rss_bytes'] / gib:.2f} GiB = "
               f"{b['peak_over_matrix']:.2f}x the matrix (target <= 2); above the interpreter and libraries "
               f"({b['rss_baseline_bytes'] / gib:.2f} GiB): {b['peak_above_baseline_over_matrix']:.2f}x")
+        info = b["density_info"]
         print(f"K_i {b['solver']['K']['min']:.0f} to {b['solver']['K']['max']:.0f}, capped queries "
-              f"{b['solver']['capped_queries']}, {b['density_info'].get('rows_computed', 0):,} densities computed")
+              f"{b['solver']['capped_queries']}, {info.get('rows_computed', 0):,} densities computed")
+        if info.get("rows_approximate"):
+            ivf = info["approximate"]
+            print(f"approximate densities: {info['rows_approximate']:,} rows ({info['rows_exact']:,} exact); "
+                  f"{ivf['coarse_cells']} coarse cells ({ivf['coarse_cells_refined']} refined into "
+                  f"{ivf['fine_cells']} fine cells of ~{ivf['cell_rows']} rows), probe {ivf['nprobe']} fine cells in "
+                  f"{ivf['coarse_probe']} coarse; {ivf['compared']:,} distances searched, "
+                  f"{ivf['assigned'] + ivf['fine_assigned']:,} to build")
+        for what, errors in (("sample", b.get("density_error_sample")),
+                             ("exact run", (b.get("against_exact_run") or {}).get("density"))):
+            if errors:
+                print(f"rho relative error vs exact ({what}, {errors['rows']:,} rows): median {errors['median']:.2g}, "
+                      f"p90 {errors['p90']:.2g}, max {errors['max']:.2g}, min {errors['min']:.2g}, "
+                      f"rows off by >1e-4: {100 * errors['share_above_1e-4']:.1f}%")
+        if b.get("against_exact_run"):
+            print(f"total variation vs the exact (radius) run: {b['against_exact_run']['total_variation']:.3g}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -459,14 +528,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-b", type=int, default=1_000_000)
     parser.add_argument("--target-topics", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="runs of ours in part a (median reported)")
-    parser.add_argument("--b-density", nargs="+", default=["radius", "reference"], choices=("radius", "reference"),
-                        help="density rules to run in part b (one subprocess each)")
+    parser.add_argument("--b-density", nargs="+", default=["radius", "auto", "reference"],
+                        choices=("radius", "auto", "ivf", "reference"),
+                        help="density rules to run in part b (one subprocess each; radius first for the comparison)")
+    parser.add_argument("--b-check-rows", type=int, default=500,
+                        help="rows whose exact density checks an approximate run, inside that run")
+    parser.add_argument("--b-save", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--b-topics", type=int, default=Geometry.topics,
                         help="topics of the part b pool (default: the same distribution as part a)")
     parser.add_argument("--worker-b", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker_b:
-        print(json.dumps(worker_b(args.n_b, args.target_topics, args.b_density[0], args.b_topics), default=_plain))
+        print(json.dumps(worker_b(args.n_b, args.target_topics, args.b_density[0], args.b_topics, args.b_save,
+                                  args.b_check_rows), default=_plain))
         return
     reference = Path(args.reference).resolve() if args.reference else None
     if reference is not None and not (reference / "tsds.py").is_file():

@@ -235,6 +235,87 @@ def test_near_duplicates_do_not_soak_up_mass_with_density_on() -> None:
     assert mass(with_copies, group, 0.0) > 10 * mass(x, group[:1], 0.0)
 
 
+def test_near_duplicates_do_not_soak_up_mass_with_approximate_density() -> None:
+    rng = np.random.default_rng(5)
+    x, q = clustered(3, n=11_000, m=20)
+    original = int(sorted_lists(x, q[:1], 1)[1][0, 0])
+    copies = x[original] + 1e-3 * rng.normal(size=(1000, x.shape[1])).astype(np.float32)
+    with_copies = np.concatenate([x, copies])
+    group = np.concatenate([[original], np.arange(len(x), len(with_copies))])
+
+    def mass(pool: np.ndarray, rows: np.ndarray, sigma: float) -> float:
+        sel = TSDSSelector(100, sigma=sigma, density="ivf", density_nprobe=4, density_cell_rows=128).fit(pool, q)
+        assert sigma == 0 or sel.selection_.manifest["density"]["rows_approximate"] > 0
+        p = dict(zip(sel.probability_.rows.tolist(), sel.probability_.probability.tolist(), strict=True))
+        return sum(p.get(int(r), 0.0) for r in rows)
+
+    alone = mass(x, group[:1], 0.75)
+    assert alone > 0
+    assert mass(with_copies, group, 0.75) <= 2 * alone
+    assert mass(with_copies, group, 0.0) > 10 * alone
+
+
+# -- the approximate density -------------------------------------------------------------------------------------
+def with_planted_copies(seed: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``clustered`` data where 10% of the rows are near-copies (groups of 2 to 6) of other rows."""
+    rng = np.random.default_rng(seed)
+    x, q = clustered(seed, n=n, m=m)
+    sources = rng.integers(0, n // 2, n // 10)
+    targets = rng.choice(np.arange(n // 2, n), n // 10, replace=False)
+    x[targets] = x[sources] + 0.02 * rng.normal(size=(len(sources), x.shape[1])).astype(np.float32)
+    return x, q
+
+
+def rho_of_computed_rows(sel: TSDSSelector) -> tuple[np.ndarray, np.ndarray]:
+    return sel.probability_.rows, sel.probability_.density
+
+
+def test_approximate_density_probing_every_cell_equals_the_exact_one() -> None:
+    x, q = with_planted_copies(10, n=3000, m=12)
+    exact = TSDSSelector(50, sigma=2.0, C=2.0, density="radius").fit(x, q)
+    every = TSDSSelector(50, sigma=2.0, C=2.0, density="ivf", density_nlist=5, density_cell_rows=50,
+                         density_nprobe=10**6, density_coarse_probe=5).fit(x, q)
+    info = every.selection_.manifest["density"]
+    assert info["rule"] == "ivf" and info["rows_exact"] == 0 and info["rows_approximate"] == info["rows_computed"]
+    assert info["approximate"]["coarse_cells_refined"] == 5
+    assert np.array_equal(exact.probability_.rows, every.probability_.rows)
+    assert np.allclose(every.probability_.density, exact.probability_.density, rtol=1e-5)
+    assert np.abs(every.probability_.probability - exact.probability_.probability).sum() / 2 < 1e-6
+    assert every.selection_.indices.tolist() == exact.selection_.indices.tolist()
+
+
+def test_approximate_density_is_a_close_lower_bound_on_clustered_data() -> None:
+    x, q = with_planted_copies(11, n=6000, m=15)
+    sigma = 2.5
+    sel = TSDSSelector(50, sigma=sigma, C=2.0, density="ivf", density_nlist=6, density_cell_rows=60,
+                       density_nprobe=6, density_coarse_probe=2).fit(x, q)
+    rows, approx = rho_of_computed_rows(sel)
+    assert len(rows) > 100
+    d2 = ((x[rows, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
+    d2[np.arange(len(rows)), rows] = 0.0
+    exact_rho = np.maximum(1.0 - d2 / sigma**2, 0.0).sum(axis=1)
+    error = (exact_rho - approx) / exact_rho
+    assert error.min() > -1e-5  # a lower bound, up to float32 distances
+    assert 0 < error.max() < 0.5 and np.median(error) < 0.05  # approximate, and close
+    assert sel.selection_.manifest["density"]["approximate"]["compared"] < 0.5 * len(x) * len(rows)
+    exact = TSDSSelector(50, sigma=sigma, C=2.0, density="radius").fit(x, q)
+    p_exact, p_approx = np.zeros(len(x)), np.zeros(len(x))
+    p_exact[exact.probability_.rows] = exact.probability_.probability
+    p_approx[rows] = sel.probability_.probability
+    assert np.abs(p_exact - p_approx).sum() / 2 < 0.1
+
+
+def test_auto_density_is_exact_within_its_budget_and_approximate_beyond(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, q = with_planted_copies(12, n=2000, m=10)
+    small = TSDSSelector(50, sigma=2.0, C=2.0).fit(x, q).selection_.manifest["density"]
+    assert small["rule"] == "auto" and small["rows_approximate"] == 0 and small["approximate"] is None
+    monkeypatch.setattr("tasksift.selectors.tsds.AUTO_EXACT_MAX", 2000 * 40)
+    mixed = TSDSSelector(50, sigma=2.0, C=2.0, density_nlist=4).fit(x, q).selection_.manifest["density"]
+    assert mixed["exact_rows_allowed"] == 40 and mixed["rows_exact"] <= 40
+    assert mixed["rows_approximate"] > 0 and mixed["rows_exact"] + mixed["rows_approximate"] == mixed["rows_computed"]
+    assert mixed["approximate"]["coarse_cells"] == 4
+
+
 # -- the contract ------------------------------------------------------------------------------------------------
 def test_selection_invariants_and_same_seed_same_selection() -> None:
     x, q = clustered(4, n=900, m=15)
@@ -317,7 +398,8 @@ def test_approximate_prefetch_indexes_run_and_are_recorded(kind: str) -> None:
 
 @pytest.mark.parametrize("params", [{"alpha": 1.5}, {"C": 0}, {"sigma": -1}, {"metric": "ip"},
                                     {"density": "knn"}, {"sampling": "systematic"}, {"index": "lsh"},
-                                    {"max_k": 0}])
+                                    {"max_k": 0}, {"density_nprobe": 0}, {"density_nlist": 0},
+                                    {"density": "ivf", "density_cell_rows": 0}])
 def test_bad_parameters_are_input_errors(params: dict) -> None:
     x, q = clustered(9, n=100, m=3)
     with pytest.raises(InputError):
@@ -330,7 +412,7 @@ def test_registered_with_the_reference_defaults() -> None:
     defaults = cls.param_defaults()
     assert {k: defaults[k] for k in ("alpha", "C", "sigma", "max_k", "kde_k", "metric", "density", "sampling",
                                      "index", "nprobe")} == {
-        "alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_k": 5000, "kde_k": 1000, "metric": "l2", "density": "radius",
+        "alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_k": 5000, "kde_k": 1000, "metric": "l2", "density": "auto",
         "sampling": "multinomial", "index": "auto", "nprobe": 10}
 
 

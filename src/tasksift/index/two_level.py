@@ -1,0 +1,208 @@
+"""Approximate range search around pool rows: a two-level inverted file whose fine level is built on demand.
+
+Made for many range searches that stay in a small part of a large pool (TSDS's densities of the rows near a
+task's target examples), where a one-level inverted file fine enough to prune well would cost more to fill
+(``N x nlist`` distances) than the searches it saves.
+
+- Coarse level: ``coarse_cells`` k-means centroids trained on a sample of the pool; every pool row goes to its
+  nearest centroid. This is the one pass over the whole pool (``N x coarse_cells`` distances).
+- Fine level: built only inside the coarse cells that some search reaches, the first time one does. The cell's
+  rows are split by k-means (trained on a sample of them) into cells of about ``cell_rows`` rows.
+- A search vector ranks the fine cells of its ``coarse_probe`` nearest coarse cells by their centroid's distance,
+  visits the ``nprobe`` nearest and computes the exact (float32) squared distance to each of their rows.
+
+Every hit is a pool row within the radius, at its exact distance, and the visited rows are a subset of the pool,
+so the hits are a subset of the exact range search's: a sum of non-negative kernel values over them is a lower
+bound of the exact sum. With every cell probed (``coarse_probe >= coarse_cells`` and ``nprobe`` at least the
+number of fine cells) the hits are the exact ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tasksift.errors import InputError
+
+#: k-means training rows per centroid (a sample of the rows being split)
+TRAIN_ROWS_PER_CENTROID = 32
+#: k-means iterations, both levels
+KMEANS_ITERATIONS = 10
+
+
+@dataclass(frozen=True)
+class FineCells:
+    """The fine level inside one coarse cell: ``centroids`` (f x d), the cell's pool rows grouped by fine cell
+    (``rows[starts[k]:starts[k + 1]]`` is fine cell ``k``) and the global number of its fine cell 0."""
+
+    centroids: np.ndarray
+    rows: np.ndarray
+    starts: np.ndarray
+    first: int
+
+
+def kmeans_centroids(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``k`` centroids of the rows ``x`` (float32): faiss k-means on a sample of ``TRAIN_ROWS_PER_CENTROID * k``
+    rows. With ``k`` at least the number of rows, the rows themselves."""
+    import faiss
+
+    n, dim = x.shape
+    if k >= n:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if k == 1:
+        return x.mean(axis=0, dtype=np.float64, keepdims=True).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    take = min(n, TRAIN_ROWS_PER_CENTROID * k)
+    sample = x if take == n else x[np.sort(rng.choice(n, take, replace=False))]
+    kmeans = faiss.Kmeans(dim, k, niter=KMEANS_ITERATIONS, seed=int(seed) % (2**31), verbose=False,
+                          min_points_per_centroid=1, max_points_per_centroid=TRAIN_ROWS_PER_CENTROID)
+    kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The nearest centroid of every row (faiss's blocked brute force, no copy of ``x``)."""
+    import faiss
+
+    if len(centroids) == 1:
+        return np.zeros(len(x), dtype=np.int64)
+    _, labels = faiss.knn(np.ascontiguousarray(x, dtype=np.float32), centroids, 1)
+    return labels[:, 0].astype(np.int64)
+
+
+def _grouped(labels: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions grouped by label (stable) and the offsets of each label's group."""
+    order = np.argsort(labels, kind="stable")
+    starts = np.zeros(cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(labels, minlength=cells), out=starts[1:])
+    return order, starts
+
+
+def squared_distances(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``||y_i - x_j||^2`` in float32 by one matrix product, clipped at 0."""
+    d2 = (y * y).sum(axis=1)[:, None] + (x * x).sum(axis=1)[None, :]
+    d2 -= 2.0 * (y @ x.T)
+    return np.maximum(d2, 0.0, out=d2)
+
+
+class TwoLevelIVF:
+    """Range search over the rows of ``x`` (float32, used in place) by the two-level inverted file of the module
+    docstring. ``stats``: distances computed to fill the coarse level (``assigned``), to build fine levels
+    (``fine_assigned``) and in searches (``centroid_distances``, ``compared``), and the seconds each part took."""
+
+    def __init__(self, x: np.ndarray, *, coarse_cells: int, cell_rows: int = 256, nprobe: int = 16,
+                 coarse_probe: int = 2, seed: int = 0) -> None:
+        for name, value in (("coarse_cells", coarse_cells), ("cell_rows", cell_rows), ("nprobe", nprobe),
+                            ("coarse_probe", coarse_probe)):
+            if int(value) < 1:
+                raise InputError(f"{name}={value} must be at least 1")
+        if x.ndim != 2 or len(x) == 0:
+            raise InputError(f"cannot index vectors of shape {x.shape}: need a non-empty rows x dimensions matrix")
+        self.x = x
+        self.cell_rows, self.nprobe, self.seed = int(cell_rows), int(nprobe), int(seed)
+        t0 = time.perf_counter()
+        self.coarse = kmeans_centroids(x, min(int(coarse_cells), len(x)), self.seed)
+        self.coarse_probe = min(int(coarse_probe), len(self.coarse))
+        self.order, self.starts = _grouped(nearest_centroid(x, self.coarse), len(self.coarse))
+        self.fine: dict[int, FineCells] = {}
+        self.owner: list[int] = []  # coarse cell of each fine cell, by global number
+        self.stats: dict[str, float] = {"assigned": len(x) * len(self.coarse), "fine_assigned": 0,
+                                        "centroid_distances": 0, "compared": 0,
+                                        "coarse_seconds": time.perf_counter() - t0, "fine_seconds": 0.0,
+                                        "search_seconds": 0.0}
+
+    def fine_cells(self, cell: int) -> FineCells:
+        """The fine level of coarse cell ``cell``, built the first time it is asked for."""
+        built = self.fine.get(cell)
+        if built is not None:
+            return built
+        t0 = time.perf_counter()
+        rows = self.order[self.starts[cell]:self.starts[cell + 1]]
+        k = max(1, round(len(rows) / self.cell_rows)) if len(rows) else 1
+        if len(rows) == 0:
+            centroids = self.coarse[cell:cell + 1]
+            labels = np.zeros(0, dtype=np.int64)
+        else:
+            xc = self.x[rows]
+            centroids = kmeans_centroids(xc, k, self.seed + 1 + cell)
+            labels = nearest_centroid(xc, centroids)
+            self.stats["fine_assigned"] += len(rows) * len(centroids) if len(centroids) > 1 else 0
+        order, starts = _grouped(labels, len(centroids))
+        built = FineCells(centroids=centroids, rows=rows[order], starts=starts, first=len(self.owner))
+        self.owner.extend([cell] * len(centroids))
+        self.fine[cell] = built
+        self.stats["fine_seconds"] += time.perf_counter() - t0
+        return built
+
+    def probes(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fine cells each vector visits: ``(vector, global fine cell)`` pairs, nearest first per vector."""
+        import faiss
+
+        if self.coarse_probe >= len(self.coarse):
+            near = np.broadcast_to(np.arange(len(self.coarse)), (len(y), len(self.coarse)))
+        else:
+            _, near = faiss.knn(y, self.coarse, self.coarse_probe)
+        self.stats["centroid_distances"] += len(y) * len(self.coarse)
+        who, cells, dist = [], [], []
+        flat_vec = np.repeat(np.arange(len(y)), near.shape[1])
+        flat_cell = np.asarray(near).ravel()
+        for cell in np.unique(flat_cell).tolist():
+            vecs = flat_vec[flat_cell == cell]
+            fine = self.fine_cells(cell)
+            d2 = squared_distances(y[vecs], fine.centroids)
+            self.stats["centroid_distances"] += d2.size
+            who.append(np.repeat(vecs, d2.shape[1]))
+            cells.append(np.tile(np.arange(fine.first, fine.first + d2.shape[1]), len(vecs)))
+            dist.append(d2.ravel())
+        who_a, cells_a, dist_a = np.concatenate(who), np.concatenate(cells), np.concatenate(dist)
+        order = np.lexsort((dist_a, who_a))
+        who_a, cells_a = who_a[order], cells_a[order]
+        rank = np.arange(len(who_a)) - np.searchsorted(who_a, who_a, side="left")
+        keep = rank < self.nprobe
+        return who_a[keep], cells_a[keep]
+
+    def range_search(self, y: np.ndarray, radius2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pool rows within squared distance ``radius2`` of each vector among those in its probed cells, in
+        faiss's CSR layout ``(lims, squared distances, pool rows)``."""
+        t0 = time.perf_counter()
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        who, cells = self.probes(y)
+        order = np.argsort(cells, kind="stable")
+        who, cells = who[order], cells[order]
+        bounds = np.flatnonzero(np.diff(cells)) + 1
+        pos_parts, d2_parts, id_parts = [], [], []
+        for lo, hi in zip(np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(cells)]]).tolist(),
+                          strict=True):
+            if lo == hi:
+                continue
+            cell = int(cells[lo])
+            fine = self.fine[self.owner[cell]]
+            local = cell - fine.first
+            rows = fine.rows[fine.starts[local]:fine.starts[local + 1]]
+            if len(rows) == 0:
+                continue
+            vecs = who[lo:hi]
+            d2 = squared_distances(y[vecs], self.x[rows])
+            self.stats["compared"] += d2.size
+            i, j = np.nonzero(d2 < radius2)
+            pos_parts.append(vecs[i])
+            d2_parts.append(d2[i, j])
+            id_parts.append(rows[j])
+        pos = np.concatenate(pos_parts) if pos_parts else np.zeros(0, dtype=np.int64)
+        d2 = np.concatenate(d2_parts) if d2_parts else np.zeros(0, dtype=np.float32)
+        ids = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int64)
+        order = np.argsort(pos, kind="stable")
+        lims = np.zeros(len(y) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pos, minlength=len(y)), out=lims[1:])
+        self.stats["search_seconds"] += time.perf_counter() - t0
+        return lims, d2[order].astype(np.float32), ids[order].astype(np.int64)
+
+    def info(self) -> dict[str, Any]:
+        """Settings and work done, for a manifest."""
+        return {"kind": "two-level ivf", "coarse_cells": len(self.coarse), "coarse_probe": self.coarse_probe,
+                "cell_rows": self.cell_rows, "nprobe": self.nprobe, "coarse_cells_refined": len(self.fine),
+                "fine_cells": len(self.owner), "seed": self.seed,
+                **{k: (round(v, 4) if isinstance(v, float) else int(v)) for k, v in self.stats.items()}}
