@@ -104,12 +104,13 @@ class _Harp(Selector):
 
     def fit(self, pool: Any, target: Any = None, *, probe: ProbeRunner | None = None,
             progress: bool = False) -> _Harp:
-        """Select from ``pool`` (embeddings) for ``target`` (embeddings); ``probe`` trains and scores leaves."""
+        """Select from ``pool`` (embeddings) for ``target`` (embeddings); ``probe`` trains and scores leaves.
+
+        ``progress`` is accepted for the common ``fit`` signature; the probe runner shows its own bar."""
         if not isinstance(probe, ProbeRunner):
             raise InputError(f"{self.name} needs a probe to train on leaves",
                              fix="use tasksift.select (it builds one), or pass fit(..., probe=ProbeRunner(...))")
         self._runner = probe
-        self._progress = progress
         try:
             return super().fit(pool, target)  # type: ignore[return-value]
         finally:
