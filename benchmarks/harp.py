@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "training": {"max_steps": args.max_steps, "batch_size": 8, **settings},
                            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                        "threads": os.environ.get("TASKSIFT_THREADS")},
-                           "runs_dir": str(args.runs), "tasks": {}, "complete": False}
+                           "runs_dir": str(args.runs), "planned_tasks": [Path(t).name for t in args.tasks],
+                           "tasks": {}, "complete": False}
     planned = len(args.tasks) * (1 + args.seeds * len(METHODS))
     done = 0
     for task_dir in args.tasks:
@@ -133,6 +134,20 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
              + ". Gain = accuracy minus random's with the same seed, averaged over the seeds both have; "
                "retention = HARP's gain / harp-exhaustive's gain. Command: `TASKSIFT_THREADS=1 python "
                "benchmarks/harp.py`; raw numbers in `benchmarks/results/harp.json`.", ""]
+    if not out["complete"]:
+        left = []
+        for task in out.get("planned_tasks", []):
+            entry = out["tasks"].get(task)
+            if entry is None:
+                left.append(f"{task}: everything (its probes and {len(out['seeds']) * len(METHODS)} evaluations)")
+                continue
+            missing = [f"{m} seed {s}" for s in out["seeds"] for m in METHODS
+                       if str(s) not in entry["methods"][m]["runs"]]
+            if missing:
+                left.append(f"{task}: " + ", ".join(missing))
+        if left:
+            lines += ["Left to run (the same command resumes; finished probes and evaluations are kept): "
+                      + "; ".join(left) + ".", ""]
     for name, entry in out["tasks"].items():
         none = entry.get("none")
         lines += [f"**{name}** (no finetuning: {none:.4f})" if none is not None else f"**{name}**", "",
@@ -238,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.report_only:
         out = json.loads(RESULTS.read_text(encoding="utf-8"))
+        out.setdefault("planned_tasks", [Path(t).name for t in args.tasks.split(",") if t])
         planned = len(args.tasks.split(",")) * (1 + len(out["seeds"]) * len(METHODS))
         done = sum(1 + sum(len(m["runs"]) for m in e["methods"].values()) for e in out["tasks"].values())
         write(out, done, max(planned, done))
