@@ -84,9 +84,14 @@ def exact_search(search: SearchFn, queries: np.ndarray, k: int, n: int, larger_i
     out_values = out_rows = None
     todo = np.arange(m)
     depth = min(n, k + TIE_MARGIN)
+    # faiss picks its distance kernel by the number of queries in a batch (BLAS from queries x dim >= 128,000,
+    # its own SIMD loops below), and the kernels round differently in the last bit: a deeper search for some of
+    # the queries is padded with copies of them to the size of the first batch, so every value of a query comes
+    # from the kernel that computed the first batch (and the same kernel serves every shard of a sharded search)
     while len(todo):
-        values, rows = search(queries[todo], depth)
-        values, rows = np.asarray(values), np.asarray(rows, dtype=np.int64)
+        batch = todo if len(todo) == m else np.resize(todo, m)
+        values, rows = search(queries[batch], depth)
+        values, rows = np.asarray(values)[:len(todo)], np.asarray(rows, dtype=np.int64)[:len(todo)]
         top_values, top_rows = canonical_topk(values, rows, k, larger_is_closer)
         if out_values is None:
             out_values = np.empty((m, k), dtype=top_values.dtype)
