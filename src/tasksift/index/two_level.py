@@ -20,6 +20,7 @@ number of fine cells) the hits are the exact ones.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,51 +32,80 @@ from tasksift.errors import InputError
 TRAIN_ROWS_PER_CENTROID = 32
 #: k-means iterations, both levels
 KMEANS_ITERATIONS = 10
+#: rows per matrix product when assigning rows to centroids
+ASSIGN_BLOCK_ROWS = 16384
+#: search vectors per matrix product against one fine cell (bounds the distance block's memory)
+SEARCH_BLOCK_ROWS = 2048
 
 
 @dataclass(frozen=True)
 class FineCells:
     """The fine level inside one coarse cell: ``centroids`` (f x d), the cell's pool rows grouped by fine cell
-    (``rows[starts[k]:starts[k + 1]]`` is fine cell ``k``) and the global number of its fine cell 0."""
+    (``rows[starts[k]:starts[k + 1]]`` is fine cell ``k``, ascending within it), their squared norms
+    (float32, same order) and the global number of its fine cell 0."""
 
     centroids: np.ndarray
     rows: np.ndarray
+    norms: np.ndarray
     starts: np.ndarray
     first: int
 
 
 def kmeans_centroids(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``k`` centroids of the rows ``x`` (float32): faiss k-means on a sample of ``TRAIN_ROWS_PER_CENTROID * k``
-    rows. With ``k`` at least the number of rows, the rows themselves."""
-    import faiss
-
-    n, dim = x.shape
+    """``k`` centroids of the rows ``x`` (float32): Lloyd's k-means (``KMEANS_ITERATIONS`` rounds, started from
+    ``k`` distinct random rows) on a sample of ``TRAIN_ROWS_PER_CENTROID * k`` rows. A centroid left empty by a
+    round restarts at the sample row farthest from its own centroid. With ``k`` at least the number of rows, the
+    rows themselves. (In numpy: the samples are small, and faiss's threaded k-means loses most of its time
+    waiting on busy cores.)"""
+    n, _ = x.shape
     if k >= n:
         return np.ascontiguousarray(x, dtype=np.float32)
     if k == 1:
         return x.mean(axis=0, dtype=np.float64, keepdims=True).astype(np.float32)
     rng = np.random.default_rng(seed)
     take = min(n, TRAIN_ROWS_PER_CENTROID * k)
-    sample = x if take == n else x[np.sort(rng.choice(n, take, replace=False))]
-    kmeans = faiss.Kmeans(dim, k, niter=KMEANS_ITERATIONS, seed=int(seed) % (2**31), verbose=False,
-                          min_points_per_centroid=1, max_points_per_centroid=TRAIN_ROWS_PER_CENTROID)
-    kmeans.train(np.ascontiguousarray(sample, dtype=np.float32))
-    return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+    sample = np.ascontiguousarray(x if take == n else x[np.sort(rng.choice(n, take, replace=False))],
+                                  dtype=np.float32)
+    centroids = sample[rng.choice(len(sample), k, replace=False)].astype(np.float64)
+    norms = np.einsum("ij,ij->i", sample, sample)
+    for _ in range(KMEANS_ITERATIONS):
+        c32 = centroids.astype(np.float32)
+        scores = sample @ c32.T
+        scores *= -2.0
+        scores += np.einsum("ij,ij->i", c32, c32)[None, :]
+        labels = scores.argmin(axis=1)
+        counts = np.bincount(labels, minlength=k)
+        filled = counts > 0
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
+        sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
+        centroids[filled] = sums / counts[filled, None]
+        if not filled.all():
+            far = np.argsort(scores[np.arange(len(sample)), labels] + norms)[::-1]
+            centroids[~filled] = sample[far[:int((~filled).sum())]]
+    return np.ascontiguousarray(centroids, dtype=np.float32)
 
 
-def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """The nearest centroid of every row (faiss's blocked brute force, no copy of ``x``)."""
-    import faiss
-
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray, block: int = ASSIGN_BLOCK_ROWS) -> np.ndarray:
+    """The nearest centroid of every row: ``argmin_c ||c||^2 - 2 x.c`` by one float32 matrix product per block of
+    ``block`` rows (no copy of ``x``). On a few busy cores this is several times faster than ``faiss.knn``
+    with ``k = 1``, whose OpenMP threads wait on each other."""
     if len(centroids) == 1:
         return np.zeros(len(x), dtype=np.int64)
-    _, labels = faiss.knn(np.ascontiguousarray(x, dtype=np.float32), centroids, 1)
-    return labels[:, 0].astype(np.int64)
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    half_norms = 0.5 * (centroids * centroids).sum(axis=1)
+    labels = np.empty(len(x), dtype=np.int64)
+    for lo in range(0, len(x), block):
+        scores = np.asarray(x[lo:lo + block], dtype=np.float32) @ centroids.T
+        np.subtract(half_norms[None, :], scores, out=scores)
+        labels[lo:lo + block] = scores.argmin(axis=1)
+    return labels
 
 
 def _grouped(labels: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions grouped by label (stable) and the offsets of each label's group."""
-    order = np.argsort(labels, kind="stable")
+    small = np.int16 if cells <= np.iinfo(np.int16).max else np.int64  # a radix sort for 16-bit labels
+    order = np.argsort(labels.astype(small), kind="stable")
     starts = np.zeros(cells + 1, dtype=np.int64)
     np.cumsum(np.bincount(labels, minlength=cells), out=starts[1:])
     return order, starts
@@ -115,23 +145,31 @@ class TwoLevelIVF:
                                         "search_seconds": 0.0}
 
     def fine_cells(self, cell: int) -> FineCells:
-        """The fine level of coarse cell ``cell``, built the first time it is asked for."""
+        """The fine level of coarse cell ``cell``, built the first time it is asked for: k-means on a sample of
+        its rows, then every row assigned to its nearest fine centroid, block by block (no copy of the cell)."""
         built = self.fine.get(cell)
         if built is not None:
             return built
         t0 = time.perf_counter()
         rows = self.order[self.starts[cell]:self.starts[cell + 1]]
         k = max(1, round(len(rows) / self.cell_rows)) if len(rows) else 1
+        labels = np.zeros(len(rows), dtype=np.int64)
+        norms = np.zeros(len(rows), dtype=np.float32)
         if len(rows) == 0:
             centroids = self.coarse[cell:cell + 1]
-            labels = np.zeros(0, dtype=np.int64)
         else:
-            xc = self.x[rows]
-            centroids = kmeans_centroids(xc, k, self.seed + 1 + cell)
-            labels = nearest_centroid(xc, centroids)
+            rng = np.random.default_rng(self.seed + 1 + cell)
+            take = min(len(rows), TRAIN_ROWS_PER_CENTROID * k)
+            sample = rows if take == len(rows) else np.sort(rng.choice(rows, take, replace=False))
+            centroids = kmeans_centroids(self.x[sample], k, self.seed + 1 + cell)
+            for lo in range(0, len(rows), ASSIGN_BLOCK_ROWS):
+                block = np.asarray(self.x[rows[lo:lo + ASSIGN_BLOCK_ROWS]], dtype=np.float32)
+                labels[lo:lo + len(block)] = nearest_centroid(block, centroids)
+                norms[lo:lo + len(block)] = (block * block).sum(axis=1)
             self.stats["fine_assigned"] += len(rows) * len(centroids) if len(centroids) > 1 else 0
         order, starts = _grouped(labels, len(centroids))
-        built = FineCells(centroids=centroids, rows=rows[order], starts=starts, first=len(self.owner))
+        built = FineCells(centroids=centroids, rows=rows[order], norms=norms[order], starts=starts,
+                          first=len(self.owner))
         self.owner.extend([cell] * len(centroids))
         self.fine[cell] = built
         self.stats["fine_seconds"] += time.perf_counter() - t0
@@ -141,6 +179,8 @@ class TwoLevelIVF:
         """The fine cells each vector visits: ``(vector, global fine cell)`` pairs, nearest first per vector."""
         import faiss
 
+        if len(y) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         if self.coarse_probe >= len(self.coarse):
             near = np.broadcast_to(np.arange(len(self.coarse)), (len(y), len(self.coarse)))
         else:
@@ -164,16 +204,15 @@ class TwoLevelIVF:
         keep = rank < self.nprobe
         return who_a[keep], cells_a[keep]
 
-    def range_search(self, y: np.ndarray, radius2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pool rows within squared distance ``radius2`` of each vector among those in its probed cells, in
-        faiss's CSR layout ``(lims, squared distances, pool rows)``."""
-        t0 = time.perf_counter()
-        y = np.ascontiguousarray(y, dtype=np.float32)
+    def _visits(self, y: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """For every fine cell some vector of ``y`` probes: ``(vectors, the cell's pool rows, their squared norms,
+        squared distances (float32, vectors x rows, clipped at 0))``, the vectors in blocks of at most
+        ``SEARCH_BLOCK_ROWS``: one matrix product per block, against the cell's rows gathered once."""
         who, cells = self.probes(y)
         order = np.argsort(cells, kind="stable")
         who, cells = who[order], cells[order]
+        y_norms = (y * y).sum(axis=1)
         bounds = np.flatnonzero(np.diff(cells)) + 1
-        pos_parts, d2_parts, id_parts = [], [], []
         for lo, hi in zip(np.concatenate([[0], bounds]).tolist(), np.concatenate([bounds, [len(cells)]]).tolist(),
                           strict=True):
             if lo == hi:
@@ -181,12 +220,27 @@ class TwoLevelIVF:
             cell = int(cells[lo])
             fine = self.fine[self.owner[cell]]
             local = cell - fine.first
-            rows = fine.rows[fine.starts[local]:fine.starts[local + 1]]
-            if len(rows) == 0:
+            a, b = int(fine.starts[local]), int(fine.starts[local + 1])
+            if a == b:
                 continue
-            vecs = who[lo:hi]
-            d2 = squared_distances(y[vecs], self.x[rows])
-            self.stats["compared"] += d2.size
+            rows, norms = fine.rows[a:b], fine.norms[a:b]
+            xt = np.ascontiguousarray(self.x[rows], dtype=np.float32).T
+            for start in range(lo, hi, SEARCH_BLOCK_ROWS):
+                vecs = who[start:min(hi, start + SEARCH_BLOCK_ROWS)]
+                d2 = y[vecs] @ xt
+                d2 *= -2.0
+                d2 += np.add.outer(y_norms[vecs], norms)  # (|y|^2 + |x|^2) - 2 y.x, rounded as faiss does
+                np.maximum(d2, 0.0, out=d2)
+                self.stats["compared"] += d2.size
+                yield vecs, rows, norms, d2
+
+    def range_search(self, y: np.ndarray, radius2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pool rows within squared distance ``radius2`` of each vector among those in its probed cells, in
+        faiss's CSR layout ``(lims, squared distances, pool rows)``."""
+        t0 = time.perf_counter()
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        pos_parts, d2_parts, id_parts = [], [], []
+        for vecs, rows, _, d2 in self._visits(y):
             i, j = np.nonzero(d2 < radius2)
             pos_parts.append(vecs[i])
             d2_parts.append(d2[i, j])
@@ -199,6 +253,27 @@ class TwoLevelIVF:
         np.cumsum(np.bincount(pos, minlength=len(y)), out=lims[1:])
         self.stats["search_seconds"] += time.perf_counter() - t0
         return lims, d2[order].astype(np.float32), ids[order].astype(np.int64)
+
+    def kernel_sums(self, rows: np.ndarray, radius2: float) -> np.ndarray:
+        """For pool rows ``rows``: the sum of ``max(0, 1 - d2 / radius2)`` (float32 terms, summed in float64)
+        over the other pool rows in their probed cells, at squared distance ``d2``. The same terms as summing
+        over :meth:`range_search`'s hits, without gathering the hits: memory stays one distance block."""
+        t0 = time.perf_counter()
+        rows = np.asarray(rows, dtype=np.int64)
+        y = np.ascontiguousarray(self.x[rows], dtype=np.float32)
+        sums = np.zeros(len(rows))
+        r2 = np.float32(radius2)
+        for vecs, cell_rows, _, d2 in self._visits(y):
+            kernel = np.divide(d2, r2, out=d2)
+            np.subtract(np.float32(1.0), kernel, out=kernel)
+            np.maximum(kernel, 0.0, out=kernel)
+            own_rows = rows[vecs]
+            slot = np.minimum(np.searchsorted(cell_rows, own_rows), len(cell_rows) - 1)
+            own = np.flatnonzero(cell_rows[slot] == own_rows)
+            kernel[own, slot[own]] = 0.0
+            sums[vecs] += kernel.sum(axis=1, dtype=np.float64)
+        self.stats["search_seconds"] += time.perf_counter() - t0
+        return sums
 
     def info(self) -> dict[str, Any]:
         """Settings and work done, for a manifest."""

@@ -79,8 +79,6 @@ TSDS_METRICS = ("l2", "cosine")
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
 #: rows of needed points handled per block by the exact range search
 _CHUNK_ROWS = 4096
-#: the same for the approximate one, where a larger block shares each visited cell among more rows
-_APPROXIMATE_CHUNK_ROWS = 16384
 #: ``index="auto"`` searches exactly in place while targets x pool rows stay below this (our choice);
 #: ``density="auto"`` computes densities exactly while rows computed x pool rows stay below it
 AUTO_EXACT_MAX = 1_000_000_000
@@ -319,34 +317,47 @@ def reference_density(search: RangeSearch, x: np.ndarray, rows: np.ndarray, sigm
     return rho
 
 
+#: an approximate density: pool rows -> ``rho`` (float64)
+DensityFunction = Callable[[np.ndarray], np.ndarray]
+
+
 class DensityOracle:
     """``rho`` of pool rows on demand, each row computed once (float64): by :func:`radius_density`, or by
     :func:`reference_density` when ``kde_k`` is given; all ones when ``search`` is None (``sigma`` is 0).
 
-    With ``approximate`` (a function building an approximate range search, called at most once), rows are
+    With ``approximate`` (a function building an approximate density function, called at most once), rows are
     computed exactly by ``search`` while the rows computed exactly stay within ``exact_rows``; the first request
-    that would go beyond sends it, and every later one, to the approximate search. Rows computed before keep
+    that would go beyond sends it, and every later one, to the approximate density. Rows computed before keep
     their exact value. ``rows`` counts all rows computed, ``rows_exact`` those by ``search``."""
 
     def __init__(self, x: np.ndarray, sigma: float, search: RangeSearch | None, *, kde_k: int | None = None,
-                 approximate: Callable[[], RangeSearch] | None = None, exact_rows: int | None = None) -> None:
+                 approximate: Callable[[], DensityFunction] | None = None, exact_rows: int | None = None) -> None:
         self.x, self.sigma, self.search, self.kde_k = x, float(sigma), search, kde_k
         self.approximate, self.exact_rows = approximate, exact_rows
-        self.approximate_search: RangeSearch | None = None
+        self.approximate_density: DensityFunction | None = None
         self.cache = np.full(x.shape[0], np.nan)
         self.rows = 0
         self.rows_exact = 0
         self.seconds = 0.0
 
-    def _search_for(self, count: int) -> RangeSearch:
-        assert self.search is not None
+    def _exact(self, count: int) -> bool:
+        """Whether the next ``count`` rows are computed exactly (counted if so)."""
         within = self.exact_rows is None or self.rows_exact + count <= self.exact_rows
-        if self.approximate is None or (self.approximate_search is None and within):
+        if self.approximate is None or (self.approximate_density is None and within):
             self.rows_exact += count
-            return self.search
-        if self.approximate_search is None:
-            self.approximate_search = self.approximate()
-        return self.approximate_search
+            return True
+        return False
+
+    def _compute(self, rows: np.ndarray) -> np.ndarray:
+        assert self.search is not None
+        if self._exact(len(rows)):
+            if self.kde_k is not None:
+                return reference_density(self.search, self.x, rows, self.sigma, self.kde_k)
+            return radius_density(self.search, self.x, rows, self.sigma)
+        if self.approximate_density is None:
+            assert self.approximate is not None
+            self.approximate_density = self.approximate()
+        return self.approximate_density(rows)
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -355,13 +366,7 @@ class DensityOracle:
         missing = np.unique(rows[np.isnan(self.cache[rows])])
         if len(missing):
             t0 = time.perf_counter()
-            search = self._search_for(len(missing))
-            if self.kde_k is not None:
-                values = reference_density(search, self.x, missing, self.sigma, self.kde_k)
-            else:
-                chunk = _CHUNK_ROWS if search is self.search else _APPROXIMATE_CHUNK_ROWS
-                values = radius_density(search, self.x, missing, self.sigma, chunk)
-            self.cache[missing] = values
+            self.cache[missing] = self._compute(missing)
             self.rows += len(missing)
             self.seconds += time.perf_counter() - t0
         return self.cache[rows]
@@ -659,21 +664,21 @@ class TSDSSelector(Selector):
         if self.density in ("auto", "ivf"):
             exact_rows = 0 if self.density == "ivf" else AUTO_EXACT_MAX // x.shape[0]
             return DensityOracle(x, sigma, pool_range_search(x, sigma, stats), exact_rows=exact_rows,
-                                 approximate=lambda: self._approximate_search(x, sigma))
+                                 approximate=lambda: self._approximate_density(x, sigma))
         union = np.unique(neighbours)
         return DensityOracle(x, sigma, pool_range_search(x, sigma, stats, among=union),
                              kde_k=max(1, min(int(self.kde_k), x.shape[0] // 10)))
 
-    def _approximate_search(self, x: np.ndarray, sigma: float) -> RangeSearch:
-        """The range search of ``density="ivf"``: a :class:`TwoLevelIVF` over the pool, kept as
-        ``density_index_``."""
+    def _approximate_density(self, x: np.ndarray, sigma: float) -> DensityFunction:
+        """The density of ``density="ivf"``: ``1 +`` the kernel sums over the rows a :class:`TwoLevelIVF` over the
+        pool (kept as ``density_index_``) finds near each row, the row itself excluded."""
         n = x.shape[0]
         cells = int(self.density_nlist) if self.density_nlist else max(1, math.isqrt(n) // 32)
         self.density_index_ = ivf = TwoLevelIVF(x, coarse_cells=cells, cell_rows=int(self.density_cell_rows),
                                                 nprobe=int(self.density_nprobe),
                                                 coarse_probe=int(self.density_coarse_probe), seed=self.seed)
         radius2 = float(sigma) ** 2
-        return lambda y: ivf.range_search(y, radius2)
+        return lambda rows: 1.0 + ivf.kernel_sums(rows, radius2)
 
     def _sample(self, prob: PoolProbability) -> Selection:
         budget = int(self.budget)
