@@ -143,10 +143,8 @@ def solve_level(dist: np.ndarray, inv_rho: np.ndarray, alpha: float, C: float, *
     upto = min(width + 1, n_cols)
     gaps[:, :upto - 1] = np.diff(dist[:, :upto], axis=1)
     values = b[valid]
-    order = np.argsort(values, kind="stable")
-    running = np.cumsum((gaps * b)[valid][order])
-    hits = np.flatnonzero(alpha * running >= (1.0 - alpha) * m * C)
-    s_condition = float(values[order[hits[0]]]) if len(hits) else math.inf
+    gaps *= b
+    s_condition = smallest_reaching(values, gaps[valid], alpha, (1.0 - alpha) * m * C)
     rows = np.arange(m)
     complete = known >= lengths
     walled = complete & np.broadcast_to(np.asarray(whole_pool, dtype=bool), (m,))
@@ -162,6 +160,41 @@ def solve_level(dist: np.ndarray, inv_rho: np.ndarray, alpha: float, C: float, *
         return Level(s=s, filled=np.zeros(m, dtype=np.int64), stopped_by=stopped_by, settled=False)
     filled = (valid & (b <= s)).sum(axis=1).astype(np.int64)
     return Level(s=s, filled=filled, stopped_by=stopped_by)
+
+
+def smallest_reaching(values: np.ndarray, weights: np.ndarray, alpha: float, need: float,
+                      sort_below: int = 1 << 16) -> float:
+    """The smallest of ``values`` at which ``alpha * (sum of the weights of the values up to it) >= need``, or
+    ``inf`` if none: the first hit of the running sum over the values in increasing order (weights >= 0).
+
+    Above ``sort_below`` values, the answer is first bracketed by halving: split at the median
+    (``np.partition``) into the values below it, equal to it and above it, and keep the part that holds the
+    answer (the median itself if the hit falls among its ties) with the weight below that part. At most the last
+    ``sort_below`` values are sorted. Below, it is one sort and one running sum."""
+    if len(values) > sort_below and not alpha * float(weights.sum()) >= need:
+        return math.inf  # the condition is never met
+    low_sum = 0.0
+    kept_values, kept_weights = values, weights
+    while len(kept_values) > sort_below:
+        middle = len(kept_values) // 2
+        pivot = np.partition(kept_values, middle)[middle]
+        below, above = kept_values < pivot, kept_values > pivot
+        mass_below = float(kept_weights[below].sum())
+        if alpha * (low_sum + mass_below) >= need:
+            kept_values, kept_weights = kept_values[below], kept_weights[below]
+            continue
+        mass_through = mass_below + float(kept_weights[~(below | above)].sum())
+        if alpha * (low_sum + mass_through) >= need:
+            return float(pivot)
+        low_sum += mass_through
+        kept_values, kept_weights = kept_values[above], kept_weights[above]
+    order = np.argsort(kept_values, kind="stable")
+    hits = np.flatnonzero(alpha * (low_sum + np.cumsum(kept_weights[order])) >= need)
+    if len(hits):
+        return float(kept_values[order[hits[0]]])
+    if kept_values is values:
+        return math.inf
+    return smallest_reaching(values, weights, alpha, need, sort_below=len(values))  # rounding left no hit
 
 
 def plan_masses(level: Level, inv_rho: np.ndarray) -> np.ndarray:
@@ -387,16 +420,21 @@ class PoolProbability:
 
 def pool_probability(masses: np.ndarray, neighbours: np.ndarray, dist: np.ndarray,
                      density: np.ndarray) -> PoolProbability:
-    """Sum the plan over queries: ``p_j = sum_i gamma_ij`` (float64), keeping rows with positive mass."""
+    """Sum the plan over queries: ``p_j = sum_i gamma_ij`` (float64), keeping rows with positive mass. The
+    sender of a row is the query that sent it the most mass (the first such query on ties)."""
     width = masses.shape[1]
     query, col = np.nonzero(masses > 0)
     rows = neighbours[query, col].astype(np.int64)
     mass = masses[query, col]
-    order = np.lexsort((-mass, rows))
-    rows, mass, query, col = rows[order], mass[order], query[order], col[order]
-    unique, first = np.unique(rows, return_index=True)
-    group = np.repeat(np.arange(len(unique)), np.diff(np.concatenate([first, [len(rows)]])))
-    total = np.bincount(group, weights=mass, minlength=len(unique))
+    span = int(rows.max()) + 1 if len(rows) else 0
+    unique = np.flatnonzero(np.bincount(rows, minlength=span))
+    total = np.bincount(rows, weights=mass, minlength=span)[unique]
+    most = np.zeros(span)
+    np.maximum.at(most, rows, mass)
+    top = np.flatnonzero(mass == most[rows])
+    first = np.full(span, len(mass), dtype=np.int64)
+    np.minimum.at(first, rows[top], top)
+    first = first[unique]
     return PoolProbability(rows=unique, probability=total, sender=query[first],
                            distance=np.asarray(dist, dtype=np.float64)[:, :width][query[first], col[first]],
                            density=np.asarray(density, dtype=np.float64)[:, :width][query[first], col[first]])
