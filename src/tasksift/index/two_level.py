@@ -52,11 +52,11 @@ class FineCells:
 
 
 def kmeans_centroids(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``k`` centroids of the rows ``x`` (float32): Lloyd's k-means (``KMEANS_ITERATIONS`` rounds, started from
-    ``k`` distinct random rows) on a sample of ``TRAIN_ROWS_PER_CENTROID * k`` rows. A centroid left empty by a
-    round restarts at the sample row farthest from its own centroid. With ``k`` at least the number of rows, the
-    rows themselves. (In numpy: the samples are small, and faiss's threaded k-means loses most of its time
-    waiting on busy cores.)"""
+    """``k`` centroids of the rows ``x`` (float32): faiss k-means on a sample of ``TRAIN_ROWS_PER_CENTROID * k``
+    rows, on one thread (the samples are small: on busy cores, threads lose more to waiting than they gain).
+    With ``k`` at least the number of rows, the rows themselves."""
+    import faiss
+
     n, _ = x.shape
     if k >= n:
         return np.ascontiguousarray(x, dtype=np.float32)
@@ -66,24 +66,15 @@ def kmeans_centroids(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     take = min(n, TRAIN_ROWS_PER_CENTROID * k)
     sample = np.ascontiguousarray(x if take == n else x[np.sort(rng.choice(n, take, replace=False))],
                                   dtype=np.float32)
-    centroids = sample[rng.choice(len(sample), k, replace=False)].astype(np.float64)
-    norms = np.einsum("ij,ij->i", sample, sample)
-    for _ in range(KMEANS_ITERATIONS):
-        c32 = centroids.astype(np.float32)
-        scores = sample @ c32.T
-        scores *= -2.0
-        scores += np.einsum("ij,ij->i", c32, c32)[None, :]
-        labels = scores.argmin(axis=1)
-        counts = np.bincount(labels, minlength=k)
-        filled = counts > 0
-        order = np.argsort(labels, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
-        sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
-        centroids[filled] = sums / counts[filled, None]
-        if not filled.all():
-            far = np.argsort(scores[np.arange(len(sample)), labels] + norms)[::-1]
-            centroids[~filled] = sample[far[:int((~filled).sum())]]
-    return np.ascontiguousarray(centroids, dtype=np.float32)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # on samples this small, threads lose more to waiting than they gain
+    try:
+        kmeans = faiss.Kmeans(sample.shape[1], k, niter=KMEANS_ITERATIONS, seed=int(seed) % (2**31), verbose=False,
+                              min_points_per_centroid=1, max_points_per_centroid=TRAIN_ROWS_PER_CENTROID)
+        kmeans.train(sample)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
 
 
 def nearest_centroid(x: np.ndarray, centroids: np.ndarray, block: int = ASSIGN_BLOCK_ROWS) -> np.ndarray:
@@ -186,23 +177,34 @@ class TwoLevelIVF:
         else:
             _, near = faiss.knn(y, self.coarse, self.coarse_probe)
         self.stats["centroid_distances"] += len(y) * len(self.coarse)
-        who, cells, dist = [], [], []
-        flat_vec = np.repeat(np.arange(len(y)), near.shape[1])
-        flat_cell = np.asarray(near).ravel()
-        for cell in np.unique(flat_cell).tolist():
-            vecs = flat_vec[flat_cell == cell]
-            fine = self.fine_cells(cell)
+        near = np.asarray(near)
+        unique = np.unique(near).tolist()
+        fines = {cell: self.fine_cells(cell) for cell in unique}
+        most = max(len(fine.centroids) for fine in fines.values())
+        # candidates[i, j, f]: vector i's distance to fine cell f of its j-th coarse cell (inf: no such cell)
+        candidates = np.full((len(y), near.shape[1], most), np.inf, dtype=np.float32)
+        numbers = np.full((len(y), near.shape[1], most), -1, dtype=np.int64)
+        for cell in unique:
+            vecs, probe = np.nonzero(near == cell)
+            fine = fines[cell]
+            count = len(fine.centroids)
             d2 = squared_distances(y[vecs], fine.centroids)
             self.stats["centroid_distances"] += d2.size
-            who.append(np.repeat(vecs, d2.shape[1]))
-            cells.append(np.tile(np.arange(fine.first, fine.first + d2.shape[1]), len(vecs)))
-            dist.append(d2.ravel())
-        who_a, cells_a, dist_a = np.concatenate(who), np.concatenate(cells), np.concatenate(dist)
-        order = np.lexsort((dist_a, who_a))
-        who_a, cells_a = who_a[order], cells_a[order]
-        rank = np.arange(len(who_a)) - np.searchsorted(who_a, who_a, side="left")
-        keep = rank < self.nprobe
-        return who_a[keep], cells_a[keep]
+            candidates[vecs, probe, :count] = d2
+            numbers[vecs, probe, :count] = np.arange(fine.first, fine.first + count)
+        candidates = candidates.reshape(len(y), -1)
+        numbers = numbers.reshape(len(y), -1)
+        take = min(self.nprobe, candidates.shape[1])
+        if take < candidates.shape[1]:
+            part = np.argpartition(candidates, take - 1, axis=1)[:, :take]
+            nearest = np.take_along_axis(part, np.argsort(np.take_along_axis(candidates, part, axis=1), axis=1,
+                                                          kind="stable"), axis=1)
+        else:
+            nearest = np.argsort(candidates, axis=1, kind="stable")
+        cells = np.take_along_axis(numbers, nearest, axis=1)
+        who = np.broadcast_to(np.arange(len(y))[:, None], cells.shape)
+        found = cells >= 0
+        return who[found], cells[found]
 
     def _visits(self, y: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """For every fine cell some vector of ``y`` probes: ``(vectors, the cell's pool rows, their squared norms,
