@@ -58,6 +58,19 @@ def test_fine_cells_are_built_only_where_searches_go(blobs: np.ndarray) -> None:
     assert ivf.stats["fine_assigned"] < len(blobs) * 60 / 50 * refined
 
 
+def test_kernel_sums_equal_the_sums_over_the_range_search_hits(blobs: np.ndarray) -> None:
+    rows = np.arange(0, len(blobs), 37)
+    for nprobe, coarse_probe in ((2, 1), (10**6, 6)):
+        ivf = TwoLevelIVF(blobs, coarse_cells=6, cell_rows=40, nprobe=nprobe, coarse_probe=coarse_probe, seed=1)
+        lims, d2, ids = ivf.range_search(blobs[rows], 4.0)
+        who = np.repeat(np.arange(len(rows)), np.diff(lims))
+        other = ids != rows[who]
+        expected = np.bincount(who[other], weights=np.maximum(1.0 - d2[other] / np.float32(4.0), 0.0),
+                               minlength=len(rows))
+        assert np.allclose(ivf.kernel_sums(rows, 4.0), expected, rtol=1e-6, atol=1e-6)
+        assert expected.min() >= 0 and expected.max() > 1
+
+
 @pytest.mark.parametrize("params", [{"coarse_cells": 0}, {"coarse_cells": 4, "nprobe": 0},
                                     {"coarse_cells": 4, "cell_rows": 0}, {"coarse_cells": 4, "coarse_probe": 0}])
 def test_bad_settings_are_input_errors(blobs: np.ndarray, params: dict) -> None:

@@ -1,5 +1,6 @@
 import heapq
 import importlib.util
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from tasksift.selectors.tsds import (
     TSDSSelector,
     plan_masses,
     plan_objective,
+    smallest_reaching,
     solve_lazily,
     solve_level,
 )
@@ -160,6 +162,22 @@ def test_lazy_densities_give_the_same_level_and_read_only_a_prefix() -> None:
     assert len(rounds) > 1 and rounds[-1] < m * length / 4
     needed = {int(r) for i in range(m) for r in neighbours[i, :full.filled[i]]}
     assert needed <= asked and len(asked) < 2 * len(needed) + 8 * m
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bracketing_finds_the_same_level_as_one_sort(seed: int) -> None:
+    """The median bracketing of ``smallest_reaching`` (used above ``sort_below`` values) stops at the value a
+    full sort and running sum stops at, with ties (integer breakpoints, as with rho = 1) and without."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(1, 50, 5000).astype(np.float64) if seed % 2 else rng.random(5000) * 40.0
+    weights = rng.random(5000) * (rng.random(5000) < 0.7)
+    order = np.argsort(values, kind="stable")
+    running = np.cumsum(weights[order])
+    for alpha, need in ((0.5, 0.3 * running[-1]), (0.9, 0.01), (0.2, 0.2 * running[-1] * 0.999), (0.5, 1e9)):
+        hits = np.flatnonzero(alpha * running >= need)
+        expected = float(values[order[hits[0]]]) if len(hits) else math.inf
+        assert smallest_reaching(values, weights, alpha, need, sort_below=64) == expected
+        assert smallest_reaching(values, weights, alpha, need) == expected
 
 
 # -- the selector against brute force ---------------------------------------------------------------------------
