@@ -9,7 +9,12 @@ task's target examples), where a one-level inverted file fine enough to prune we
 - Fine level: built only inside the coarse cells that some search reaches, the first time one does. The cell's
   rows are split by k-means (trained on a sample of them) into cells of about ``cell_rows`` rows.
 - A search vector ranks the fine cells of its ``coarse_probe`` nearest coarse cells by their centroid's distance,
-  visits the ``nprobe`` nearest and computes the exact (float32) squared distance to each of their rows.
+  visits the ``nprobe`` nearest and computes the exact (float32) squared distance to each of their rows: the
+  vectors are grouped by visited cell, and each cell's rows, gathered once, meet them in one matrix product per
+  block of vectors. :meth:`TwoLevelIVF.range_search` returns the hits; :meth:`TwoLevelIVF.kernel_sums` sums a
+  kernel over them as they are computed, so its memory stays one distance block.
+- Assignment to centroids is a float32 matrix product and an argmin in numpy (block by block); k-means training
+  (faiss, small samples) runs on one thread.
 
 Every hit is a pool row within the radius, at its exact distance, and the visited rows are a subset of the pool,
 so the hits are a subset of the exact range search's: a sum of non-negative kernel values over them is a lower
