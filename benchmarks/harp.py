@@ -166,14 +166,22 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
                          f"{'' if ret is None else f'{100 * ret:.0f}%'} |")
         quality = entry.get("estimates")
         if quality:
-            lines += ["", "HARP's inferred effects of the leaves it did not probe against the exhaustive run's "
-                      "measurements of the same leaves (seed 0):", "",
-                      "| variant | unprobed leaves | Spearman | mean abs. error | spread of measured effects | "
-                      "selected rows shared with exhaustive |", "|---|---|---|---|---|---|"]
-            for m, q in quality.items():
+            sig = quality["probe_signal"]
+            lines += ["", f"Probe signal (harp-exhaustive, {sig['leaves']} leaves, per-item score = probability of "
+                      f"the right option): base {sig['base'][0]:.4f}, mean measured effect "
+                      f"{sig['mean_effect'][0]:+.6f}, spread of effects between leaves (sd) "
+                      f"{sig['effect_sd'][0]:.6f}, bootstrap noise of one probe (sd) {sig['noise_sd'][0]:.6f}; "
+                      f"leaves in the best prefix: {sig['prefix_leaves']}."]
+            variants = {m: q for m, q in quality.items() if m != "probe_signal"}
+            if variants:
+                lines += ["", "HARP's inferred effects of the leaves it did not probe against the exhaustive run's "
+                          "measurements of the same leaves (seed 0):", "",
+                          "| variant | unprobed leaves | Spearman | mean abs. error | spread of measured effects | "
+                          "selected rows shared with exhaustive |", "|---|---|---|---|---|---|"]
+            for m, q in variants.items():
                 rho = "" if q["spearman"] is None else f"{q['spearman']:.2f}"
-                mae = "" if q["mae"] is None else f"{q['mae']:.4f}"
-                lines.append(f"| {m} | {q['unprobed_leaves']} | {rho} | {mae} | {q['measured_spread']:.4f} | "
+                mae = "" if q["mae"] is None else f"{q['mae']:.6f}"
+                lines.append(f"| {m} | {q['unprobed_leaves']} | {rho} | {mae} | {q['measured_spread']:.6f} | "
                              f"{100 * q['selected_overlap']:.0f}% |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -197,7 +205,12 @@ def estimate_quality(runs: Path, task: str) -> dict[str, Any] | None:
     ex = pq.read_table(ex_dir / "leaves.parquet").to_pandas()
     ex_rows = set(pq.read_table(ex_dir / "selection.parquet", columns=["row"]).column("row").to_pylist())
     measured_col = next(c for c in ex.columns if c.startswith("phi_measured["))
-    out: dict[str, Any] = {}
+    manifest = json.loads((ex_dir / "manifest.json").read_text(encoding="utf-8"))["harp"]
+    out: dict[str, Any] = {"probe_signal": {"base": manifest["base"], "mean_effect": manifest["mu"],
+                                            "effect_sd": [v ** 0.5 for v in manifest["tau2"]],
+                                            "noise_sd": [v ** 0.5 for v in manifest["noise"]],
+                                            "leaves": manifest["hierarchy"]["leaves"],
+                                            "prefix_leaves": len(manifest["prefix_leaves"])}}
     for method in ("harp-c", "harp-e"):
         d = runs / task / method / "seed-0"
         if not (d / "leaves.parquet").is_file():
