@@ -99,25 +99,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def summarise(out: dict[str, Any]) -> dict[str, Any]:
-    """Per task and method: mean accuracy, gain over random (seed by seed), retention against exhaustive."""
-    for entry in out["tasks"].values():
+    """Per task and method: mean accuracy and answer loss, gains over random (seed by seed), retention against
+    exhaustive. A run recorded without its answer loss gets it from its ``eval.json``."""
+    runs_dir = Path(out.get("runs_dir", "/work/harp_runs"))
+    for task, entry in out["tasks"].items():
         runs = {m: entry["methods"][m]["runs"] for m in METHODS}
+        for m in METHODS:
+            for s, run in runs[m].items():
+                if "answer_loss" not in run:
+                    path = runs_dir / task / m / f"seed-{s}" / "eval.json"
+                    if path.is_file():
+                        run["answer_loss"] = json.loads(path.read_text())["runs"][s]["metrics"]["answer_loss"]
         common = sorted(set.intersection(*(set(r) for r in runs.values())), key=int) if runs else []
         for m in METHODS:
-            accs = [runs[m][s]["accuracy"] for s in sorted(runs[m], key=int)]
             row = entry["methods"][m]
-            row["mean"] = sum(accs) / len(accs) if accs else None
+            seeds = sorted(runs[m], key=int)
+            row["seeds_done"] = len(seeds)
             row["probes"] = max((r["probes"] for r in runs[m].values()), default=None)
-            row["seeds_done"] = len(accs)
+            for key, name in (("accuracy", "mean"), ("answer_loss", "mean_loss")):
+                values = [runs[m][s][key] for s in seeds if key in runs[m][s]]
+                row[name] = sum(values) / len(values) if values else None
             if common:
                 gain = [runs[m][s]["accuracy"] - runs["random"][s]["accuracy"] for s in common]
                 row["gain_over_random"] = sum(gain) / len(gain)
-        ex = entry["methods"]["harp-exhaustive"].get("gain_over_random")
+                loss_gain = [runs["random"][s]["answer_loss"] - runs[m][s]["answer_loss"] for s in common
+                             if "answer_loss" in runs[m][s] and "answer_loss" in runs["random"][s]]
+                row["loss_gain_over_random"] = sum(loss_gain) / len(loss_gain) if loss_gain else None
+        ex = entry["methods"]["harp-exhaustive"]
         for m in ("harp-c", "harp-e"):
-            g = entry["methods"][m].get("gain_over_random")
-            entry["methods"][m]["retention"] = (g / ex) if (g is not None and ex not in (None, 0)) else None
-            p, pe = entry["methods"][m]["probes"], entry["methods"]["harp-exhaustive"]["probes"]
-            entry["methods"][m]["probe_ratio"] = (pe / p) if p and pe else None
+            row = entry["methods"][m]
+            for gain_key, ret_key in (("gain_over_random", "retention"), ("loss_gain_over_random", "loss_retention")):
+                g, e = row.get(gain_key), ex.get(gain_key)
+                row[ret_key] = (g / e) if (g is not None and e not in (None, 0)) else None
+            p, pe = row["probes"], ex["probes"]
+            row["probe_ratio"] = (pe / p) if p and pe else None
         entry["seeds_common"] = len(common)
     return out
 
@@ -131,8 +146,9 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
              f"{t['max_steps']} steps of {t['batch_size']} pairs, {t['max_length']} tokens) and scored on the "
              "task's 300 held-out test items (option log-likelihood accuracy). HARP settings: "
              + ", ".join(f"`{k}={v}`" for k, v in out["harp_params"].items())
-             + ". Gain = accuracy minus random's with the same seed, averaged over the seeds both have; "
-               "retention = HARP's gain / harp-exhaustive's gain. Command: `TASKSIFT_THREADS=1 python "
+             + ". Gain = accuracy minus random's with the same seed (loss reduction: random's answer loss "
+               "minus the method's), averaged over the seeds all methods have; retention = HARP's gain / "
+               "harp-exhaustive's gain. Command: `TASKSIFT_THREADS=1 python "
                "benchmarks/harp.py`; raw numbers in `benchmarks/results/harp.json`.", ""]
     if not out["complete"]:
         left = []
@@ -151,19 +167,25 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
     for name, entry in out["tasks"].items():
         none = entry.get("none")
         lines += [f"**{name}** (no finetuning: {none:.4f})" if none is not None else f"**{name}**", "",
-                  "| method | seeds | accuracy (mean) | gain over random | probes | probes vs exhaustive | "
-                  "retention of exhaustive's gain |", "|---|---|---|---|---|---|---|"]
+                  "| method | seeds | accuracy (mean) | gain over random | retention of exhaustive's gain | "
+                  "answer loss (mean) | loss reduction vs random | retention (loss) | probes | "
+                  "probes vs exhaustive |", "|---|---|---|---|---|---|---|---|---|---|"]
         for m in METHODS:
             row = entry["methods"][m]
             if not row.get("seeds_done"):
                 continue
-            gain = row.get("gain_over_random")
+            def num(value: float | None, fmt: str) -> str:
+                return "" if value is None else format(value, fmt)
+
+            def pct(value: float | None) -> str:
+                return "" if value is None else f"{100 * value:.0f}%"
+
             ratio = row.get("probe_ratio")
-            ret = row.get("retention")
-            lines.append(f"| {m} | {row['seeds_done']} | {row['mean']:.4f} | "
-                         f"{'' if gain is None else f'{gain:+.4f}'} | {row['probes'] or 0} | "
-                         f"{'' if ratio is None else f'{ratio:.1f}x fewer'} | "
-                         f"{'' if ret is None else f'{100 * ret:.0f}%'} |")
+            lines.append(f"| {m} | {row['seeds_done']} | {num(row['mean'], '.4f')} | "
+                         f"{num(row.get('gain_over_random'), '+.4f')} | {pct(row.get('retention'))} | "
+                         f"{num(row.get('mean_loss'), '.4f')} | {num(row.get('loss_gain_over_random'), '+.4f')} | "
+                         f"{pct(row.get('loss_retention'))} | {row['probes'] or 0} | "
+                         f"{'' if ratio is None else f'{ratio:.1f}x fewer'} |")
         quality = entry.get("estimates")
         if quality:
             sig = quality["probe_signal"]
