@@ -206,6 +206,8 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
                 lines.append(f"| {m} | {q['unprobed_leaves']} | {rho} | {mae} | {q['measured_spread']:.6f} | "
                              f"{100 * q['selected_overlap']:.0f}% |")
         lines.append("")
+    if out.get("notes"):
+        lines += [out["notes"], ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -283,12 +285,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("/work/harp_runs"))
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--notes", type=Path, default=None,
+                        help="a markdown file whose text ends the section (observations on the numbers)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the results from benchmarks/results/harp.json and the runs; run nothing")
     args = parser.parse_args(argv)
     if args.report_only:
         out = json.loads(RESULTS.read_text(encoding="utf-8"))
         out.setdefault("planned_tasks", [Path(t).name for t in args.tasks.split(",") if t])
+        if args.notes is not None:
+            out["notes"] = args.notes.read_text(encoding="utf-8").strip()
         planned = len(args.tasks.split(",")) * (1 + len(out["seeds"]) * len(METHODS))
         done = sum(1 + sum(len(m["runs"]) for m in e["methods"].values()) for e in out["tasks"].values())
         write(out, done, max(planned, done))
