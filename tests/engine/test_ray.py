@@ -138,6 +138,24 @@ def test_select_from_records_on_ray_equals_local_and_shares_the_cache(engine: Ra
     np.testing.assert_allclose(again.matrix(), clean.matrix(), atol=1e-6)
 
 
+def test_gradients_on_ray_equal_local(engine: RayEngine, tmp_path: Path) -> None:
+    """Gradient features with a warm-up and Adam preconditioning: each worker loads the proxy, reads the warm-up
+    from the cache (or runs the same seeded one) and writes nothing; the driver stores the same rows."""
+    from tasksift.features.gradients import WarmupSettings, gradient_features
+    from tests.train.helpers import tiny_llama
+
+    model = tiny_llama(tmp_path / "tiny")
+    words = ["apple red", "lime green", "plum blue", "cow moo", "dog woof", "cat meow", "sheep baa", "banana"]
+    texts = [f"What colour is the fruit ? {words[i % 8]}" + " ." * (i % 3) for i in range(18)]
+    settings = {"model": model, "proj_dim": 16, "shard_size": 5, "precondition": "adam", "progress": False,
+                "warmup": WarmupSettings(steps=2, lr=1e-3, batch_size=4, sample=8, seed=0)}
+    on_ray = gradient_features(texts, cache_dir=tmp_path / "ray", engine=engine, **settings)
+    local = gradient_features(texts, cache_dir=tmp_path / "local", **settings)
+    assert on_ray.n_computed == local.n_computed == 4
+    assert on_ray.settings == local.settings
+    np.testing.assert_allclose(on_ray.matrix(), local.matrix(), atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 @pytest.mark.parametrize("resume_on", ["ray", "local"])
 def test_killed_ray_embedding_resumes_without_recomputing(engine: RayEngine, cluster: str, tmp_path: Path,
