@@ -112,9 +112,9 @@ draws these curves with their spread):
 
 {curve_table(summary)}
 Regenerate: `{COMMAND}` (resumable), or `python benchmarks/opera.py`, which runs the same and rewrites this
-section and `benchmarks/results/opera.json` (local, not tracked). Machine: {machine['platform']}, 2-core CPU shared with other jobs
-(the training seconds above are wall-clock on a busy machine; compare them only with each other),
-{machine['threads']} torch thread, Python {machine['python']}.
+section and `benchmarks/results/opera.json` (local, not tracked). Machine: {machine['platform']},
+2-core CPU shared with other jobs (the training seconds above are wall-clock on a busy machine; compare them
+only with each other), {machine['threads']} torch thread, Python {machine['python']}.
 """
 
 
