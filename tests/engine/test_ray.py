@@ -113,6 +113,9 @@ def test_selection_on_ray_equals_local(engine: RayEngine, vectors, method: str, 
     if method != "random":  # the neighbour search ran on the shards
         assert on_ray.manifest["index"]["engine"] == "ray"
         assert on_ray.manifest["index"]["shards"] == 2
+    if method == "tsds":  # its exact densities too: range searches on the shards after the prefetch
+        assert on_ray.manifest["index"]["search"]["calls"] > 1
+        assert on_ray.manifest["density"]["compared_distances"] == local.manifest["density"]["compared_distances"]
 
 
 def pool_texts(n: int) -> list[str]:
