@@ -103,9 +103,11 @@ def run_selection(x: np.ndarray, q: np.ndarray, budget: str, engines: dict[str, 
         for name, engine in engines.items():
             t0 = time.perf_counter()
             # exact search for both (``auto`` would build an IVF index at this size for knn, which is approximate
-            # and, on Ray, built per shard: not comparable row for row); TSDS's auto prefetch is exact here
+            # and, on Ray, built per shard: not comparable row for row); TSDS's auto prefetch is exact here, and its
+            # density is density="auto" (approximate at this size, as measured; the default "radius" is exact)
+            extra = {"density": "auto"} if method == "tsds" else {}
             sel = tasksift.select(pool_vectors=x, target_vectors=q, method=method, budget=budget, seed=0,
-                                  engine=engine, index="flat" if method == "knn" else "auto")
+                                  engine=engine, index="flat" if method == "knn" else "auto", **extra)
             wall = time.perf_counter() - t0
             index = sel.manifest.get("index", {})
             row: dict[str, Any] = {"wall_seconds": round(wall, 2), "select_seconds": sel.manifest["timings"]["select"],

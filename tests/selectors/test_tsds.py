@@ -325,10 +325,12 @@ def test_approximate_density_is_a_close_lower_bound_on_clustered_data() -> None:
 
 def test_auto_density_is_exact_within_its_budget_and_approximate_beyond(monkeypatch: pytest.MonkeyPatch) -> None:
     x, q = with_planted_copies(12, n=2000, m=10)
-    small = TSDSSelector(50, sigma=2.0, C=2.0).fit(x, q).selection_.manifest["density"]
+    assert TSDSSelector.param_defaults()["density"] == "radius"  # exact unless asked otherwise
+    small = TSDSSelector(50, sigma=2.0, C=2.0, density="auto").fit(x, q).selection_.manifest["density"]
     assert small["rule"] == "auto" and small["rows_approximate"] == 0 and small["approximate"] is None
     monkeypatch.setattr("tasksift.selectors.tsds.AUTO_EXACT_MAX", 2000 * 40)
-    mixed = TSDSSelector(50, sigma=2.0, C=2.0, density_nlist=4).fit(x, q).selection_.manifest["density"]
+    mixed = TSDSSelector(50, sigma=2.0, C=2.0, density="auto", density_nlist=4).fit(x, q).selection_.manifest[
+        "density"]
     assert mixed["exact_rows_allowed"] == 40 and mixed["rows_exact"] <= 40
     assert mixed["rows_approximate"] > 0 and mixed["rows_exact"] + mixed["rows_approximate"] == mixed["rows_computed"]
     assert mixed["approximate"]["coarse_cells"] == 4
@@ -430,7 +432,7 @@ def test_registered_with_the_reference_defaults() -> None:
     defaults = cls.param_defaults()
     assert {k: defaults[k] for k in ("alpha", "C", "sigma", "max_k", "kde_k", "metric", "density", "sampling",
                                      "index", "nprobe")} == {
-        "alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_k": 5000, "kde_k": 1000, "metric": "l2", "density": "auto",
+        "alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_k": 5000, "kde_k": 1000, "metric": "l2", "density": "radius",
         "sampling": "multinomial", "index": "auto", "nprobe": 10}
 
 

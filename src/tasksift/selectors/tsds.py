@@ -38,7 +38,7 @@ Choices the paper and the reference code leave open, made here:
   cell is probed. How close it is depends on the data and the settings: on the benchmark's 1,000,000-row pool
   the error was within float32 rounding on every checked row, on its 300,000-row pool half the rows were off by
   more than 1e-4 and the distribution by 0.22 in total variation (README, "Performance").
-- ``density="auto"`` (default, our choice): exact while rows computed x pool rows stays within ``AUTO_EXACT_MAX``
+- ``density="auto"`` (opt-in, our choice): exact while rows computed x pool rows stays within ``AUTO_EXACT_MAX``
   (10^9 distance computations, the budget ``index="auto"`` gives the exact prefetch), approximate (``ivf``) for
   the request that would go beyond it and every later one; rows computed before keep their exact value.
   ``manifest["density"]`` records the budget, ``rows_exact``, ``rows_approximate`` and the inverted file's
@@ -535,8 +535,8 @@ class TSDSSelector(Selector):
     candidate, towards 0 it spreads over wider, more diverse neighbourhoods), ``C`` (5.0, on the scale of the
     embedding norms), ``sigma`` (0.75, the kernel radius; 0 turns density off: KNN-Uniform), ``max_k``
     (5000) and ``kde_k`` (1000), both capped at ``N // 10`` as the reference does, ``metric`` (``l2``, the
-    reference, or ``cosine``), ``density`` (``auto``, the default: exact while the work is small, approximate
-    above, see the module docstring; ``radius``: exact, every pool row within ``sigma``; ``ivf``: approximate,
+    reference, or ``cosine``), ``density`` (``radius``, the default: exact, every pool row within ``sigma``; ``auto``:
+    exact while the work is small, approximate above, see the module docstring; ``ivf``: approximate,
     a lower bound, over a two-level inverted file set by ``density_nlist``, ``density_nprobe``,
     ``density_coarse_probe`` and ``density_cell_rows``; ``reference``: ``kde_k`` nearest among the union of
     the prefetched lists), ``sampling``
@@ -564,7 +564,7 @@ class TSDSSelector(Selector):
     allows_budget_above_pool = True
 
     def __init__(self, budget: int, *, seed: int = 0, alpha: float = 0.5, C: float = 5.0, sigma: float = 0.75,
-                 max_k: int = 5000, kde_k: int = 1000, metric: str = "l2", density: str = "auto",
+                 max_k: int = 5000, kde_k: int = 1000, metric: str = "l2", density: str = "radius",
                  sampling: str = "multinomial", index: str = "auto", nlist: int | None = None,
                  nprobe: int = 10, density_nlist: int | None = None, density_nprobe: int = 1,
                  density_coarse_probe: int = 1, density_cell_rows: int = 2048) -> None:
