@@ -4,11 +4,7 @@ selections equal the local engine's, embeddings land in the same cache, a killed
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +17,7 @@ from tasksift.engine.ray_engine import RayEngine  # noqa: E402
 from tasksift.features import embed_texts  # noqa: E402
 from tasksift.index import build_index  # noqa: E402
 from tasksift.selectors.tsds import pool_range_search  # noqa: E402
+from tests.kill import kill_after_shards  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -168,26 +165,9 @@ def test_killed_ray_embedding_resumes_without_recomputing(engine: RayEngine, clu
     cache_root = tmp_path / "cache"
     records = tmp_path / "pool.jsonl"
     records.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    command = [sys.executable, "-m", "tasksift", "embed", "--in", str(records), "--cache-dir", str(cache_root),
-               "--shard-size", str(SHARD_SIZE), "--engine", "ray", "--address", cluster, "--workers", "2"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 240
-        while len(list(cache_root.glob("embeddings/*/*.done"))) < 2:
-            if child.poll() is not None:
-                pytest.fail(f"the Ray run exited ({child.returncode}) before two shards: {child.stderr.read()!r}")
-            if time.monotonic() > deadline:
-                pytest.fail("the Ray run finished no two shards within 240 s")
-            time.sleep(0.005)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    kill_after_shards(["embed", "--in", str(records), "--cache-dir", str(cache_root), "--shard-size",
+                       str(SHARD_SIZE), "--engine", "ray", "--address", cluster, "--workers", "2"], cache_root,
+                      timeout=240)
 
     (cache_dir,) = {p.parent for p in cache_root.glob("embeddings/*/*.done")}
     finished = {p.stem for p in cache_dir.glob("*.done")}

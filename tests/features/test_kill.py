@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tasksift.features import Embedder, embed_texts
+from tests.kill import OFFLINE, kill_after_shards
 
 SHARD_SIZE = 16
 TOPICS = ["markets", "football", "elections", "films", "phones", "weather", "schools", "hospitals"]
@@ -34,29 +34,9 @@ def test_sigkill_mid_run_resumes_without_recomputing(tmp_path: Path, embedder: E
     cache_root = tmp_path / "cache"
     records = tmp_path / "pool.jsonl"
     records.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    command = [sys.executable, "-m", "tasksift", "embed", "--in", str(records), "--text-field", "text",
-               "--cache-dir", str(cache_root), "--shard-size", str(SHARD_SIZE)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            done = list(cache_root.glob("embeddings/*/*.done"))
-            if len(done) >= 2:
-                break
-            if child.poll() is not None:
-                pytest.fail(f"child exited ({child.returncode}) before two shards: {child.stderr.read()!r}")
-            if time.monotonic() > deadline:
-                pytest.fail("child finished no two shards within 120 s")
-            time.sleep(0.005)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    args = ["embed", "--in", str(records), "--text-field", "text", "--cache-dir", str(cache_root),
+            "--shard-size", str(SHARD_SIZE)]
+    kill_after_shards(args, cache_root)
 
     (cache_dir,) = {p.parent for p in cache_root.glob("embeddings/*/*.done")}
     finished = {p.stem for p in cache_dir.glob("*.done")}
@@ -68,7 +48,8 @@ def test_sigkill_mid_run_resumes_without_recomputing(tmp_path: Path, embedder: E
             before[key + suffix] = (st.st_ino, st.st_mtime_ns, st.st_size)
 
     vectors = tmp_path / "vectors.npy"
-    rerun = subprocess.run([*command, "--out", str(vectors)], env=env, capture_output=True, text=True, check=True)
+    rerun = subprocess.run([sys.executable, "-m", "tasksift", *args, "--out", str(vectors)],
+                           env={**os.environ, **OFFLINE}, capture_output=True, text=True, check=True)
     assert f"{total_shards - len(finished)} shards computed, {len(finished)} reused" in " ".join(rerun.stdout.split())
     resumed = np.load(vectors)
     for name, stamp in before.items():
