@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -254,27 +253,16 @@ def estimate_quality(runs: Path, task: str) -> dict[str, Any] | None:
     return out
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the section under :data:`HEADING` replaced (or appended); other sections untouched."""
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section + "\n", text, count=1)
-    base = text if text.strip() else "# Results\n"
-    return base.rstrip() + "\n\n" + section
-
-
 def write(out: dict[str, Any], done: int, planned: int) -> None:
-    from tasksift.data.writers import atomic_path, write_json_atomic
+    from results_doc import write_section
+    from tasksift.data.writers import write_json_atomic
 
     summarise(out)
     runs = Path(out.get("runs_dir", "/work/harp_runs"))
     for task, entry in out["tasks"].items():
         entry["estimates"] = estimate_quality(runs, task)
     write_json_atomic(RESULTS, out)
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
-    with atomic_path(DOC) as tmp:
-        tmp.write_text(replace_section(current, markdown(out, done, planned)), encoding="utf-8")
+    write_section(DOC, HEADING, markdown(out, done, planned))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,6 @@ as they are). The sizes fit a 2-core CPU shared with other work: MiniLM at 48 to
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ CONFIG: dict[str, Any] = {"pruning": "none,static,dynamic,infobatch", "steps": 8
 COMMAND = ("TASKSIFT_THREADS=1 tasksift retriever train --task /work/tasks/retrieval/foldoc "
            "--pruning none,static,dynamic,infobatch --steps 80 --seeds 3 --eval-every 20 --train-queries 500 "
            "--test-queries 150 --corpus 800 --param batch_size=16 --param max_length=48 --out /work/opera_results")
-
-
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the section under :data:`HEADING` replaced (or appended); other sections untouched."""
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section + "\n", text, count=1)
-    base = text if text.strip() else "# Results\n"
-    return base.rstrip() + "\n\n" + section
 
 
 def curve_table(summary: dict[str, Any], metric: str = "ndcg@10") -> str:
@@ -119,7 +109,8 @@ only with each other), {machine['threads']} torch thread, Python {machine['pytho
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tasksift.data.writers import atomic_path, write_json_atomic
+    from results_doc import write_section
+    from tasksift.data.writers import write_json_atomic
     from tasksift.eval.pruning import train_with_pruning
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,9 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = dict(CONFIG)
     summary = train_with_pruning(args.task, cfg.pop("pruning"), out=args.out, progress=False, log=print, **cfg)
     write_json_atomic(RESULTS, summary)
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
-    with atomic_path(DOC) as tmp:
-        tmp.write_text(replace_section(current, section(summary)), encoding="utf-8")
+    write_section(DOC, HEADING, section(summary))
     print(f"wrote {RESULTS} and the OPERA section of {DOC}")
 
 
