@@ -155,12 +155,9 @@ def embed(
         finally:
             runner.close()
         if out is not None:
-            import numpy as np
+            from tasksift.data.writers import write_npy_atomic
 
-            from tasksift.data.writers import atomic_path
-
-            with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, result.matrix())
+            write_npy_atomic(out, result.matrix())
     info = result.info()
     console.print(f"embedded {len(records):,} records from {input_path}: {result.n_computed} shards computed, "
                   f"{result.n_reused} reused, {result.seconds:.1f}s; cache: {info.get('cache_dir', '')}"

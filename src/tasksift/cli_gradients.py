@@ -88,12 +88,9 @@ def gradients_command(
         finally:
             runner.close()
         if out is not None:
-            import numpy as np
+            from tasksift.data.writers import write_npy_atomic
 
-            from tasksift.data.writers import atomic_path
-
-            with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, result.matrix())
+            write_npy_atomic(out, result.matrix())
     info = result.info()
     console.print(f"gradients of {len(records):,} records from {input_path}: {result.dim:,} dimensions, "
                   f"{result.n_computed} shards computed, {result.n_reused} reused, {result.seconds:.1f}s; "

