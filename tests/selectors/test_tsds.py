@@ -234,18 +234,29 @@ def test_alpha_near_one_sends_each_query_to_its_nearest_candidate() -> None:
     assert np.allclose(p, expected, atol=1e-12)
 
 
-def test_near_duplicates_do_not_soak_up_mass_with_density_on() -> None:
+def planted_copies() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A clustered pool, its targets, the pool with 1,000 near-copies of one row added, and that row's group
+    (the original first, then its copies)."""
     rng = np.random.default_rng(5)
     x, q = clustered(3, n=11_000, m=20)
     original = int(sorted_lists(x, q[:1], 1)[1][0, 0])
     copies = x[original] + 1e-3 * rng.normal(size=(1000, x.shape[1])).astype(np.float32)
     with_copies = np.concatenate([x, copies])
     group = np.concatenate([[original], np.arange(len(x), len(with_copies))])
+    return x, q, with_copies, group
+
+
+def probability_on(selector: TSDSSelector, rows: np.ndarray) -> float:
+    """Total probability a fitted selector puts on ``rows``."""
+    p = dict(zip(selector.probability_.rows.tolist(), selector.probability_.probability.tolist(), strict=True))
+    return sum(p.get(int(r), 0.0) for r in rows)
+
+
+def test_near_duplicates_do_not_soak_up_mass_with_density_on() -> None:
+    x, q, with_copies, group = planted_copies()
 
     def mass(pool: np.ndarray, rows: np.ndarray, sigma: float) -> float:
-        sel = TSDSSelector(100, sigma=sigma).fit(pool, q)
-        p = dict(zip(sel.probability_.rows.tolist(), sel.probability_.probability.tolist(), strict=True))
-        return sum(p.get(int(r), 0.0) for r in rows)
+        return probability_on(TSDSSelector(100, sigma=sigma).fit(pool, q), rows)
 
     alone = mass(x, group[:1], 0.75)
     assert alone > 0
@@ -254,18 +265,12 @@ def test_near_duplicates_do_not_soak_up_mass_with_density_on() -> None:
 
 
 def test_near_duplicates_do_not_soak_up_mass_with_approximate_density() -> None:
-    rng = np.random.default_rng(5)
-    x, q = clustered(3, n=11_000, m=20)
-    original = int(sorted_lists(x, q[:1], 1)[1][0, 0])
-    copies = x[original] + 1e-3 * rng.normal(size=(1000, x.shape[1])).astype(np.float32)
-    with_copies = np.concatenate([x, copies])
-    group = np.concatenate([[original], np.arange(len(x), len(with_copies))])
+    x, q, with_copies, group = planted_copies()
 
     def mass(pool: np.ndarray, rows: np.ndarray, sigma: float) -> float:
         sel = TSDSSelector(100, sigma=sigma, density="ivf", density_nprobe=4, density_cell_rows=128).fit(pool, q)
         assert sigma == 0 or sel.selection_.manifest["density"]["rows_approximate"] > 0
-        p = dict(zip(sel.probability_.rows.tolist(), sel.probability_.probability.tolist(), strict=True))
-        return sum(p.get(int(r), 0.0) for r in rows)
+        return probability_on(sel, rows)
 
     alone = mass(x, group[:1], 0.75)
     assert alone > 0
