@@ -76,3 +76,20 @@ def test_kernel_sums_equal_the_sums_over_the_range_search_hits(blobs: np.ndarray
 def test_bad_settings_are_input_errors(blobs: np.ndarray, params: dict) -> None:
     with pytest.raises(InputError):
         TwoLevelIVF(blobs, **params)
+
+
+def test_widen_doubles_the_probes_until_every_cell_is_visited() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 8)).astype(np.float32)
+    ivf = TwoLevelIVF(x, coarse_cells=3, cell_rows=50, nprobe=1, coarse_probe=1, seed=0)
+    seen = [(ivf.nprobe, ivf.coarse_probe)]
+    while ivf.widen():
+        ivf.probes(x[:5])  # refines the coarse cells the wider setting reaches
+        seen.append((ivf.nprobe, ivf.coarse_probe))
+    assert seen[:3] == [(1, 1), (2, 2), (4, 3)]
+    assert ivf.exhaustive() and ivf.nprobe >= len(ivf.owner) and len(ivf.fine) == 3
+    assert not ivf.widen() and (ivf.nprobe, ivf.coarse_probe) == seen[-1]
+    lims, _, ids = ivf.range_search(x[:5], 4.0)
+    d2 = ((x[:5, None, :] - x[None, :, :]) ** 2).sum(-1)
+    for i in range(5):
+        assert sorted(ids[lims[i]:lims[i + 1]].tolist()) == np.flatnonzero(d2[i] < 4.0).tolist()

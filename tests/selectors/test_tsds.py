@@ -311,7 +311,7 @@ def test_approximate_density_is_a_close_lower_bound_on_clustered_data() -> None:
     x, q = with_planted_copies(11, n=6000, m=15)
     sigma = 2.5
     sel = TSDSSelector(50, sigma=sigma, C=2.0, density="ivf", density_nlist=6, density_cell_rows=60,
-                       density_nprobe=6, density_coarse_probe=2).fit(x, q)
+                       density_nprobe=6, density_coarse_probe=2, density_tolerance=0).fit(x, q)
     rows, approx = rho_of_computed_rows(sel)
     assert len(rows) > 100
     d2 = ((x[rows, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
@@ -461,3 +461,57 @@ def test_parity_with_the_reference(topics: int, n: int, m: int, capped: bool) ->
     ours = np.zeros(len(x))
     ours[sel.probability_.rows] = sel.probability_.probability
     assert np.abs(ours - ref["probability"]).sum() / 2 <= 1e-6
+
+
+def test_checked_density_widens_its_probes_until_the_checked_rows_agree() -> None:
+    x, q = with_planted_copies(11, n=6000, m=15)
+    sigma = 2.5
+    exact = TSDSSelector(50, sigma=sigma, C=2.0, density="radius").fit(x, q)
+    p_exact = np.zeros(len(x))
+    p_exact[exact.probability_.rows] = exact.probability_.probability
+
+    def fit(tolerance: float) -> tuple[TSDSSelector, float]:
+        sel = TSDSSelector(50, sigma=sigma, C=2.0, density="ivf", density_nlist=6, density_cell_rows=60,
+                           density_nprobe=1, density_coarse_probe=1, density_tolerance=tolerance,
+                           density_check_rows=32).fit(x, q)
+        p = np.zeros(len(x))
+        p[sel.probability_.rows] = sel.probability_.probability
+        return sel, float(np.abs(p - p_exact).sum() / 2)
+
+    unchecked, tv_unchecked = fit(0.0)
+    checked, tv_checked = fit(1e-3)
+    assert unchecked.selection_.manifest["density"]["check"]["checks"] == []
+    assert tv_unchecked > 0.1  # one probed cell misses neighbours on this data
+    info = checked.selection_.manifest["density"]["check"]
+    first = info["checks"][0]["tried"]
+    assert first[0]["max_relative_error"] > 0.1 and len(first) > 1
+    assert [t["nprobe"] for t in first] == [2**i for i in range(len(first))]
+    for request in info["checks"]:
+        assert request["checked"] == min(32, request["rows"])
+        assert request["tried"][-1]["max_relative_error"] <= 1e-3
+    assert info["rows_checked"] == sum(r["checked"] for r in info["checks"])
+    assert checked.selection_.manifest["density"]["approximate"]["nprobe"] == first[-1]["nprobe"]
+    assert tv_checked < 1e-4
+    # the checked rows keep their exact values
+    rows, rho = rho_of_computed_rows(checked)
+    exact_rho = dict(zip(exact.probability_.rows.tolist(), exact.probability_.density.tolist(), strict=True))
+    close = [abs(rho[i] - exact_rho[r]) / exact_rho[r] for i, r in enumerate(rows.tolist()) if r in exact_rho]
+    assert len(close) > 100 and max(close) < 1e-3
+
+
+def test_checked_density_hands_over_to_the_exact_search_when_probing_costs_as_much(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasksift.selectors.tsds import CheckedDensity
+
+    x, q = with_planted_copies(11, n=6000, m=15)
+    common = {"sigma": 2.5, "C": 2.0}
+    exact = TSDSSelector(50, density="radius", **common).fit(x, q)
+    monkeypatch.setattr(CheckedDensity, "EXACT_SHARE", 0.0)
+    sel = TSDSSelector(50, density="ivf", density_nlist=6, density_cell_rows=60, density_nprobe=1,
+                       density_coarse_probe=1, density_check_rows=32, **common).fit(x, q)
+    info = sel.selection_.manifest["density"]["check"]
+    assert len(info["checks"]) == 1 and info["checks"][0]["exact"]
+    assert info["rows_checked"] + info["rows_exact_after_check"] == sel.selection_.manifest["density"]["rows_computed"]
+    assert np.array_equal(sel.probability_.rows, exact.probability_.rows)
+    assert np.allclose(sel.probability_.density, exact.probability_.density, rtol=1e-12)
+    assert sel.selection_.indices.tolist() == exact.selection_.indices.tolist()

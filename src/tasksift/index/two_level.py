@@ -282,6 +282,20 @@ class TwoLevelIVF:
         self.stats["search_seconds"] += time.perf_counter() - t0
         return sums
 
+    def exhaustive(self) -> bool:
+        """Whether every search visits every cell (the hits are then the exact ones)."""
+        return (self.coarse_probe >= len(self.coarse) and len(self.fine) == len(self.coarse)
+                and self.nprobe >= len(self.owner))
+
+    def widen(self) -> bool:
+        """Double ``nprobe`` and ``coarse_probe`` (capped at the number of cells) for later searches; False, and
+        no change, when every search already visits every cell."""
+        if self.exhaustive():
+            return False
+        self.coarse_probe = min(2 * self.coarse_probe, len(self.coarse))
+        self.nprobe *= 2
+        return True
+
     def info(self) -> dict[str, Any]:
         """Settings and work done, for a manifest."""
         return {"kind": "two-level ivf", "coarse_cells": len(self.coarse), "coarse_probe": self.coarse_probe,

@@ -35,9 +35,16 @@ Choices the paper and the reference code leave open, made here:
   instead of 12 and the same densities.) Each row's kernel terms are summed cell by cell, one matrix product
   per probed cell and block of rows, with no list of hits kept. Hits are true neighbours at their exact
   distance, so each ``rho`` is a lower bound of the exact one (up to float32 rounding), equal to it when every
-  cell is probed. How close it is depends on the data and the settings: on the benchmark's 1,000,000-row pool
-  the error was within float32 rounding on every checked row, on its 300,000-row pool half the rows were off by
-  more than 1e-4 and the distribution by 0.22 in total variation (README, "Performance").
+  cell is probed. How close it is depends on the data and the settings: with one fine cell probed, on the
+  benchmark's 1,000,000-row pool the error was within float32 rounding on every checked row, on its 300,000-row
+  pool half the rows were off by more than 1e-4 and the distribution by 0.22 in total variation (README,
+  "Performance"). So the probe count is tied to a measured error (:class:`CheckedDensity`): every request of
+  rows draws ``density_check_rows`` of them (64), computes them exactly, and doubles ``density_nprobe`` and
+  ``density_coarse_probe`` while the largest relative error among them is above ``density_tolerance`` (1e-3).
+  This is a check on a sample, not a bound on every row; ``manifest["density"]["check"]`` records each request's
+  settings tried and errors. ``density_tolerance=0`` turns the check off. When the passing setting compares a
+  row with more than a quarter of the pool, the inverted file saves little: the exact search takes over from there
+  (on the benchmark's 300,000-row pool the check went to 64 probed cells of ~2,048 rows: 44% of the pool).
 - ``density="auto"`` (opt-in, our choice): exact while rows computed x pool rows stays within ``AUTO_EXACT_MAX``
   (10^9 distance computations, the budget ``index="auto"`` gives the exact prefetch), approximate (``ivf``) for
   the request that would go beyond it and every later one; rows computed before keep their exact value.
@@ -359,6 +366,72 @@ def reference_density(search: RangeSearch, x: np.ndarray, rows: np.ndarray, sigm
 DensityFunction = Callable[[np.ndarray], np.ndarray]
 
 
+class CheckedDensity:
+    """The approximate density of a :class:`TwoLevelIVF`, its probe count tied to a measured error.
+
+    Every request draws ``check_rows`` of its rows (seeded), computes their density exactly (``exact``) and
+    compares: while the largest relative error ``(exact - approximate) / exact`` on the drawn rows is above
+    ``tolerance``, the index visits twice as many cells (:meth:`TwoLevelIVF.widen`), until it passes or every
+    cell is visited. Then the request's other rows are computed at that setting and the drawn rows keep their
+    exact values. The setting only widens, so rows computed earlier passed a check at a narrower one.
+    ``checks`` records each request: rows, rows checked, the settings tried and the error at each.
+    ``tolerance=0`` checks nothing (the index's settings as given).
+
+    When the setting that passes compares each row with more than ``EXACT_SHARE`` of the pool, the inverted file
+    saves nothing over the exact search: that request's other rows, and every later request, are computed by
+    ``exact`` (``exact_rows`` counts them)."""
+
+    #: compared rows per searched row, as a share of the pool, above which the exact search is used instead
+    EXACT_SHARE = 0.25
+
+    def __init__(self, ivf: TwoLevelIVF, exact: DensityFunction, radius2: float, *, tolerance: float,
+                 check_rows: int, seed: int) -> None:
+        self.ivf, self.exact, self.radius2 = ivf, exact, float(radius2)
+        self.tolerance, self.check_rows = float(tolerance), int(check_rows)
+        self.rng = np.random.default_rng([seed, 7])
+        self.checks: list[dict[str, Any]] = []
+        self.rows_checked = 0
+        self.exact_rows = 0
+        self.use_exact = False
+
+    def approximate(self, rows: np.ndarray) -> np.ndarray:
+        return 1.0 + self.ivf.kernel_sums(rows, self.radius2)
+
+    def _exact(self, rows: np.ndarray) -> np.ndarray:
+        self.exact_rows += len(rows)
+        return self.exact(rows)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        if self.use_exact:
+            return self._exact(rows)
+        if self.tolerance <= 0 or len(rows) == 0:
+            return self.approximate(rows)
+        drawn = np.sort(self.rng.choice(len(rows), min(self.check_rows, len(rows)), replace=False))
+        exact = self.exact(rows[drawn])
+        self.rows_checked += len(drawn)
+        tried = []
+        while True:
+            compared = self.ivf.stats["compared"]
+            error = float(np.max((exact - self.approximate(rows[drawn])) / exact))
+            share = (self.ivf.stats["compared"] - compared) / len(drawn) / len(self.ivf.x)
+            tried.append({"nprobe": self.ivf.nprobe, "coarse_probe": self.ivf.coarse_probe,
+                          "max_relative_error": error, "compared_share": round(float(share), 6)})
+            if error <= self.tolerance or not self.ivf.widen():
+                break
+        self.use_exact = share > self.EXACT_SHARE
+        self.checks.append({"rows": len(rows), "checked": len(drawn), "tried": tried, "exact": self.use_exact})
+        rest = np.ones(len(rows), dtype=bool)
+        rest[drawn] = False
+        rho = np.empty(len(rows))
+        rho[drawn] = exact
+        rho[rest] = self._exact(rows[rest]) if self.use_exact else self.approximate(rows[rest])
+        return rho
+
+    def info(self) -> dict[str, Any]:
+        return {"tolerance": self.tolerance, "check_rows": self.check_rows, "rows_checked": self.rows_checked,
+                "exact_share": self.EXACT_SHARE, "rows_exact_after_check": self.exact_rows, "checks": self.checks}
+
+
 class DensityOracle:
     """``rho`` of pool rows on demand, each row computed once (float64): by :func:`radius_density`, or by
     :func:`reference_density` when ``kde_k`` is given; all ones when ``search`` is None (``sigma`` is 0).
@@ -538,7 +611,9 @@ class TSDSSelector(Selector):
     reference, or ``cosine``), ``density`` (``radius``, the default: exact, every pool row within ``sigma``; ``auto``:
     exact while the work is small, approximate above, see the module docstring; ``ivf``: approximate,
     a lower bound, over a two-level inverted file set by ``density_nlist``, ``density_nprobe``,
-    ``density_coarse_probe`` and ``density_cell_rows``; ``reference``: ``kde_k`` nearest among the union of
+    ``density_coarse_probe`` and ``density_cell_rows`` (starting values: the probes double while
+    ``density_check_rows`` rows per request, computed exactly, show a relative error above
+    ``density_tolerance``, 1e-3; 0 checks nothing); ``reference``: ``kde_k`` nearest among the union of
     the prefetched lists), ``sampling``
     (``multinomial``: ``budget`` draws with replacement whose counts are the weights, the reference; or
     ``without_replacement``), ``index`` and its IVF settings ``nlist`` / ``nprobe``.
@@ -567,7 +642,8 @@ class TSDSSelector(Selector):
                  max_k: int = 5000, kde_k: int = 1000, metric: str = "l2", density: str = "radius",
                  sampling: str = "multinomial", index: str = "auto", nlist: int | None = None,
                  nprobe: int = 10, density_nlist: int | None = None, density_nprobe: int = 1,
-                 density_coarse_probe: int = 1, density_cell_rows: int = 2048) -> None:
+                 density_coarse_probe: int = 1, density_cell_rows: int = 2048, density_tolerance: float = 1e-3,
+                 density_check_rows: int = 64) -> None:
         super().__init__(budget, seed=seed)
         self.alpha = alpha
         self.C = C
@@ -584,6 +660,8 @@ class TSDSSelector(Selector):
         self.density_nprobe = density_nprobe
         self.density_coarse_probe = density_coarse_probe
         self.density_cell_rows = density_cell_rows
+        self.density_tolerance = density_tolerance
+        self.density_check_rows = density_check_rows
 
     def _check_params(self) -> None:
         if not 0.0 <= float(self.alpha) <= 1.0:
@@ -592,7 +670,10 @@ class TSDSSelector(Selector):
             raise InputError(f"C={self.C} must be positive", fix="use a value on the scale of the embedding norms")
         if not float(self.sigma) >= 0:
             raise InputError(f"sigma={self.sigma} must be 0 (no density) or positive")
-        for name in ("max_k", "kde_k", "nprobe", "density_nprobe", "density_coarse_probe", "density_cell_rows"):
+        if not float(self.density_tolerance) >= 0:
+            raise InputError(f"density_tolerance={self.density_tolerance} must be 0 (no check) or positive")
+        for name in ("max_k", "kde_k", "nprobe", "density_nprobe", "density_coarse_probe", "density_cell_rows",
+                     "density_check_rows"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name}={getattr(self, name)} must be at least 1")
         if self.nlist is not None and int(self.nlist) < 1:
@@ -683,6 +764,7 @@ class TSDSSelector(Selector):
                     "exact_rows_allowed": oracle.exact_rows, "rows_exact": oracle.rows_exact,
                     "rows_approximate": oracle.rows - oracle.rows_exact,
                     "approximate": self.density_index_.info() if self.density_index_ is not None else None,
+                    "check": self.density_check_.info() if self.density_index_ is not None else None,
                 })
         selection.manifest.update({
             "index": {**index.info(), "list_length": length},
@@ -706,8 +788,9 @@ class TSDSSelector(Selector):
             return DensityOracle(x, sigma, self._exact_range_search(x, sigma, stats))
         if self.density in ("auto", "ivf"):
             exact_rows = 0 if self.density == "ivf" else AUTO_EXACT_MAX // x.shape[0]
-            return DensityOracle(x, sigma, self._exact_range_search(x, sigma, stats), exact_rows=exact_rows,
-                                 approximate=lambda: self._approximate_density(x, sigma))
+            search = self._exact_range_search(x, sigma, stats)
+            return DensityOracle(x, sigma, search, exact_rows=exact_rows, approximate=lambda: self._approximate_density(
+                x, sigma, lambda rows: radius_density(search, x, rows, sigma)))
         union = np.unique(neighbours)
         return DensityOracle(x, sigma, pool_range_search(x, sigma, stats, among=union),
                              kde_k=max(1, min(int(self.kde_k), x.shape[0] // 10)))
@@ -718,16 +801,19 @@ class TSDSSelector(Selector):
         remote = getattr(self, "search_backend", None)
         return (pool_range_search if remote is None else remote.range_search)(x, sigma, stats)
 
-    def _approximate_density(self, x: np.ndarray, sigma: float) -> DensityFunction:
+    def _approximate_density(self, x: np.ndarray, sigma: float, exact: DensityFunction) -> DensityFunction:
         """The density of ``density="ivf"``: ``1 +`` the kernel sums over the rows a :class:`TwoLevelIVF` over the
-        pool (kept as ``density_index_``) finds near each row, the row itself excluded."""
+        pool (kept as ``density_index_``) finds near each row, the row itself excluded, its probe count widened
+        until rows checked against ``exact`` are within ``density_tolerance`` (:class:`CheckedDensity`, kept as
+        ``density_check_``)."""
         n = x.shape[0]
         cells = int(self.density_nlist) if self.density_nlist else max(1, math.isqrt(n) // 32)
         self.density_index_ = ivf = TwoLevelIVF(x, coarse_cells=cells, cell_rows=int(self.density_cell_rows),
                                                 nprobe=int(self.density_nprobe),
                                                 coarse_probe=int(self.density_coarse_probe), seed=self.seed)
-        radius2 = float(sigma) ** 2
-        return lambda rows: 1.0 + ivf.kernel_sums(rows, radius2)
+        self.density_check_ = CheckedDensity(ivf, exact, float(sigma) ** 2, tolerance=float(self.density_tolerance),
+                                             check_rows=int(self.density_check_rows), seed=self.seed)
+        return self.density_check_
 
     def _sample(self, prob: PoolProbability) -> Selection:
         budget = int(self.budget)
