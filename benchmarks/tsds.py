@@ -507,6 +507,14 @@ def print_tables(data: dict[str, Any]) -> None:
                   f"{ivf['fine_cells']} fine cells of ~{ivf['cell_rows']} rows), probe {ivf['nprobe']} fine cells in "
                   f"{ivf['coarse_probe']} coarse; {ivf['compared']:,} distances searched, "
                   f"{ivf['assigned'] + ivf['fine_assigned']:,} to build")
+            check = info.get("check") or {}
+            if check.get("checks"):
+                widest = check["checks"][-1]["tried"][-1]
+                print(f"checked: {check['rows_checked']:,} rows computed exactly over {len(check['checks'])} "
+                      f"request(s); tolerance {check['tolerance']:g}; last setting {widest['nprobe']} fine cells in "
+                      f"{widest['coarse_probe']} coarse, max relative error {widest['max_relative_error']:.2g}, "
+                      f"{widest['compared_share']:.1%} of the pool per row; exact search took over for "
+                      f"{check['rows_exact_after_check']:,} rows")
         for what, errors in (("sample", b.get("density_error_sample")),
                              ("exact run", (b.get("against_exact_run") or {}).get("density"))):
             if errors:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tasksift.errors import InputError
-from tasksift.train.common import ShuffledSampler, expand_counts, planned_steps, run_steps
+from tasksift.train.common import Checkpoint, ShuffledSampler, expand_counts, planned_steps, run_steps
 
 
 def test_expand_counts_repeats_each_row_by_its_rounded_weight() -> None:
@@ -87,3 +87,69 @@ def test_setup_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
         setup_torch()
     monkeypatch.delenv(THREADS_ENV)
     assert setup_torch() >= 1
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------------------
+class _Killed(Exception):
+    pass
+
+
+def _linear_run(checkpoint: Checkpoint | None, kill_at: int | None = None, epochs: int = 3
+                ) -> tuple[torch.nn.Linear, object]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(1))
+    y = torch.randn(10, 1, generator=torch.Generator().manual_seed(2))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+
+    def loss_fn(idx: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        h = torch.nn.functional.dropout(model(x[idx]), p=0.3)  # uses torch's random state
+        per = ((h - y[idx]) ** 2).squeeze(1)
+        return per.mean(), per.detach().numpy()
+
+    def on_step(stats: object) -> None:
+        if kill_at is not None and stats.steps == kill_at:  # type: ignore[attr-defined]
+            raise _Killed
+
+    stats = run_steps(list(model.parameters()), opt, ShuffledSampler(10, 4, seed=3), loss_fn, epochs=epochs,
+                      progress=False, on_step=on_step, checkpoint=checkpoint)
+    return model, stats
+
+
+@pytest.mark.parametrize("kill_at", [1, 3, 5, 8])  # within a pass, at the end of one (3 batches a pass)
+def test_a_killed_run_resumes_to_the_same_tensors_as_an_uninterrupted_one(tmp_path, kill_at: int) -> None:
+    plain, plain_stats = _linear_run(None)
+    ckpt = Checkpoint(tmp_path / "run.pt", key="k", every_steps=1)
+    with pytest.raises(_Killed):
+        _linear_run(ckpt, kill_at=kill_at)
+    assert torch.load(ckpt.path, weights_only=False)["steps"] == kill_at
+    resumed, stats = _linear_run(ckpt)
+    for a, b in zip(plain.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert stats.losses == plain_stats.losses and stats.steps == 9 == plain_stats.steps
+    assert stats.passes == plain_stats.passes == 3 and stats.examples_seen == plain_stats.examples_seen == 30
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed_from(tmp_path) -> None:
+    plain, _ = _linear_run(None)
+    with pytest.raises(_Killed):
+        _linear_run(Checkpoint(tmp_path / "run.pt", key="other", every_steps=1), kill_at=4)
+    (tmp_path / "torn.pt").write_bytes(b"not a checkpoint")
+    for ckpt in (Checkpoint(tmp_path / "run.pt", key="this", every_steps=1),
+                 Checkpoint(tmp_path / "torn.pt", key="this", every_steps=1)):
+        assert ckpt.load() is None
+        fresh, stats = _linear_run(ckpt)
+        assert stats.steps == 9 and all(torch.equal(a, b) for a, b in zip(plain.parameters(), fresh.parameters(),
+                                                                        strict=True))
+        assert ckpt.load() is not None and ckpt.load()["steps"] == 9
+
+
+def test_a_sampler_without_state_cannot_take_a_checkpoint(tmp_path) -> None:
+    class Plain(ShuffledSampler):
+        def state(self) -> None:
+            return None
+
+    w, opt, targets = _problem()
+    with pytest.raises(InputError, match="cannot be checkpointed"):
+        run_steps([w], opt, Plain(6, 4), lambda idx: (((w - targets[idx]) ** 2).mean(), np.zeros(len(idx))),
+                  epochs=1, progress=False, checkpoint=Checkpoint(tmp_path / "c.pt", key="k"))

@@ -132,3 +132,49 @@ def test_finetuning_is_seeded(tiny_lm) -> None:
     runs = [finetune_lm(model, tok, prompts, answers, settings, seed=s, progress=False)[1].losses for s in (1, 1, 2)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+def test_a_stored_run_is_loaded_instead_of_trained_and_a_killed_one_resumes(tiny_lm, tmp_path, monkeypatch) -> None:
+    from tasksift.train import common
+    from tasksift.train.store import RunStore, run_key
+
+    model, tok = tiny_lm
+    prompts = [PROMPT.format(fruit=f) for f in FRUITS]
+    answers = list(FRUITS.values())
+    settings = LMSettings(max_steps=6, batch_size=3, lr=1e-2)
+    plain, plain_stats = finetune_lm(model, tok, prompts, answers, settings, seed=0, progress=False)
+    key = run_key("tiny", settings.to_dict(), 0, [prompts, answers])
+    assert key != run_key("tiny", settings.to_dict(), 1, [prompts, answers])
+    assert key != run_key("tiny", settings.to_dict(), 0, [prompts, answers[::-1]])
+    store = RunStore(key, root=tmp_path)
+
+    real = common.run_steps
+
+    def killed_after_four(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        kwargs["checkpoint"] = common.Checkpoint(kwargs["checkpoint"].path, kwargs["checkpoint"].key, every_steps=1)
+
+        def on_step(stats: common.TrainStats) -> None:
+            if stats.steps == 4:
+                raise KeyboardInterrupt
+
+        return real(*args, **kwargs, on_step=on_step)
+
+    monkeypatch.setattr("tasksift.train.lm.run_steps", killed_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_lm(model, tok, prompts, answers, settings, seed=0, progress=False, store=store)
+    assert not store.finished() and store.checkpoint().load()["steps"] == 4
+    monkeypatch.setattr("tasksift.train.lm.run_steps", real)
+    resumed, stats = finetune_lm(model, tok, prompts, answers, settings, seed=0, progress=False, store=store)
+    assert store.finished() and not store.checkpoint().path.exists()
+    assert stats.losses == plain_stats.losses
+
+    def trained(m) -> dict[str, torch.Tensor]:  # noqa: ANN001
+        return {n: p for n, p in m.named_parameters() if p.requires_grad}
+
+    for name, value in trained(plain).items():
+        assert torch.equal(value, trained(resumed)[name])
+    monkeypatch.setattr("tasksift.train.lm.run_steps", None)  # a stored run trains nothing
+    loaded, loaded_stats = finetune_lm(model, tok, prompts, answers, settings, seed=0, progress=False, store=store)
+    assert loaded_stats.steps == 6 and loaded_stats.losses == plain_stats.losses and not loaded.training
+    for name, value in trained(plain).items():
+        assert torch.equal(value, trained(loaded)[name])

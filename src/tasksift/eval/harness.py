@@ -281,8 +281,12 @@ class _InstructionTrack(_Track):
 
         if data is None:
             return self.base, None
+        from tasksift.train.store import RunStore, run_key
+
+        key = run_key(_model_fingerprint(self.model_path), self.settings.to_dict(), seed,
+                      [data.prompts, data.answers])
         return finetune_lm(self.base, self.tokenizer, data.prompts, data.answers, self.settings, seed=seed,
-                           progress=self.progress, desc=f"finetune seed {seed}")
+                           progress=self.progress, desc=f"finetune seed {seed}", store=RunStore(key))
 
     def score(self, model: Any) -> dict[str, float]:
         from tasksift.train import score_options

@@ -8,7 +8,11 @@
   after every forward pass a per-example signal of the batch (the retriever's live positive cosines, the
   classifier's and the LM's per-example losses).
 - :func:`run_steps`: forward (through a loss function), backward, clip, step, with a rich progress bar; it
-  counts steps, examples seen and seconds into :class:`TrainStats`.
+  counts steps, examples seen and seconds into :class:`TrainStats`. With a :class:`Checkpoint` it saves its
+  state (trainable tensors, optimiser, position in the pass, sampler, torch's random state and the statistics)
+  atomically every few minutes, and a later call with the same checkpoint resumes from it: the run ends with
+  the same tensors, to the bit, as one never interrupted (a sampler must implement :meth:`Sampler.state` for
+  this; OPERA's, which learns from what it saw, does not, and its runs cannot take a checkpoint).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +102,14 @@ class Sampler(ABC):
     def observe(self, indices: np.ndarray, signal: np.ndarray) -> None:  # noqa: B027 - a no-op by default
         """Per-example signal of the batch just seen; the default sampler ignores it."""
 
+    def state(self) -> Any | None:
+        """What :meth:`restore` needs to replay the next pass exactly (taken just before it starts); None: the
+        sampler cannot be resumed."""
+        return None
+
+    def restore(self, state: Any) -> None:
+        raise InputError(f"{type(self).__name__} cannot resume from a checkpoint")
+
 
 class ShuffledSampler(Sampler):
     """Plain passes: every example once per pass, in a new random order each pass (seeded)."""
@@ -117,6 +130,54 @@ class ShuffledSampler(Sampler):
         order = self.rng.permutation(self.n)
         for b in range(self.batches_per_pass()):
             yield order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def state(self) -> Any:
+        return {"n": self.n, "batch_size": self.batch_size, "rng": self.rng.bit_generator.state}
+
+    def restore(self, state: Any) -> None:
+        if (state["n"], state["batch_size"]) != (self.n, self.batch_size):
+            raise InputError(f"the checkpoint was taken over {state['n']} examples in batches of "
+                             f"{state['batch_size']}, this run has {self.n} in batches of {self.batch_size}",
+                             fix="delete the checkpoint file to start over")
+        self.rng.bit_generator.state = state["rng"]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where :func:`run_steps` saves its state and when: after a step, once ``every_seconds`` have passed since
+    the last save (or every ``every_steps`` steps when given). ``key`` names what decides the run (data,
+    settings, seed, model): a file with another key is not resumed from but replaced."""
+
+    path: Path
+    key: str
+    every_seconds: float = 300.0
+    every_steps: int | None = None
+
+    def due(self, steps: int, last_save: float) -> bool:
+        if self.every_steps is not None:
+            return steps % self.every_steps == 0
+        return time.monotonic() - last_save >= self.every_seconds
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state when its key matches (None when absent, stale or unreadable: a kill while writing
+        leaves only the temporary file, never a torn checkpoint)."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:  # an unreadable file is not resumed from; the run starts over and replaces it
+            return None
+        return state if isinstance(state, dict) and state.get("key") == self.key else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        from tasksift.data.writers import atomic_path
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            torch.save({**state, "key": self.key}, tmp)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -153,24 +214,50 @@ def planned_steps(sampler: Sampler, epochs: int, max_steps: int | None) -> int:
 
 def run_steps(params: Sequence[Any] | Any, optimizer: Any, sampler: Sampler, loss_fn: LossFn, *, epochs: int,
               max_steps: int | None = None, grad_clip: float | None = 1.0, progress: bool = True,
-              desc: str = "train", on_step: Callable[[TrainStats], None] | None = None) -> TrainStats:
+              desc: str = "train", on_step: Callable[[TrainStats], None] | None = None,
+              checkpoint: Checkpoint | None = None) -> TrainStats:
     """The training loop: ``epochs`` passes of ``sampler``, or exactly ``max_steps`` steps when that is given.
 
     ``max_steps`` overrides ``epochs`` (as in Hugging Face's Trainer): passes repeat until it is reached, and the
     last pass may stop part way. Each step calls ``loss_fn(indices)`` for the batch, backpropagates the loss,
     clips the gradient norm of ``params`` at ``grad_clip`` (``None``: no clipping), steps ``optimizer`` and hands
     the per-example signal to ``sampler.observe``. ``on_step(stats)``, when given, runs after every step.
+    ``checkpoint``: save the run's state as it goes and resume from a saved one (module docstring); the file
+    stays when the run ends (the caller removes it once the result is safe). ``stats.seconds`` counts the
+    seconds of every part of a resumed run.
     """
     params = [p for p in params if p.requires_grad]
     stats = TrainStats()
     total = planned_steps(sampler, epochs, max_steps)
+    start_pass, skip, elapsed = 0, 0, 0.0
+    if checkpoint is not None:
+        if sampler.state() is None:
+            raise InputError(f"{type(sampler).__name__} cannot be checkpointed", fix="train without a checkpoint")
+        saved = checkpoint.load()
+        if saved is not None:
+            with torch.no_grad():
+                for p, value in zip(params, saved["params"], strict=True):
+                    p.copy_(value)
+            optimizer.load_state_dict(saved["optimizer"])
+            sampler.restore(saved["sampler"])
+            torch.set_rng_state(saved["torch_rng"])
+            stats = TrainStats(steps=saved["steps"], examples_seen=saved["examples_seen"], passes=saved["passes"],
+                               losses=list(saved["losses"]))
+            start_pass, skip, elapsed = saved["pass_index"], saved["batch_in_pass"], saved["seconds"]
     t0 = time.perf_counter()
+    last_save = time.monotonic()
     with progress_bar(progress, desc, total, unit="steps") as advance:
-        for pass_index in itertools.count():
+        if stats.steps:
+            advance(stats.steps, "resumed")
+        for pass_index in itertools.count(start_pass):
             if stats.steps >= total:
                 break
             seen_before = stats.steps
-            for indices in sampler.batches(pass_index):
+            pass_state = sampler.state() if checkpoint is not None else None
+            for b, indices in enumerate(sampler.batches(pass_index)):
+                if b < skip:  # a resumed pass: these batches were trained before the checkpoint
+                    seen_before -= 1
+                    continue
                 if stats.steps >= total:
                     break
                 indices = np.asarray(indices, dtype=np.int64)
@@ -186,12 +273,21 @@ def run_steps(params: Sequence[Any] | Any, optimizer: Any, sampler: Sampler, los
                 stats.steps += 1
                 stats.examples_seen += len(indices)
                 advance(1, f"loss {value:.4f}")
+                if checkpoint is not None and checkpoint.due(stats.steps, last_save):
+                    checkpoint.save({
+                        "params": [p.detach().clone() for p in params], "optimizer": optimizer.state_dict(),
+                        "sampler": pass_state, "torch_rng": torch.get_rng_state(), "pass_index": pass_index,
+                        "batch_in_pass": b + 1, "steps": stats.steps, "examples_seen": stats.examples_seen,
+                        "passes": stats.passes, "losses": stats.losses,
+                        "seconds": elapsed + time.perf_counter() - t0})
+                    last_save = time.monotonic()
                 if on_step is not None:
                     on_step(stats)
+            skip = 0
             stats.passes += 1
             if stats.steps == seen_before:  # a sampler with nothing left to give
                 break
-    stats.seconds = time.perf_counter() - t0
+    stats.seconds = elapsed + time.perf_counter() - t0
     if stats.losses:
         stats.first_loss, stats.last_loss = stats.losses[0], stats.losses[-1]
         stats.mean_loss = float(np.mean(stats.losses))

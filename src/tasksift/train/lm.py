@@ -45,6 +45,7 @@ from tasksift.train.common import (
     run_steps,
     seed_everything,
 )
+from tasksift.train.store import RunStore
 
 PROMPT_FORMATS = ("auto", "chat", "plain")
 
@@ -206,11 +207,18 @@ def add_lora(model: Any, settings: LMSettings) -> Any:
 
 def finetune_lm(base_model: Any, tokenizer: Any, prompts: Sequence[str], answers: Sequence[str],
                 settings: LMSettings, *, seed: int = 0, progress: bool = True,
-                desc: str = "finetune") -> tuple[Any, TrainStats]:
+                desc: str = "finetune", store: RunStore | None = None) -> tuple[Any, TrainStats]:
     """LoRA-finetune a copy of ``base_model`` on the pairs (each pair once per epoch; repeat pairs to weight).
 
     The base model is left as it was. Returns the LoRA-wrapped copy in eval mode and the run's statistics.
+    ``store``: where this run is kept (:mod:`tasksift.train.store`): a finished run there is loaded instead of
+    trained, an unfinished one resumes from its checkpoint, and a run finished here is kept there.
     """
+    if store is not None and store.finished():
+        model = add_lora(copy.deepcopy(base_model), settings)
+        stats = store.load(model)
+        model.eval()
+        return model, stats
     seed_everything(seed)
     encoded = encode_pairs(tokenizer, prompts, answers, prompt_format=settings.prompt_format,
                            max_length=settings.max_length)
@@ -230,8 +238,11 @@ def finetune_lm(base_model: Any, tokenizer: Any, prompts: Sequence[str], answers
         return loss, per_example
 
     stats = run_steps(trainable, optimizer, sampler, loss_fn, epochs=settings.epochs, max_steps=settings.max_steps,
-                      grad_clip=settings.grad_clip, progress=progress, desc=desc)
+                      grad_clip=settings.grad_clip, progress=progress, desc=desc,
+                      checkpoint=store.checkpoint() if store is not None else None)
     model.eval()
+    if store is not None:
+        store.save(model, stats)
     return model, stats
 
 

@@ -1,0 +1,81 @@
+"""Finished and unfinished finetuning runs, kept by content so that no training is lost or done twice.
+
+A run is named by what decides it: the base model's fingerprint, the training settings, the seed and the
+training pairs themselves (:func:`run_key`). Under ``$TASKSIFT_CACHE/training/<key>/`` (default
+``~/.cache/tasksift``) it keeps ``checkpoint.pt`` while it trains (:class:`tasksift.train.common.Checkpoint`: a
+killed run resumes where its last save was) and, once finished, the trained tensors (``trained.pt``, the LoRA
+weights: under a megabyte for SmolLM2 at rank 8) with its statistics (``stats.json``); the checkpoint is then
+removed. An evaluation that trains the same pairs the same way, for another task on the same pool (the
+full-pool rows of every task of the instruction track) or after a kill, loads them instead of training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tasksift.train.common import Checkpoint, TrainStats
+
+#: sub-folder of the cache root
+STORE_DIR = "training"
+
+
+def run_key(model_fingerprint: str, settings: dict[str, Any], seed: int, texts: Sequence[Sequence[str]]) -> str:
+    """The content key of a finetuning run: model, settings, seed and every training text, in order."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": model_fingerprint, "settings": settings, "seed": int(seed)}, sort_keys=True,
+                        default=str).encode())
+    for column in texts:
+        h.update(b"\x00column")
+        for text in column:
+            data = text.encode()
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    return h.hexdigest()
+
+
+class RunStore:
+    """One run's folder in the store (see the module docstring)."""
+
+    def __init__(self, key: str, root: Path | None = None) -> None:
+        from tasksift.features.cache import default_cache_root
+
+        self.key = key
+        self.dir = (root if root is not None else default_cache_root()) / STORE_DIR / key
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.dir / "checkpoint.pt", key=self.key)
+
+    def finished(self) -> bool:
+        return (self.dir / "trained.pt").is_file() and (self.dir / "stats.json").is_file()
+
+    def save(self, model: Any, stats: TrainStats) -> None:
+        """Keep the trainable tensors of ``model`` (by parameter name) and ``stats``, then drop the checkpoint."""
+        from tasksift.data.writers import atomic_path, write_json_atomic
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        with atomic_path(self.dir / "trained.pt") as tmp:
+            torch.save(trained, tmp)
+        record = asdict(stats)
+        write_json_atomic(self.dir / "stats.json", record)
+        self.checkpoint().remove()
+
+    def load(self, model: Any) -> TrainStats:
+        """Put the kept tensors into ``model`` (the same architecture, freshly wrapped) and return the stats."""
+        trained = torch.load(self.dir / "trained.pt", map_location="cpu", weights_only=True)
+        params = dict(model.named_parameters())
+        missing = set(trained) ^ {name for name, p in params.items() if p.requires_grad}
+        if missing:
+            raise ValueError(f"the stored run {self.key[:12]} does not fit this model: {sorted(missing)[:3]}")
+        with torch.no_grad():
+            for name, value in trained.items():
+                params[name].copy_(value)
+        record = json.loads((self.dir / "stats.json").read_text(encoding="utf-8"))
+        return TrainStats(**record)
