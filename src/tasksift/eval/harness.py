@@ -147,7 +147,9 @@ def evaluate(task_dir: str | Path, selection: str | Path | None = None, *, seeds
             _report(progress, task, seed, runs[str(seed)])
             _write(out_dir, _finish(result, runs, seed_list), complete=len(runs) == len(seed_list))
     result = _finish(result, runs, seed_list)
-    result["seconds"] = round(time.perf_counter() - t0, 3)
+    # the work of every seed (some may come from an earlier, interrupted call), and this call's own time
+    result["seconds"] = round(sum(float(r.get("seconds", 0.0)) for r in result["runs"].values()), 3)
+    result["call_seconds"] = round(time.perf_counter() - t0, 3)
     result["eval_file"] = str(out_dir / EVAL_FILE)
     return _write(out_dir, result, complete=True)
 
