@@ -343,6 +343,29 @@ def radius_density(search: RangeSearch, x: np.ndarray, rows: np.ndarray, sigma: 
     return rho
 
 
+def brute_density(x: np.ndarray, rows: np.ndarray, sigma: float, block: int = 65536) -> np.ndarray:
+    """:func:`radius_density` with exact search, by matrix products over the whole pool, block by block: the
+    same kernel terms (float32 squared distances ``|y|^2 + |x|^2 - 2 y.x``, summed in float64), the row itself
+    counted as exactly 1. For a few rows (the checks of :class:`CheckedDensity`), where a range search over the
+    pool costs several times more per distance than a matrix product."""
+    rows = np.asarray(rows, dtype=np.int64)
+    y = np.ascontiguousarray(x[rows], dtype=np.float32)
+    y_norms = (y * y).sum(axis=1)
+    s2 = np.float32(sigma**2)
+    rho = np.ones(len(rows))
+    for lo in range(0, x.shape[0], block):
+        xb = np.asarray(x[lo:lo + block], dtype=np.float32)
+        d2 = y @ xb.T
+        d2 *= -2.0
+        d2 += np.add.outer(y_norms, (xb * xb).sum(axis=1))
+        np.maximum(d2, 0.0, out=d2)
+        kernel = np.maximum(np.float32(1.0) - d2 / s2, np.float32(0.0))
+        own = np.flatnonzero((rows >= lo) & (rows < lo + len(xb)))
+        kernel[own, rows[own] - lo] = 0.0
+        rho += kernel.sum(axis=1, dtype=np.float64)
+    return rho
+
+
 def reference_density(search: RangeSearch, x: np.ndarray, rows: np.ndarray, sigma: float, kde_k: int
                       ) -> np.ndarray:
     """The reference's rule: the kernel summed over each row's ``kde_k`` nearest rows among those ``search``
@@ -375,7 +398,8 @@ class CheckedDensity:
     cell is visited. Then the request's other rows are computed at that setting and the drawn rows keep their
     exact values. The setting only widens, so rows computed earlier passed a check at a narrower one.
     ``checks`` records each request: rows, rows checked, the settings tried and the error at each.
-    ``tolerance=0`` checks nothing (the index's settings as given).
+    ``tolerance=0`` checks nothing (the index's settings as given). ``check``: the exact density of the drawn
+    rows (default ``exact``; the selector passes :func:`brute_density`, cheaper for a few rows).
 
     When the setting that passes compares each row with more than ``EXACT_SHARE`` of the pool, the inverted file
     saves nothing over the exact search: that request's other rows, and every later request, are computed by
@@ -385,8 +409,9 @@ class CheckedDensity:
     EXACT_SHARE = 0.25
 
     def __init__(self, ivf: TwoLevelIVF, exact: DensityFunction, radius2: float, *, tolerance: float,
-                 check_rows: int, seed: int) -> None:
+                 check_rows: int, seed: int, check: DensityFunction | None = None) -> None:
         self.ivf, self.exact, self.radius2 = ivf, exact, float(radius2)
+        self.check = check if check is not None else exact
         self.tolerance, self.check_rows = float(tolerance), int(check_rows)
         self.rng = np.random.default_rng([seed, 7])
         self.checks: list[dict[str, Any]] = []
@@ -407,7 +432,7 @@ class CheckedDensity:
         if self.tolerance <= 0 or len(rows) == 0:
             return self.approximate(rows)
         drawn = np.sort(self.rng.choice(len(rows), min(self.check_rows, len(rows)), replace=False))
-        exact = self.exact(rows[drawn])
+        exact = self.check(rows[drawn])
         self.rows_checked += len(drawn)
         tried = []
         while True:
@@ -812,7 +837,8 @@ class TSDSSelector(Selector):
                                                 nprobe=int(self.density_nprobe),
                                                 coarse_probe=int(self.density_coarse_probe), seed=self.seed)
         self.density_check_ = CheckedDensity(ivf, exact, float(sigma) ** 2, tolerance=float(self.density_tolerance),
-                                             check_rows=int(self.density_check_rows), seed=self.seed)
+                                             check_rows=int(self.density_check_rows), seed=self.seed,
+                                             check=lambda rows: brute_density(x, rows, sigma))
         return self.density_check_
 
     def _sample(self, prob: PoolProbability) -> Selection:
