@@ -22,8 +22,8 @@ def eval_command(
     epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the training examples.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many optimizer steps.")]
     = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Training setting key=value, e.g. lr=1e-4; "
-                                                                    "repeatable.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--train", "--param", help="Training setting key=value, e.g. "
+                                                                    "lr=1e-4; repeatable (as in compare).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for eval.json (default: the run directory, "
                                                            "or <task>/baselines/<full|none>).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore seeds an earlier run finished.")] = False,

@@ -25,7 +25,7 @@ def train_command(
                                                                  "(0: only at the end).")] = 0,
     model: Annotated[str | None, typer.Option("--model", help="Encoder directory (default: all-MiniLM-L6-v2).")]
     = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Training setting key=value, e.g. "
+    param: Annotated[list[str] | None, typer.Option("--train", "--param", help="Training setting key=value, e.g. "
                                                                     "batch_size=16 or kept_pct=0.25.")] = None,
     train_queries: Annotated[int | None, typer.Option("--train-queries", help="Keep this many training queries "
                                                                               "(seeded).")] = None,

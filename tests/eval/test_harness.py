@@ -37,7 +37,7 @@ def test_eval_command_on_a_hand_written_task(tmp_path: Path, tiny_llama_dir: Pat
     task = instruction_task(tmp_path)
     run = _select_random(task, tmp_path / "run", 5)
     result = runner.invoke(app, ["eval", "--task", str(task), "--selection", str(run), "--model",
-                                 str(tiny_llama_dir), "--seeds", "2", "--max-steps", "3", "--param", "lr=1e-2",
+                                 str(tiny_llama_dir), "--seeds", "2", "--max-steps", "3", "--train", "lr=1e-2",
                                  "--param", "batch_size=2"])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.stdout and "seed 1" in result.stdout
