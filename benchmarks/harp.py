@@ -15,6 +15,13 @@ parent (one probe per parent: about 8x fewer probes than exhaustive), probes of 
 96 tokens, scored on the 50 target examples; ``probe_seed=0`` so the three seeds share the hierarchy and the
 probes (HARP's selection is then the same for every seed and only the training seed varies).
 
+``--probe key=value`` (repeatable) overrides a HARP setting (e.g. ``--probe probe_steps=8 --probe probe_lr=1e-3``);
+a selection made with other settings than the current ones is made again. Before any evaluation of a task, the
+exhaustive probes are checked: if the spread of measured leaf effects (sd between leaves) does not exceed the
+bootstrap noise of one probe in any domain, the probes carry no signal and the run stops there with both
+figures (``--ignore-signal`` evaluates anyway). ``--signal-only`` runs the exhaustive probes of every task and
+prints the check, evaluating nothing: the cheap first step when trying probe settings.
+
 Results: ``benchmarks/results/harp.json`` and the section ``## HARP: probes against exhaustive`` of
 ``docs/results.md``, both rewritten after every finished evaluation (marked partial until all are done).
 """
@@ -47,8 +54,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tasksift.eval.tasks import load_task
 
     settings = {"max_length": args.max_length}
+    harp_params = {**HARP_PARAMS, **args.probe}
     out: dict[str, Any] = {"budget": args.budget, "seeds": list(range(args.seeds)), "methods": list(METHODS),
-                           "harp_params": HARP_PARAMS,
+                           "harp_params": harp_params,
                            "training": {"max_steps": args.max_steps, "batch_size": 8, **settings},
                            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                        "threads": os.environ.get("TASKSIFT_THREADS")},
@@ -59,6 +67,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for task_dir in args.tasks:
         task = load_task(task_dir)
         view = _text_view(task.spec, task.kind)
+
+        def selection(method: str, seed: int, run_dir: Path, task: Any = task, view: Any = view) -> dict[str, Any]:
+            """The run's manifest, selecting first when there is none or it was made with other settings."""
+            params = harp_params if method.startswith("harp") else {}
+            path = run_dir / "manifest.json"
+            made = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            if made is None or any(made.get("params", {}).get(k) != v for k, v in params.items()):
+                select(task.pool.path, task.path("target", "target.jsonl"), method=method,
+                       budget=args.budget, seed=seed, out=run_dir, **view, **params)
+            return json.loads(path.read_text(encoding="utf-8"))
+
+        signal = probe_signal(selection("harp-exhaustive", 0, args.runs / task.name / "harp-exhaustive" / "seed-0"))
+        print(f"{task.name}: probe signal {signal['verdict']}: spread of leaf effects (sd) "
+              f"{', '.join(f'{v:.6f}' for v in signal['effect_sd'])} against the bootstrap noise of one probe "
+              f"{', '.join(f'{v:.6f}' for v in signal['noise_sd'])} ({signal['leaves']} leaves)", flush=True)
+        if args.signal_only:
+            continue
+        if not signal["ok"] and not args.ignore_signal:
+            raise SystemExit(f"{task.name}: the probes carry no signal at these settings; stronger probes first "
+                             "(--probe probe_steps=N --probe probe_lr=X), or --ignore-signal to evaluate anyway")
         entry: dict[str, Any] = {"none": None, "methods": {m: {"runs": {}} for m in METHODS}}
         out["tasks"][task.name] = entry
         res = evaluate(task.dir, "none", seeds=1, max_steps=args.max_steps, settings=settings,
@@ -69,13 +97,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for seed in range(args.seeds):
             for method in METHODS:
                 run_dir = args.runs / task.name / method / f"seed-{seed}"
-                params = HARP_PARAMS if method.startswith("harp") else {}
                 t0 = time.perf_counter()
-                if not (run_dir / "manifest.json").is_file():
-                    select(task.pool.path, task.path("target", "target.jsonl"), method=method,
-                           budget=args.budget, seed=seed, out=run_dir, **view, **params)
+                manifest = selection(method, seed, run_dir)
                 select_seconds = time.perf_counter() - t0
-                manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
                 res = evaluate(task.dir, run_dir, seeds=[seed], max_steps=args.max_steps, settings=settings,
                                progress=False)
                 harp = manifest.get("harp", {})
@@ -95,6 +119,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["complete"] = True
     write(out, done, planned)
     return out
+
+
+def _typed(value: str) -> Any:
+    """``"8"`` -> 8, ``"1e-3"`` -> 0.001, anything else as it is (how the selector's manifest stores them)."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def probe_signal(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Whether an exhaustive run's probes measure anything: per domain, the spread of the leaf effects (sd between
+    leaves, the empirical-Bayes ``tau2``) against the bootstrap noise of one probe; ``ok`` if it exceeds it in
+    some domain."""
+    harp = manifest["harp"]
+    effect_sd = [max(float(v), 0.0) ** 0.5 for v in harp["tau2"]]
+    noise_sd = [max(float(v), 0.0) ** 0.5 for v in harp["noise"]]
+    ok = any(e > n for e, n in zip(effect_sd, noise_sd, strict=True))
+    return {"effect_sd": effect_sd, "noise_sd": noise_sd, "ok": ok, "leaves": harp["hierarchy"]["leaves"],
+            "verdict": "present" if ok else "ABSENT"}
 
 
 def summarise(out: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +321,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--notes", type=Path, default=None,
                         help="a markdown file whose text ends the section (observations on the numbers)")
+    parser.add_argument("--probe", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a HARP setting of HARP_PARAMS (repeatable)")
+    parser.add_argument("--signal-only", action="store_true",
+                        help="run the exhaustive probes of every task and print the signal check; evaluate nothing")
+    parser.add_argument("--ignore-signal", action="store_true", help="evaluate even when the probes carry no signal")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the results from benchmarks/results/harp.json and the runs; run nothing")
     args = parser.parse_args(argv)
@@ -287,6 +338,9 @@ def main(argv: list[str] | None = None) -> None:
         done = sum(1 + sum(len(m["runs"]) for m in e["methods"].values()) for e in out["tasks"].values())
         write(out, done, max(planned, done))
         return
+    from tasksift.cli_common import parse_params
+
+    args.probe = {k: _typed(v) for k, v in parse_params(args.probe).items()}
     args.tasks = [t for t in args.tasks.split(",") if t]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
