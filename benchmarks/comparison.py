@@ -1,0 +1,227 @@
+"""Selection methods compared on a track's tasks: one budget, several seeds, with no-finetuning and full-pool rows.
+
+    python benchmarks/comparison.py [--track instruction|retrieval] [--tasks DIR,...] [--runs runs/compare]
+                                    [--seeds 3] [--no-full] [--report-only] [--notes FILE]
+
+Tracks (``TRACKS``): ``instruction`` (rt_sentiment, wordnet_definition, chatterbot_answer; random, knn, dsir,
+tsds at 2%; SmolLM2-135M-Instruct + LoRA, one epoch, 128 tokens) and ``retrieval`` (BBC headline -> body;
+random, knn, dsir, tsds, opera-sp at 10%; the MiniLM bi-encoder with the harness's defaults).
+
+For every task, in order, :func:`tasksift.eval.compare.compare` runs (and resumes: every finished selection,
+evaluation and training run is kept) what ``tasksift compare`` runs with the same settings, then the full-pool
+row (one seed). On the instruction track the full pool's training is the same run for every task (same pairs,
+settings, seed and model), so it is trained once and loaded for the others (:mod:`tasksift.train.store`).
+
+The track's section of ``docs/results.md`` is rewritten after each task from the runs' ``eval.json`` files
+(``--report-only``: from the files as they are, running nothing; an unfinished comparison is marked partial),
+and the raw files are copied to ``docs/results/<track>/<task>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "results.md"
+
+
+@dataclass(frozen=True)
+class Track:
+    heading: str
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    budget: str
+    metric: str
+    second: str  # the second metric shown
+    epochs: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    setup: str = ""
+
+
+TRACKS = {
+    "instruction": Track(
+        heading="## Instruction tuning: random, knn, dsir, tsds at a 2% budget",
+        tasks=("rt_sentiment", "wordnet_definition", "chatterbot_answer"), methods=("random", "knn", "dsir", "tsds"),
+        budget="2%", metric="accuracy", second="answer_loss", epochs=1, settings={"max_length": 128},
+        setup="SmolLM2-135M-Instruct + LoRA (rank 8 on q_proj and v_proj, learning rate 3e-4, batch 8, fp32), one "
+              "epoch over each selection, pairs cut to 128 tokens; scored on the task's 300 held-out test items by "
+              "option log-likelihood (accuracy) and answer loss. Selections from the 14,968-record instruction "
+              "pool"),
+    "retrieval": Track(
+        heading="## Retrieval: selecting training pairs at a 10% budget",
+        tasks=("bbc",), methods=("random", "knn", "dsir", "tsds", "opera-sp"), budget="10%", metric="ndcg@10",
+        second="recall@20",
+        setup="all-MiniLM-L6-v2 bi-encoder, InfoNCE with in-batch and one mined hard negative per query "
+              "(temperature 0.02, learning rate 3e-5, batch 32, 3 epochs, 128 tokens, fp32); scored on the task's "
+              "300 test queries against its whole corpus (NDCG@10, Recall@20). Selections from the task's pool "
+              "of query-document pairs (BBC headline -> body: 1,790 pairs; corpus 2,078 documents)"),
+}
+
+
+def run_task(track: Track, task_dir: Path, runs: Path, args: argparse.Namespace) -> None:
+    from tasksift.eval.compare import compare
+
+    compare(task_dir, list(track.methods), track.budget, seeds=args.seeds, include_full=args.full, out=runs,
+            epochs=track.epochs, settings=track.settings or None, progress=True)
+
+
+def _eval_runs(path: Path) -> dict[int, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {int(s): run for s, run in data.get("runs", {}).items()}
+
+
+def collect(track: Track, task_dir: Path, runs: Path, seeds: int) -> dict[str, Any]:
+    """Per method (and ``none``, ``full``): per-seed metrics and training steps, read from the eval files."""
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in ("none", "full"):
+        found = _eval_runs(task_dir / "baselines" / name / "eval.json")
+        if found:
+            rows[name] = found
+    for method in track.methods:
+        found = {}
+        for seed in range(seeds):
+            found.update({s: r for s, r in _eval_runs(runs / method / f"seed-{seed}" / "eval.json").items()
+                          if s == seed})
+        if found:
+            rows[method] = found
+    return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def task_table(track: Track, name: str, rows: dict[str, dict[int, dict[str, Any]]], seeds: int,
+               options: int | None) -> str:
+    head = f"**{name}**" + (f" ({options} options)" if options else "")
+    m1, m2 = track.metric, track.second
+    lines = [head, "", f"| method | seeds | {m1} (mean ± std) | per seed | {m2} | vs random, seed by seed | steps "
+             "| minutes / seed |", "|---|---|---|---|---|---|---|---|"]
+    random_runs = rows.get("random", {})
+    for method in ("none", *track.methods, "full"):
+        runs = rows.get(method)
+        if not runs:
+            continue
+        order = sorted(runs)
+        first = [runs[s]["metrics"][m1] for s in order]
+        second = [runs[s]["metrics"][m2] for s in order]
+        (am, asd), (lm, lsd) = _mean_std(first), _mean_std(second)
+        per_seed = " / ".join(f"{a:.4f}" for a in first)
+        versus = ""
+        if method in track.methods and method != "random":
+            common = [s for s in order if s in random_runs]
+            if common:
+                diffs = [runs[s]["metrics"][m1] - random_runs[s]["metrics"][m1] for s in common]
+                wins = sum(d > 0 for d in diffs)
+                versus = f"{sum(diffs) / len(diffs):+.4f} ({wins} of {len(diffs)} above)"
+        steps = (runs[order[0]].get("train") or {}).get("steps", 0)
+        minutes = sum(runs[s].get("seconds", 0.0) for s in order) / len(order) / 60
+        label = {"none": "none (no finetuning)", "full": "full pool"}.get(method, method)
+        lines.append(f"| {label} | {len(order)} | {am:.4f} ± {asd:.4f} | {per_seed} | {lm:.4f} ± {lsd:.4f} | "
+                     f"{versus} | {steps} | {minutes:.1f} |")
+    missing = [m for m in track.methods if len(rows.get(m, {})) < seeds]
+    if missing or "full" not in rows:
+        parts = [f"{m} has {len(rows.get(m, {}))} of {seeds} seeds" for m in missing]
+        if "full" not in rows:
+            parts.append("the full-pool row is not measured yet")
+        lines += ["", "Partial: " + "; ".join(parts) + "."]
+    return "\n".join(lines)
+
+
+def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Namespace, notes: str | None) -> str:
+    tasks = ",".join(f"tasks/{track_name}/{t}" for t in track.tasks)
+    training = " ".join([*([f"--epochs {track.epochs}"] if track.epochs else []),
+                         *(f"--train {k}={v}" for k, v in track.settings.items())])
+    text = [track.heading, "",
+            f"{track.setup}, at a {track.budget} budget, each method with its defaults (tsds: the reference "
+            "config). The seed sets both the selection and the training. Nothing was tuned on the test sets. "
+            "\"vs random\" is the mean over seeds of (method - random) for the same seed and how many seeds were "
+            "above random.",
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one torch thread per run, other "
+            "jobs running beside (minutes are wall-clock under that load).", "",
+            "Command (resumes; `--report-only` rewrites this section from the runs):", "", "```bash",
+            "tasksift data build --out tasks/",
+            f"TASKSIFT_THREADS=1 python benchmarks/comparison.py --track {track_name} --tasks {tasks} \\",
+            f"    --runs runs/compare --seeds {args.seeds}", "```", "",
+            f"Each task's runs are those of `tasksift compare --task tasks/{track_name}/<task> --methods "
+            f"{','.join(track.methods)} --budget {track.budget} --seeds {args.seeds} "
+            + (f"{training} " if training else "")
+            + f"--out runs/compare/{'' if track_name == 'instruction' else track_name + '-'}<task>`. Raw "
+            "`comparison.json` and `eval.json` files: "
+            f"`docs/results/{track_name}/<task>/`.", ""]
+    text += [t + "\n" for t in tables]
+    if notes:
+        text += [notes.strip(), ""]
+    return "\n".join(text)
+
+
+def copy_raw(track_name: str, task_dir: Path, runs: Path, name: str) -> None:
+    dest = ROOT / "docs" / "results" / track_name / name
+    for src in [runs / "comparison.json", *sorted(runs.glob("*/seed-*/eval.json")),
+                *[task_dir / "baselines" / b / "eval.json" for b in ("none", "full")]]:
+        if src.is_file():
+            rel = src.relative_to(runs) if src.is_relative_to(runs) else Path("baselines") / src.parent.name / src.name
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest / rel)
+
+
+def runs_of(args: argparse.Namespace, task_dir: Path) -> Path:
+    return args.runs / (task_dir.name if args.track == "instruction" else f"{args.track}-{task_dir.name}")
+
+
+def report(args: argparse.Namespace) -> None:
+    from results_doc import write_section
+
+    track = TRACKS[args.track]
+    tables = []
+    for task_dir in args.tasks:
+        name = task_dir.name
+        runs = runs_of(args, task_dir)
+        rows = collect(track, task_dir, runs, args.seeds)
+        if not rows:
+            continue
+        spec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
+        options = (spec.get("counts") or {}).get("options_per_test")
+        tables.append(task_table(track, name, rows, args.seeds, options))
+        copy_raw(args.track, task_dir, runs, name)
+    notes = args.notes.read_text(encoding="utf-8") if args.notes else None
+    write_section(DOC, track.heading, markdown(args.track, track, tables, args, notes))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--track", choices=sorted(TRACKS), default="instruction")
+    parser.add_argument("--tasks", default=None, help="task directories, comma-separated (default: the track's "
+                                                      "tasks under tasks/<track>/)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--no-full", dest="full", action="store_false", help="leave out the full-pool row")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the section from the runs; run nothing")
+    parser.add_argument("--notes", type=Path, default=None, help="markdown appended to the section")
+    args = parser.parse_args(argv)
+    track = TRACKS[args.track]
+    tasks = args.tasks or ",".join(f"tasks/{args.track}/{t}" for t in track.tasks)
+    args.tasks = [Path(t) for t in tasks.split(",") if t]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if not args.report_only:
+        for task_dir in args.tasks:
+            run_task(track, task_dir, runs_of(args, task_dir), args)
+            report(args)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
