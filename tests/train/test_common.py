@@ -116,7 +116,7 @@ def _linear_run(checkpoint: Checkpoint | None, kill_at: int | None = None, epoch
     return model, stats
 
 
-@pytest.mark.parametrize("kill_at", [1, 3, 5, 8])  # within a pass, at the end of one (3 batches a pass)
+@pytest.mark.parametrize("kill_at", [1, 3, 5, 8, 9])  # within a pass, at the end of one (3 a pass), the last
 def test_a_killed_run_resumes_to_the_same_tensors_as_an_uninterrupted_one(tmp_path, kill_at: int) -> None:
     plain, plain_stats = _linear_run(None)
     ckpt = Checkpoint(tmp_path / "run.pt", key="k", every_steps=1)

@@ -250,7 +250,7 @@ def run_steps(params: Sequence[Any] | Any, optimizer: Any, sampler: Sampler, los
         if stats.steps:
             advance(stats.steps, "resumed")
         for pass_index in itertools.count(start_pass):
-            if stats.steps >= total:
+            if stats.steps >= total and not skip:  # a resumed pass still counts itself, as it would have
                 break
             seen_before = stats.steps
             pass_state = sampler.state() if checkpoint is not None else None

@@ -71,9 +71,9 @@ class RunStore:
         """Put the kept tensors into ``model`` (the same architecture, freshly wrapped) and return the stats."""
         trained = torch.load(self.dir / "trained.pt", map_location="cpu", weights_only=True)
         params = dict(model.named_parameters())
-        missing = set(trained) ^ {name for name, p in params.items() if p.requires_grad}
-        if missing:
-            raise ValueError(f"the stored run {self.key[:12]} does not fit this model: {sorted(missing)[:3]}")
+        mismatch = set(trained) ^ {name for name, p in params.items() if p.requires_grad}
+        if mismatch:
+            raise ValueError(f"the stored run {self.key[:12]} does not fit this model: {sorted(mismatch)[:3]}")
         with torch.no_grad():
             for name, value in trained.items():
                 params[name].copy_(value)
