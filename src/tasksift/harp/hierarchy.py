@@ -10,6 +10,11 @@ our reconstruction (documented as such):
   parents_per_region))`` regions; a region of ``m`` rows gets ``ceil(m / (leaf_size * leaves_per_parent))``
   parents; a parent of ``m`` rows gets ``max(1, round(m / leaf_size))`` leaves. Each level splits the rows of
   one node of the level above, so leaves nest in parents and parents in regions;
+- k-means leaves are uneven (on the instruction pool with ``leaf_size=500``: 1 to 1,176 rows), and a leaf of a
+  few rows is a noisy probe, one of thousands a probe that sees a small part of it. So leaves are balanced
+  within their parent: a leaf over ``max_leaf_size`` (default ``2 * leaf_size``) is split again by k-means into
+  ``ceil(m / leaf_size)``; then, smallest first, a leaf under ``min_leaf_size`` (default ``leaf_size // 4``)
+  joins the sibling whose centroid is nearest its own (a parent's only leaf stays as it is);
 - empty k-means clusters are dropped; node numbers are global and ordered (region, parent, leaf).
 
 :meth:`Hierarchy.representatives` chooses the leaves to probe: round ``r`` takes every parent's ``r``-th leaf
@@ -115,13 +120,50 @@ def kmeans_split(x: np.ndarray, k: int, seed: int, niter: int = 20) -> np.ndarra
     return np.array([first[int(lab)] for lab in labels], dtype=np.int64)
 
 
+def balance_leaves(x: np.ndarray, labels: np.ndarray, *, leaf_size: int, min_size: int, max_size: int,
+                   seed: int) -> np.ndarray:
+    """Leaf labels of one parent's rows ``x`` after splitting leaves over ``max_size`` and merging those under
+    ``min_size`` (see the module docstring); numbered by first appearance in row order."""
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    next_label = int(labels.max()) + 1 if len(labels) else 0
+    for lab in range(next_label):
+        rows = np.flatnonzero(labels == lab)
+        if len(rows) > max_size:
+            sub = kmeans_split(x[rows], math.ceil(len(rows) / leaf_size), seed + 104729 * (lab + 1))
+            moved = sub > 0
+            labels[rows[moved]] = next_label + sub[moved] - 1
+            next_label += int(sub.max())
+    while True:
+        present, sizes = np.unique(labels, return_counts=True)
+        if len(present) < 2 or sizes.min() >= min_size:
+            break
+        small = int(present[np.lexsort((present, sizes))[0]])
+        centroids = np.stack([x[labels == lab].mean(axis=0) for lab in present])
+        others = present != small
+        dist = np.linalg.norm(centroids[others] - centroids[present == small][0], axis=1)
+        labels[labels == small] = int(present[others][np.lexsort((present[others], dist))[0]])
+    first: dict[int, int] = {}
+    for lab in labels:
+        first.setdefault(int(lab), len(first))
+    return np.array([first[int(lab)] for lab in labels], dtype=np.int64)
+
+
 def build_hierarchy(vectors: np.ndarray, *, leaf_size: int, leaves_per_parent: int = 8,
-                    parents_per_region: int = 8, seed: int = 0) -> Hierarchy:
+                    parents_per_region: int = 8, seed: int = 0, min_leaf_size: int | None = None,
+                    max_leaf_size: int | None = None) -> Hierarchy:
     """Regions -> parents -> leaves over the rows of ``vectors`` (see the module docstring)."""
     for name, value in (("leaf_size", leaf_size), ("leaves_per_parent", leaves_per_parent),
                         ("parents_per_region", parents_per_region)):
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
             raise InputError(f"harp: {name} {value!r} must be a positive whole number")
+    min_size = max(1, leaf_size // 4) if min_leaf_size is None else min_leaf_size
+    max_size = 2 * leaf_size if max_leaf_size is None else max_leaf_size
+    for name, value in (("min_leaf_size", min_size), ("max_leaf_size", max_size)):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+            raise InputError(f"harp: {name} {value!r} must be a positive whole number")
+    if not min_size <= leaf_size <= max_size:
+        raise InputError(f"harp: min_leaf_size {min_size}, leaf_size {leaf_size} and max_leaf_size {max_size} "
+                         "must be in increasing order", fix="choose min_leaf_size <= leaf_size <= max_leaf_size")
     x = normalize_rows(np.asarray(vectors, dtype=np.float32))
     n = x.shape[0]
     region = kmeans_split(x, math.ceil(n / (leaf_size * leaves_per_parent * parents_per_region)), seed)
@@ -138,7 +180,9 @@ def build_hierarchy(vectors: np.ndarray, *, leaf_size: int, leaves_per_parent: i
             parent_region.append(r)
             parent[rows_p] = p
             k = max(1, round(len(rows_p) / leaf_size))
-            leaves = kmeans_split(x[rows_p], k, seed + 7919 * (p + 1))
+            leaves = balance_leaves(x[rows_p], kmeans_split(x[rows_p], k, seed + 7919 * (p + 1)),
+                                    leaf_size=leaf_size, min_size=min_size, max_size=max_size,
+                                    seed=seed + 7919 * (p + 1))
             for g_local in range(int(leaves.max()) + 1):
                 leaf[rows_p[leaves == g_local]] = len(leaf_parent)
                 leaf_parent.append(p)

@@ -9,7 +9,8 @@ kept, the points capped at the budget.
 Not published, our reconstruction (each in the module that implements it):
 
 - features: the same sentence embeddings as the other selectors; hierarchy: recursive faiss k-means with a
-  target leaf size (:mod:`tasksift.harp.hierarchy`); representatives: the leaf nearest its parent's centroid,
+  target leaf size, leaves balanced between ``min_leaf_size`` and ``max_leaf_size`` within their parent
+  (:mod:`tasksift.harp.hierarchy`); representatives: the leaf nearest its parent's centroid,
   several per parent when the probe budget allows;
 - probes: pluggable (:mod:`tasksift.harp.probes`): SmolLM2 + LoRA for ``probe_steps`` steps scored by option
   log-likelihood on the target examples, or a softmax classifier on frozen embeddings; per-item score the
@@ -79,9 +80,12 @@ class _Harp(Selector):
                  probe_seed: int | None = None, proxy_options: int = 4, domain_field: str = "domain",
                  prompt_template: str = "{instruction}\n{input}\n", answer_field: str = "output",
                  options_field: str = "options", bootstrap: int = 200, fill: bool = True,
-                 envelope: str | None = None) -> None:
+                 envelope: str | None = None, min_leaf_size: int | None = None,
+                 max_leaf_size: int | None = None) -> None:
         super().__init__(budget, seed=seed)
         self.leaf_size = leaf_size
+        self.min_leaf_size = min_leaf_size
+        self.max_leaf_size = max_leaf_size
         self.leaves_per_parent = leaves_per_parent
         self.parents_per_region = parents_per_region
         self.probes = probes
@@ -129,7 +133,7 @@ class _Harp(Selector):
     def check_params(self) -> None:
         """Check the parameters (and convert those that came from the command line as text)."""
         # from the command line a parameter whose default is None arrives as text
-        for key in ("probes", "probe_seed"):
+        for key in ("probes", "probe_seed", "min_leaf_size", "max_leaf_size"):
             value = getattr(self, key)
             if isinstance(value, str):
                 text = value.strip().lower()
@@ -155,7 +159,8 @@ class _Harp(Selector):
         q = as_float_matrix(target, "target vectors")
         seed = self.probe_seed if self.probe_seed is not None else self.seed
         h = build_hierarchy(x, leaf_size=int(self.leaf_size), leaves_per_parent=int(self.leaves_per_parent),
-                            parents_per_region=int(self.parents_per_region), seed=int(seed))
+                            parents_per_region=int(self.parents_per_region), seed=int(seed),
+                            min_leaf_size=self.min_leaf_size, max_leaf_size=self.max_leaf_size)
         members = h.members()
         probed = np.arange(h.n_leaves) if self.exhaustive else h.representatives(self.probes)
 
