@@ -1,7 +1,7 @@
 """HARP against its exhaustive reference on instruction tasks: accuracy, gain over random, number of probes.
 
-    python benchmarks/harp.py [--tasks /work/tasks/instruction/rt_sentiment,...] [--budget 150] [--seeds 3]
-                              [--runs DIR] [--max-steps 15] [--max-length 96]
+    python benchmarks/harp.py [--tasks tasks/instruction/rt_sentiment,...] [--budget 2%] [--seeds 3]
+                              [--runs runs/compare] [--epochs 1] [--max-steps N] [--max-length 128]
 
 For every task (in order), seed and method (``harp-exhaustive`` first: its probes fill the cache that
 ``harp-c`` and ``harp-e`` then read, as they probe leaves of the same hierarchy; then ``harp-c``, ``harp-e``,
@@ -10,9 +10,14 @@ For every task (in order), seed and method (``harp-exhaustive`` first: its probe
 task's 300 held-out test items) with the same training settings and that seed. Every step resumes: a finished
 selection (its ``manifest.json``) or evaluation (its ``eval.json``) is not redone, nor is a finished probe.
 
+The defaults are the instruction track's (``benchmarks/comparison.py --track instruction``): 2% of the pool, one
+epoch, pairs cut to 128 tokens, and the same run layout (``<runs>/<task>/<method>/seed-<k>``). With the same
+``--runs`` the tsds and random rows are that comparison's runs, read back, not trained again.
+
 HARP settings (``HARP_PARAMS``) are chosen to fit a 2-core CPU: leaves of about 500 examples, 8 leaves per
-parent (one probe per parent: about 8x fewer probes than exhaustive), probes of 2 LoRA steps of 8 pairs cut to
-96 tokens, scored on the 50 target examples; ``probe_seed=0`` so the three seeds share the hierarchy and the
+parent (one probe per parent: about 8x fewer probes than exhaustive), probes of 8 LoRA steps of 8 pairs at
+learning rate 1e-3 cut to 96 tokens, scored on the 50 target examples (2 steps at 3e-4 moved the proxy score
+less than its bootstrap noise); ``probe_seed=0`` so the three seeds share the hierarchy and the
 probes (HARP's selection is then the same for every seed and only the training seed varies).
 
 ``--probe key=value`` (repeatable) overrides a HARP setting (e.g. ``--probe probe_steps=8 --probe probe_lr=1e-3``);
@@ -42,8 +47,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "harp.json"
 DOC = ROOT / "docs" / "results.md"
 HEADING = "## HARP: probes against exhaustive"
 METHODS = ("harp-exhaustive", "harp-c", "harp-e", "tsds", "random")
-HARP_PARAMS = {"leaf_size": 500, "leaves_per_parent": 8, "parents_per_region": 8, "probe_steps": 2,
-               "probe_batch_size": 8, "probe_max_length": 96, "probe_seed": 0}
+HARP_PARAMS = {"leaf_size": 500, "leaves_per_parent": 8, "parents_per_region": 8, "probe_steps": 8,
+               "probe_lr": 1e-3, "probe_batch_size": 8, "probe_max_length": 96, "probe_seed": 0}
 DEFAULT_TASKS = ("rt_sentiment", "wordnet_definition", "chatterbot_answer")
 
 
@@ -57,7 +62,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     harp_params = {**HARP_PARAMS, **args.probe}
     out: dict[str, Any] = {"budget": args.budget, "seeds": list(range(args.seeds)), "methods": list(METHODS),
                            "harp_params": harp_params,
-                           "training": {"max_steps": args.max_steps, "batch_size": 8, **settings},
+                           "training": {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": 8,
+                                        **settings},
                            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                        "threads": os.environ.get("TASKSIFT_THREADS")},
                            "runs_dir": str(args.runs), "planned_tasks": [Path(t).name for t in args.tasks],
@@ -89,7 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              "(--probe probe_steps=N --probe probe_lr=X), or --ignore-signal to evaluate anyway")
         entry: dict[str, Any] = {"none": None, "methods": {m: {"runs": {}} for m in METHODS}}
         out["tasks"][task.name] = entry
-        res = evaluate(task.dir, "none", seeds=1, max_steps=args.max_steps, settings=settings,
+        res = evaluate(task.dir, "none", seeds=1, epochs=args.epochs, max_steps=args.max_steps, settings=settings,
                        out=args.runs / task.name / "none", progress=False)
         entry["none"] = res["mean"]["accuracy"]
         done += 1
@@ -100,7 +106,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 manifest = selection(method, seed, run_dir)
                 select_seconds = time.perf_counter() - t0
-                res = evaluate(task.dir, run_dir, seeds=[seed], max_steps=args.max_steps, settings=settings,
+                res = evaluate(task.dir, run_dir, seeds=[seed], epochs=args.epochs, max_steps=args.max_steps,
+                               settings=settings,
                                progress=False)
                 harp = manifest.get("harp", {})
                 entry["methods"][method]["runs"][str(seed)] = {
@@ -146,7 +153,7 @@ def probe_signal(manifest: dict[str, Any]) -> dict[str, Any]:
 def summarise(out: dict[str, Any]) -> dict[str, Any]:
     """Per task and method: mean accuracy and answer loss, gains over random (seed by seed), retention against
     exhaustive. A run recorded without its answer loss gets it from its ``eval.json``."""
-    runs_dir = Path(out.get("runs_dir", "/work/harp_runs"))
+    runs_dir = Path(out["runs_dir"])
     for task, entry in out["tasks"].items():
         runs = {m: entry["methods"][m]["runs"] for m in METHODS}
         for m in METHODS:
@@ -185,10 +192,12 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
 def markdown(out: dict[str, Any], done: int, planned: int) -> str:
     state = "complete" if out["complete"] else f"PARTIAL: {done} of {planned} evaluations finished"
     t = out["training"]
+    length = (f"{t['max_steps']} steps" if t.get("max_steps") else f"{t.get('epochs') or 1} epoch(s) over each "
+              "selection")
     lines = [HEADING, "",
-             f"Status: {state}. Budget {out['budget']} examples of the 14,968-row instruction pool; seeds "
-             f"{out['seeds']}; every selection trained the same way (SmolLM2-135M-Instruct + LoRA, "
-             f"{t['max_steps']} steps of {t['batch_size']} pairs, {t['max_length']} tokens) and scored on the "
+             f"Status: {state}. Budget {out['budget']} of the 14,968-row instruction pool; seeds "
+             f"{out['seeds']}; every selection trained the same way (SmolLM2-135M-Instruct + LoRA, {length}, "
+             f"batches of {t['batch_size']} pairs, {t['max_length']} tokens) and scored on the "
              "task's 300 held-out test items (option log-likelihood accuracy). HARP settings: "
              + ", ".join(f"`{k}={v}`" for k, v in out["harp_params"].items())
              + ". Gain = accuracy minus random's with the same seed (loss reduction: random's answer loss "
@@ -304,7 +313,7 @@ def write(out: dict[str, Any], done: int, planned: int) -> None:
     from tasksift.data.writers import write_json_atomic
 
     summarise(out)
-    runs = Path(out.get("runs_dir", "/work/harp_runs"))
+    runs = Path(out["runs_dir"])
     for task, entry in out["tasks"].items():
         entry["estimates"] = estimate_quality(runs, task)
     write_json_atomic(RESULTS, out)
@@ -313,12 +322,14 @@ def write(out: dict[str, Any], done: int, planned: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default=",".join(f"/work/tasks/instruction/{t}" for t in DEFAULT_TASKS))
-    parser.add_argument("--budget", type=int, default=150)
+    parser.add_argument("--tasks", default=",".join(f"tasks/instruction/{t}" for t in DEFAULT_TASKS),
+                        help="task directories, comma-separated (built by tasksift data build --out tasks/)")
+    parser.add_argument("--budget", default="2%", help="as tasksift select takes it: a count or a share")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--runs", type=Path, default=Path("/work/harp_runs"))
-    parser.add_argument("--max-steps", type=int, default=15)
-    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--runs", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps (default: none)")
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--notes", type=Path, default=None,
                         help="a markdown file whose text ends the section (observations on the numbers)")
     parser.add_argument("--probe", action="append", default=[], metavar="KEY=VALUE",

@@ -1,12 +1,12 @@
 """OPERA on FOLDOC: no pruning, static and dynamic pruning and InfoBatch, 3 seeds, quality against steps.
 
-    TASKSIFT_THREADS=1 python benchmarks/opera.py [--task /work/tasks/retrieval/foldoc] [--out /work/opera_results]
+    TASKSIFT_THREADS=1 python benchmarks/opera.py [--task tasks/retrieval/foldoc] [--out runs/opera]
 
 Runs (or resumes: a finished (pruning, seed) is reused) exactly what
 
-    tasksift retriever train --task /work/tasks/retrieval/foldoc --pruning none,static,dynamic,infobatch \\
+    tasksift retriever train --task tasks/retrieval/foldoc --pruning none,static,dynamic,infobatch \\
         --steps 80 --seeds 3 --eval-every 20 --train-queries 500 --test-queries 150 --corpus 800 \\
-        --param batch_size=16 --param max_length=48 --out /work/opera_results
+        --param batch_size=16 --param max_length=48 --out runs/opera
 
 runs, then writes ``benchmarks/results/opera.json`` (the summary: final metrics per pruning, mean curves, the
 steps dynamic pruning needs to match no pruning) and rewrites the section
@@ -28,9 +28,9 @@ HEADING = "## Retrieval: pruning while finetuning a bi-encoder (OPERA)"
 CONFIG: dict[str, Any] = {"pruning": "none,static,dynamic,infobatch", "steps": 80, "seeds": 3, "eval_every": 20,
                           "train_queries": 500, "test_queries": 150, "corpus": 800,
                           "settings": {"batch_size": "16", "max_length": "48"}}
-COMMAND = ("TASKSIFT_THREADS=1 tasksift retriever train --task /work/tasks/retrieval/foldoc "
+COMMAND = ("TASKSIFT_THREADS=1 tasksift retriever train --task tasks/retrieval/foldoc "
            "--pruning none,static,dynamic,infobatch --steps 80 --seeds 3 --eval-every 20 --train-queries 500 "
-           "--test-queries 150 --corpus 800 --param batch_size=16 --param max_length=48 --out /work/opera_results")
+           "--test-queries 150 --corpus 800 --param batch_size=16 --param max_length=48 --out runs/opera")
 
 
 def curve_table(summary: dict[str, Any], metric: str = "ndcg@10") -> str:
@@ -97,7 +97,7 @@ queries; nothing was tuned on them (every setting was fixed before the run).
 The paper claims dynamic pruning matches standard finetuning in under half the training steps. The curves are
 scored every {summary['evaluation_steps'][0]} steps, so the step count is resolved only to that.
 
-NDCG@10 against training steps (mean over seeds; step 0 is the base model; `tasksift report /work/opera_results`
+NDCG@10 against training steps (mean over seeds; step 0 is the base model; `tasksift report runs/opera`
 draws these curves with their spread):
 
 {curve_table(summary)}
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     from tasksift.eval.pruning import train_with_pruning
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="/work/tasks/retrieval/foldoc")
-    parser.add_argument("--out", default="/work/opera_results")
+    parser.add_argument("--task", default="tasks/retrieval/foldoc")
+    parser.add_argument("--out", default="runs/opera")
     args = parser.parse_args(argv)
     cfg = dict(CONFIG)
     summary = train_with_pruning(args.task, cfg.pop("pruning"), out=args.out, progress=False, log=print, **cfg)

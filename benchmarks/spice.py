@@ -15,8 +15,8 @@ Features: ``--n`` Gaussian rows of ``--d`` dimensions with a decaying spectrum (
   picks as ``S``; its pick at each such step is checked against ours) and the total over all ``k`` steps is
   extrapolated by linear interpolation of the per-step times between the measured steps.
 - reference (``--reference DIR``: an unpacked checkout of github.com/Chang-pw/SPICE, e.g.
-  ``mkdir /tmp/spice-ref && git --git-dir /work/.mirror/Chang-pw+SPICE/repo archive HEAD | tar -x -C
-  /tmp/spice-ref``): its ``greedy_select_with_conflict_penalty`` in ``diag`` mode (a Python loop over
+  ``git clone https://github.com/Chang-pw/SPICE /tmp/spice-ref`` on a machine with network access, then copy it
+  over): its ``greedy_select_with_conflict_penalty`` in ``diag`` mode (a Python loop over
   candidates per step) on the first ``--ref-n`` rows selecting ``--ref-k``, against ours on the same rows.
 
 Results go to ``benchmarks/results/spice.json``.
