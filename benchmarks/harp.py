@@ -182,7 +182,8 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
             row = entry["methods"][m]
             for gain_key, ret_key in (("gain_over_random", "retention"), ("loss_gain_over_random", "loss_retention")):
                 g, e = row.get(gain_key), ex.get(gain_key)
-                row[ret_key] = (g / e) if (g is not None and e not in (None, 0)) else None
+                # a retention of a gain that is not there (exhaustive at or below random) means nothing
+                row[ret_key] = (g / e) if (g is not None and e is not None and e > 0) else None
             p, pe = row["probes"], ex["probes"]
             row["probe_ratio"] = (pe / p) if p and pe else None
         entry["seeds_common"] = len(common)
@@ -202,8 +203,8 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
              + ", ".join(f"`{k}={v}`" for k, v in out["harp_params"].items())
              + ". Gain = accuracy minus random's with the same seed (loss reduction: random's answer loss "
                "minus the method's), averaged over the seeds all methods have; retention = HARP's gain / "
-               "harp-exhaustive's gain. Command: `TASKSIFT_THREADS=1 python "
-               "benchmarks/harp.py`; raw numbers in `benchmarks/results/harp.json`.", ""]
+               "harp-exhaustive's gain, left empty where exhaustive does not beat random. Command: "
+               "`TASKSIFT_THREADS=1 python benchmarks/harp.py`; raw numbers in `benchmarks/results/harp.json`.", ""]
     if not out["complete"]:
         left = []
         for task in out.get("planned_tasks", []):
