@@ -4,7 +4,9 @@
                                     [--seeds 3] [--no-full] [--report-only] [--notes FILE]
 
 Tracks (``TRACKS``): ``instruction`` (rt_sentiment, wordnet_definition, chatterbot_answer; random, knn, dsir,
-tsds at 2%; SmolLM2-135M-Instruct + LoRA, one epoch, 128 tokens) and ``retrieval`` (BBC headline -> body;
+tsds at 2%; SmolLM2-135M-Instruct + LoRA, one epoch, 128 tokens); ``gradients-2pct`` and ``gradients-10pct``
+(the same tasks and training; random, less, fishersft, spice at 2% and at 10%; the 2% runs share the instruction
+track's folders, so its random rows are read back, not trained again) and ``retrieval`` (BBC headline -> body;
 random, knn, dsir, tsds, opera-sp at 10%; the MiniLM bi-encoder with the harness's defaults).
 
 For every task, in order, :func:`tasksift.eval.compare.compare` runs (and resumes: every finished selection,
@@ -45,21 +47,42 @@ class Track:
     epochs: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     setup: str = ""
+    task_root: str = ""  # tasks live under tasks/<task_root>/ (default: the track's name)
+    runs_dir: str = "{task}"  # a task's runs under --runs (the same folder for one budget: rows are shared)
 
+
+_INSTRUCTION_SETUP = (
+    "SmolLM2-135M-Instruct + LoRA (rank 8 on q_proj and v_proj, learning rate 3e-4, batch 8, fp32), one epoch over "
+    "each selection, pairs cut to 128 tokens; scored on the task's 300 held-out test items by option "
+    "log-likelihood (accuracy) and answer loss. Selections from the 14,968-record instruction pool")
+_GRADIENT_SETUP = (
+    ". Gradient features with the selectors' defaults: LoRA gradients (rank 8 on query and value) of the bundled "
+    "MiniLM proxy, randomly projected to 1,024 dimensions (Rademacher, seed 0); less warms the proxy up for 8 Adam "
+    "steps and preconditions the pool's gradients with LESS's rule; spice and fishersft (spice with lam=0) run the "
+    "exact greedy over the whole pool without interleaved proxy steps and do not read the target set, so their "
+    "selection is the same for every task")
 
 TRACKS = {
     "instruction": Track(
         heading="## Instruction tuning: random, knn, dsir, tsds at a 2% budget",
         tasks=("rt_sentiment", "wordnet_definition", "chatterbot_answer"), methods=("random", "knn", "dsir", "tsds"),
         budget="2%", metric="accuracy", second="answer_loss", epochs=1, settings={"max_length": 128},
-        setup="SmolLM2-135M-Instruct + LoRA (rank 8 on q_proj and v_proj, learning rate 3e-4, batch 8, fp32), one "
-              "epoch over each selection, pairs cut to 128 tokens; scored on the task's 300 held-out test items by "
-              "option log-likelihood (accuracy) and answer loss. Selections from the 14,968-record instruction "
-              "pool"),
+        setup=_INSTRUCTION_SETUP),
+    "gradients-2pct": Track(
+        heading="## Gradient selectors: spice, fishersft, less against random at a 2% budget",
+        tasks=("rt_sentiment", "wordnet_definition", "chatterbot_answer"),
+        methods=("random", "less", "fishersft", "spice"), budget="2%", metric="accuracy", second="answer_loss",
+        epochs=1, settings={"max_length": 128}, setup=_INSTRUCTION_SETUP + _GRADIENT_SETUP, task_root="instruction"),
+    "gradients-10pct": Track(
+        heading="## Gradient selectors: spice, fishersft, less against random at a 10% budget",
+        tasks=("rt_sentiment", "wordnet_definition", "chatterbot_answer"),
+        methods=("random", "less", "fishersft", "spice"), budget="10%", metric="accuracy", second="answer_loss",
+        epochs=1, settings={"max_length": 128}, setup=_INSTRUCTION_SETUP + _GRADIENT_SETUP, task_root="instruction",
+        runs_dir="10pct-{task}"),
     "retrieval": Track(
         heading="## Retrieval: selecting training pairs at a 10% budget",
         tasks=("bbc",), methods=("random", "knn", "dsir", "tsds", "opera-sp"), budget="10%", metric="ndcg@10",
-        second="recall@20",
+        second="recall@20", runs_dir="retrieval-{task}",
         setup="all-MiniLM-L6-v2 bi-encoder, InfoNCE with in-batch and one mined hard negative per query "
               "(temperature 0.02, learning rate 3e-5, batch 32, 3 epochs, 128 tokens, fp32); scored on the task's "
               "300 test queries against its whole corpus (NDCG@10, Recall@20). Selections from the task's pool "
@@ -142,7 +165,8 @@ def task_table(track: Track, name: str, rows: dict[str, dict[int, dict[str, Any]
 
 
 def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Namespace, notes: str | None) -> str:
-    tasks = ",".join(f"tasks/{track_name}/{t}" for t in track.tasks)
+    root = track.task_root or track_name
+    tasks = ",".join(f"tasks/{root}/{t}" for t in track.tasks)
     training = " ".join([*([f"--epochs {track.epochs}"] if track.epochs else []),
                          *(f"--train {k}={v}" for k, v in track.settings.items())])
     text = [track.heading, "",
@@ -156,10 +180,10 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
             "tasksift data build --out tasks/",
             f"TASKSIFT_THREADS=1 python benchmarks/comparison.py --track {track_name} --tasks {tasks} \\",
             f"    --runs runs/compare --seeds {args.seeds}", "```", "",
-            f"Each task's runs are those of `tasksift compare --task tasks/{track_name}/<task> --methods "
+            f"Each task's runs are those of `tasksift compare --task tasks/{root}/<task> --methods "
             f"{','.join(track.methods)} --budget {track.budget} --seeds {args.seeds} "
             + (f"{training} " if training else "")
-            + f"--out runs/compare/{'' if track_name == 'instruction' else track_name + '-'}<task>`. Raw "
+            + f"--out runs/compare/{track.runs_dir.format(task='<task>')}`. Raw "
             "`comparison.json` and `eval.json` files: "
             f"`docs/results/{track_name}/<task>/`.", ""]
     text += [t + "\n" for t in tables]
@@ -168,9 +192,10 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
     return "\n".join(text)
 
 
-def copy_raw(track_name: str, task_dir: Path, runs: Path, name: str) -> None:
+def copy_raw(track_name: str, track: Track, task_dir: Path, runs: Path, name: str) -> None:
     dest = ROOT / "docs" / "results" / track_name / name
-    for src in [runs / "comparison.json", *sorted(runs.glob("*/seed-*/eval.json")),
+    evals = sorted(p for m in track.methods for p in runs.glob(f"{m}/seed-*/eval.json"))
+    for src in [runs / "comparison.json", *evals,
                 *[task_dir / "baselines" / b / "eval.json" for b in ("none", "full")]]:
         if src.is_file():
             rel = src.relative_to(runs) if src.is_relative_to(runs) else Path("baselines") / src.parent.name / src.name
@@ -179,7 +204,7 @@ def copy_raw(track_name: str, task_dir: Path, runs: Path, name: str) -> None:
 
 
 def runs_of(args: argparse.Namespace, task_dir: Path) -> Path:
-    return args.runs / (task_dir.name if args.track == "instruction" else f"{args.track}-{task_dir.name}")
+    return args.runs / TRACKS[args.track].runs_dir.format(task=task_dir.name)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -196,7 +221,7 @@ def report(args: argparse.Namespace) -> None:
         spec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
         options = (spec.get("counts") or {}).get("options_per_test")
         tables.append(task_table(track, name, rows, args.seeds, options))
-        copy_raw(args.track, task_dir, runs, name)
+        copy_raw(args.track, track, task_dir, runs, name)
     notes = args.notes.read_text(encoding="utf-8") if args.notes else None
     write_section(DOC, track.heading, markdown(args.track, track, tables, args, notes))
 
@@ -213,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notes", type=Path, default=None, help="markdown appended to the section")
     args = parser.parse_args(argv)
     track = TRACKS[args.track]
-    tasks = args.tasks or ",".join(f"tasks/{args.track}/{t}" for t in track.tasks)
+    tasks = args.tasks or ",".join(f"tasks/{track.task_root or args.track}/{t}" for t in track.tasks)
     args.tasks = [Path(t) for t in tasks.split(",") if t]
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if not args.report_only:

@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                        "threads": os.environ.get("TASKSIFT_THREADS")},
                            "runs_dir": str(args.runs), "planned_tasks": [Path(t).name for t in args.tasks],
                            "tasks": {}, "complete": False}
+    if args.notes is not None:
+        out["notes"] = args.notes.read_text(encoding="utf-8").strip()
     planned = len(args.tasks) * (1 + args.seeds * len(METHODS))
     done = 0
     for task_dir in args.tasks:

@@ -47,6 +47,23 @@ def test_compare_writes_rows_for_methods_none_and_full_and_resumes(tmp_path: Pat
     assert markdown_table(again) == markdown_table(result)
 
 
+def test_compare_adds_methods_to_an_earlier_comparison_with_the_same_settings(tmp_path: Path) -> None:
+    task = classification_task(tmp_path)
+    out = tmp_path / "cmp"
+    first = compare(task, ["random"], "50%", seeds=1, out=out, max_steps=2, include_full=False, progress=False)
+    later = compare(task, ["knn"], "50%", seeds=1, out=out, max_steps=2, include_full=False, progress=False)
+    assert later["methods"] == ["random", "knn"]
+    assert set(later["rows"]) == {"none", "random", "knn"}
+    assert later["rows"]["random"] == first["rows"]["random"]
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["methods"] == ["random", "knn"] and set(saved["rows"]) == {"none", "random", "knn"}
+    assert "| random |" in (out / "comparison.md").read_text()
+
+    # other training settings: the earlier rows are not comparable, so they are dropped
+    other = compare(task, ["knn"], "50%", seeds=1, out=out, max_steps=3, include_full=False, progress=False)
+    assert other["methods"] == ["knn"] and set(other["rows"]) == {"none", "knn"}
+
+
 def test_compare_rejects_unknown_method_and_stray_params(tmp_path: Path) -> None:
     task = classification_task(tmp_path)
     with pytest.raises(InputError, match="unknown method"):

@@ -4,7 +4,9 @@ For every (method, seed) the selection is made with that seed and trained with t
 (``OUT/<method>/seed-<s>/``: the selection files and its ``eval.json``); both steps resume, so an interrupted
 comparison picks up at the first unfinished (method, seed). Rows for no finetuning (``none``) and the full pool
 (``full``, by default one seed since it is the costly one: its seconds are in the table) come from the task's
-shared baselines. ``comparison.json`` and ``comparison.md`` are rewritten after every finished result.
+shared baselines. ``comparison.json`` and ``comparison.md`` are rewritten after every finished result; rows of
+other methods that an earlier comparison in the same folder ran with the same budget, seeds and training are
+kept, so methods can be added to a comparison later.
 
 Retrieval rows: ``opera-sp`` is a selector like any other (its budget is the share of pairs kept); ``opera-dp``
 and ``infobatch`` select nothing: their rows train on the full pool with the retriever's ``pruning`` setting set
@@ -97,6 +99,7 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
         "methods": list(methods), "params": params, "training": {k: v for k, v in train.items() if k != "progress"},
         "machine": {"platform": platform.platform(), "python": platform.python_version()}, "rows": {},
     }
+    _keep_earlier_rows(out_dir, result)
 
     def record(name: str, runs: list[dict[str, Any]]) -> None:
         result["rows"][name] = {
@@ -136,6 +139,25 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
         res = evaluate(task.dir, "full", seeds=full_seeds, **train)
         record("full", [_run_of(res, s) for s in res["seeds"]])
     return result
+
+
+def _keep_earlier_rows(out_dir: Path, result: dict[str, Any]) -> None:
+    """Carry over the rows of methods an earlier comparison in ``out_dir`` ran with the same task, budget, seeds
+    and training, so that comparing more methods later adds them to the same table instead of replacing it.
+    An earlier comparison with other settings is replaced, as before."""
+    try:
+        earlier = json.loads((out_dir / "comparison.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    same = all(earlier.get(k) == result[k] for k in ("budget", "seeds", "metric", "training")) and \
+        (earlier.get("task") or {}).get("fingerprint") == result["task"].get("fingerprint")
+    if not same:
+        return
+    methods = result["methods"]
+    kept = [m for m in earlier.get("methods", []) if m not in methods]
+    result["methods"] = [*kept, *methods]
+    result["params"] = {**{m: p for m, p in (earlier.get("params") or {}).items() if m in kept}, **result["params"]}
+    result["rows"] = {m: row for m, row in (earlier.get("rows") or {}).items() if m in kept}
 
 
 def _run_of(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
