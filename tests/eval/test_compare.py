@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from tasksift.cli import app
 from tasksift.errors import InputError
-from tasksift.eval.compare import compare, markdown_table
+from tasksift.eval.compare import _run_of, compare, markdown_table
 from tests.train.helpers import classification_task as _classification_task
 from tests.train.helpers import write_jsonl
 
@@ -62,6 +62,18 @@ def test_compare_adds_methods_to_an_earlier_comparison_with_the_same_settings(tm
     # other training settings: the earlier rows are not comparable, so they are dropped
     other = compare(task, ["knn"], "50%", seeds=1, out=out, max_steps=3, include_full=False, progress=False)
     assert other["methods"] == ["knn"] and set(other["rows"]) == {"none", "knn"}
+
+
+def test_row_seconds_are_the_training_cost_not_the_call_time() -> None:
+    # A kept training loaded from the store takes a second to load; its row shows what training it cost.
+    loaded = {"selection": {"training_examples": 10},
+              "runs": {"0": {"metrics": {"accuracy": 0.5}, "train_seconds": 0.9, "eval_seconds": 230.0,
+                             "seconds": 230.9, "train": {"steps": 4, "seconds": 19000.5}}}}
+    assert _run_of(loaded, 0)["seconds"] == pytest.approx(19230.5)
+    # No finetuning: the call's own seconds (the scoring).
+    base = {"selection": {}, "runs": {"0": {"metrics": {"accuracy": 0.5}, "train": None, "eval_seconds": 12.0,
+                                            "seconds": 12.5}}}
+    assert _run_of(base, 0)["seconds"] == 12.5
 
 
 def test_compare_rejects_unknown_method_and_stray_params(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ def test_eval_command_on_a_hand_written_task(tmp_path: Path, tiny_llama_dir: Pat
     assert "accuracy" in result.stdout and "seed 1" in result.stdout
     saved = json.loads((run / "eval.json").read_text())
     assert saved["complete"] and saved["seeds"] == [0, 1] and saved["steps"] == [3, 3]
+    assert "eval_file" not in saved and str(run / "eval.json") in result.stdout.replace("\n", "")
     assert saved["selection"]["training_examples"] == 5 and saved["selection"]["method"] == "random"
     assert saved["settings"]["lr"] == 1e-2 and saved["settings"]["batch_size"] == 2
     for run_record in saved["runs"].values():

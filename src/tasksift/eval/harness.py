@@ -150,8 +150,9 @@ def evaluate(task_dir: str | Path, selection: str | Path | None = None, *, seeds
     # the work of every seed (some may come from an earlier, interrupted call), and this call's own time
     result["seconds"] = round(sum(float(r.get("seconds", 0.0)) for r in result["runs"].values()), 3)
     result["call_seconds"] = round(time.perf_counter() - t0, 3)
-    result["eval_file"] = str(out_dir / EVAL_FILE)
-    return _write(out_dir, result, complete=True)
+    written = _write(out_dir, result, complete=True)
+    # where the file is, for the caller; not stored in it (a path of this machine means nothing on another)
+    return {**written, "eval_file": str(out_dir / EVAL_FILE)}
 
 
 def _seed_list(seeds: Sequence[int] | int) -> list[int]:
