@@ -103,6 +103,37 @@ def test_an_interrupted_evaluation_resumes_at_the_next_seed(tmp_path: Path, tiny
     assert ran == [0, 1, 0, 0] and fresh["runs"]["0"]["metrics"] == changed["runs"]["0"]["metrics"]  # seeded
 
 
+def test_the_same_training_is_scored_once_per_test_set(tmp_path: Path, tiny_llama_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasksift.train
+    from tasksift.train.store import test_key
+
+    task = instruction_task(tmp_path)
+    scored: list[int] = []
+    original = tasksift.train.score_options
+
+    def counting(*args, **kwargs):
+        scored.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tasksift.train, "score_options", counting)
+    monkeypatch.setenv("TASKSIFT_CACHE", str(tmp_path / "cache"))  # no training kept by another test
+    kwargs = {"model": tiny_llama_dir, "max_steps": 2, "settings": {"lr": 1e-2}, "progress": False}
+    first = evaluate(task, "full", seeds=[0], out=tmp_path / "a", **kwargs)
+    # the same rows under another selection's folder: the kept training and its kept scores, nothing run again
+    second = evaluate(task, "full", seeds=[0], out=tmp_path / "b", **kwargs)
+    assert len(scored) == 1 and second["runs"]["0"]["metrics"] == first["runs"]["0"]["metrics"]
+    evaluate(task, "none", seeds=[0], out=tmp_path / "c", **kwargs)
+    evaluate(task, "none", seeds=[0], out=tmp_path / "d", **kwargs)
+    assert len(scored) == 3  # the base model is not a kept training: scored each time
+    # another seed is another training
+    evaluate(task, "full", seeds=[1], out=tmp_path / "e", **kwargs)
+    assert len(scored) == 4
+    prompts, options, correct = ["p1", "p2"], [["a", "b"], ["c", "d"]], [0, 1]
+    assert test_key(prompts, options, correct) != test_key(prompts, [["a", "b"], ["c", "e"]], correct)
+    assert test_key(prompts, options, correct) != test_key(prompts, options, [0, 0])
+
+
 def test_classification_and_retrieval_evaluate(tmp_path: Path) -> None:
     cls = evaluate(classification_task(tmp_path), "full", seeds=2, max_steps=2, progress=False)
     assert set(cls["runs"]) == {"0", "1"} and cls["steps"] == [2, 2]

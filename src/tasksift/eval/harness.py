@@ -282,21 +282,32 @@ class _InstructionTrack(_Track):
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
         from tasksift.train import finetune_lm
 
+        self._store = None
         if data is None:
             return self.base, None
         from tasksift.train.store import RunStore, run_key
 
         key = run_key(_model_fingerprint(self.model_path), self.settings.to_dict(), seed,
                       [data.prompts, data.answers])
+        self._store = RunStore(key)
         return finetune_lm(self.base, self.tokenizer, data.prompts, data.answers, self.settings, seed=seed,
-                           progress=self.progress, desc=f"finetune seed {seed}", store=RunStore(key))
+                           progress=self.progress, desc=f"finetune seed {seed}", store=self._store)
 
     def score(self, model: Any) -> dict[str, float]:
         from tasksift.train import score_options
+        from tasksift.train.store import test_key
 
+        store = getattr(self, "_store", None)
+        test = test_key(self.test.prompts, self.test.options, self.test.correct)
+        kept = store.scores(test) if store is not None else None
+        if kept is not None:  # this training was scored on this test set before (under another selection)
+            return kept
         sums, counts = score_options(model, self.tokenizer, self.test.prompts, self.test.options, self.settings,
                                      progress=self.progress)
-        return option_metrics(sums, counts, self.test.correct)
+        metrics = option_metrics(sums, counts, self.test.correct)
+        if store is not None:
+            store.save_scores(test, metrics)
+        return metrics
 
 
 class _ClassificationTrack(_Track):

@@ -7,6 +7,10 @@ killed run resumes where its last save was) and, once finished, the trained tens
 weights: under a megabyte for SmolLM2 at rank 8) with its statistics (``stats.json``); the checkpoint is then
 removed. An evaluation that trains the same pairs the same way, for another task on the same pool (the
 full-pool rows of every task of the instruction track) or after a kill, loads them instead of training.
+
+A finished run also keeps the metrics it scored on each test set (``scores/<test key>.json``, the key made by
+:func:`test_key` from every test item): two selections of the same rows (two methods that agree, such as
+``spice`` and ``fishersft`` when no gradient opposes) give one training and one scoring.
 """
 
 from __future__ import annotations
@@ -40,6 +44,18 @@ def run_key(model_fingerprint: str, settings: dict[str, Any], seed: int, texts: 
     return h.hexdigest()
 
 
+def test_key(*columns: Sequence[Any]) -> str:
+    """The content key of a test set: every item of every column (prompts, options, answers), in order."""
+    h = hashlib.sha256()
+    for column in columns:
+        h.update(b"\x00column")
+        for item in column:
+            data = json.dumps(item, sort_keys=True, default=str).encode()
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    return h.hexdigest()
+
+
 class RunStore:
     """One run's folder in the store (see the module docstring)."""
 
@@ -66,6 +82,24 @@ class RunStore:
         record = asdict(stats)
         write_json_atomic(self.dir / "stats.json", record)
         self.checkpoint().remove()
+
+    def scores(self, test: str) -> dict[str, float] | None:
+        """The metrics this finished run scored on the test set keyed ``test``, or None when not scored yet."""
+        path = self.dir / "scores" / f"{test}.json"
+        if not self.finished() or not path.is_file():
+            return None
+        try:
+            return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+        except (OSError, ValueError, AttributeError):
+            return None  # a damaged record is scored again
+
+    def save_scores(self, test: str, metrics: dict[str, float]) -> None:
+        """Keep ``metrics`` of this finished run on the test set keyed ``test`` (atomically)."""
+        from tasksift.data.writers import write_json_atomic
+
+        if self.finished():
+            (self.dir / "scores").mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.dir / "scores" / f"{test}.json", metrics)
 
     def load(self, model: Any) -> TrainStats:
         """Put the kept tensors into ``model`` (the same architecture, freshly wrapped) and return the stats."""
