@@ -129,6 +129,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def task_table(track: Track, name: str, rows: dict[str, dict[int, dict[str, Any]]], seeds: int,
                options: int | None) -> str:
+    from tasksift.eval.compare import run_cost_seconds
+
     head = f"**{name}**" + (f" ({options} options)" if options else "")
     m1, m2 = track.metric, track.second
     lines = [head, "", f"| method | seeds | {m1} (mean ± std) | per seed | {m2} | vs random, seed by seed | steps "
@@ -151,7 +153,7 @@ def task_table(track: Track, name: str, rows: dict[str, dict[int, dict[str, Any]
                 wins = sum(d > 0 for d in diffs)
                 versus = f"{sum(diffs) / len(diffs):+.4f} ({wins} of {len(diffs)} above)"
         steps = (runs[order[0]].get("train") or {}).get("steps", 0)
-        minutes = sum(runs[s].get("seconds", 0.0) for s in order) / len(order) / 60
+        minutes = sum(run_cost_seconds(runs[s]) for s in order) / len(order) / 60
         label = {"none": "none (no finetuning)", "full": "full pool"}.get(method, method)
         lines.append(f"| {label} | {len(order)} | {am:.4f} ± {asd:.4f} | {per_seed} | {lm:.4f} ± {lsd:.4f} | "
                      f"{versus} | {steps} | {minutes:.1f} |")
@@ -175,7 +177,10 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
             "\"vs random\" is the mean over seeds of (method - random) for the same seed and how many seeds were "
             "above random.",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one torch thread per run, other "
-            "jobs running beside (minutes are wall-clock under that load).", "",
+            "jobs running beside. Minutes / seed: the training's own time (all its resumed parts; a training "
+            "shared by several rows, such as the full pool's or two methods' identical selections, counts in "
+            "each) plus the scoring (near zero where a shared training's scores on that test set were read "
+            "back), wall-clock under that load.", "",
             "Command (resumes; `--report-only` rewrites this section from the runs):", "", "```bash",
             "tasksift data build --out tasks/",
             f"TASKSIFT_THREADS=1 python benchmarks/comparison.py --track {track_name} --tasks {tasks} \\",

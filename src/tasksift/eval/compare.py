@@ -160,16 +160,20 @@ def _keep_earlier_rows(out_dir: Path, result: dict[str, Any]) -> None:
     result["rows"] = {m: row for m, row in (earlier.get("rows") or {}).items() if m in kept}
 
 
-def _run_of(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """One seed's row entry. ``seconds`` is what the run cost, not how long this call took: the training's own
-    seconds (every resumed part of it, also when a kept training was loaded rather than trained here) plus the
-    scoring."""
-    run = result["runs"][str(seed)]
+def run_cost_seconds(run: Mapping[str, Any]) -> float:
+    """What one seed's run of an ``eval.json`` cost, not how long the call took: the training's own seconds
+    (every resumed part of it, also when a kept training was loaded rather than trained in this call) plus the
+    scoring (near zero when a kept training's scores on the same test set were read back)."""
     train = run.get("train") or {}
-    seconds = run.get("seconds", 0.0)
     if train.get("seconds") is not None and run.get("eval_seconds") is not None:
-        seconds = round(float(train["seconds"]) + float(run["eval_seconds"]), 3)
-    return {"seed": seed, "metrics": run["metrics"], "seconds": seconds,
+        return round(float(train["seconds"]) + float(run["eval_seconds"]), 3)
+    return float(run.get("seconds", 0.0))
+
+
+def _run_of(result: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """One seed's row entry; ``seconds`` by :func:`run_cost_seconds`."""
+    run = result["runs"][str(seed)]
+    return {"seed": seed, "metrics": run["metrics"], "seconds": run_cost_seconds(run),
             "training_examples": result["selection"].get("training_examples"),
             "steps": (run.get("train") or {}).get("steps", 0)}
 
