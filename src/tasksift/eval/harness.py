@@ -278,6 +278,7 @@ class _InstructionTrack(_Track):
 
         super().__init__(*args)
         self.base, self.tokenizer = load_causal_lm(self.model_path)
+        self._store: Any = None  # the training store of the model last trained; None for the base model
 
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
         from tasksift.train import finetune_lm
@@ -297,7 +298,7 @@ class _InstructionTrack(_Track):
         from tasksift.train import score_options
         from tasksift.train.store import test_key
 
-        store = getattr(self, "_store", None)
+        store = self._store
         test = test_key(self.test.prompts, self.test.options, self.test.correct)
         kept = store.scores(test) if store is not None else None
         if kept is not None:  # this training was scored on this test set before (under another selection)
