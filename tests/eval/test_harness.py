@@ -106,7 +106,7 @@ def test_an_interrupted_evaluation_resumes_at_the_next_seed(tmp_path: Path, tiny
 def test_the_same_training_is_scored_once_per_test_set(tmp_path: Path, tiny_llama_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import tasksift.train
-    from tasksift.train.store import test_key
+    from tasksift.train.store import eval_set_key
 
     task = instruction_task(tmp_path)
     scored: list[int] = []
@@ -130,8 +130,8 @@ def test_the_same_training_is_scored_once_per_test_set(tmp_path: Path, tiny_llam
     evaluate(task, "full", seeds=[1], out=tmp_path / "e", **kwargs)
     assert len(scored) == 4
     prompts, options, correct = ["p1", "p2"], [["a", "b"], ["c", "d"]], [0, 1]
-    assert test_key(prompts, options, correct) != test_key(prompts, [["a", "b"], ["c", "e"]], correct)
-    assert test_key(prompts, options, correct) != test_key(prompts, options, [0, 0])
+    assert eval_set_key(prompts, options, correct) != eval_set_key(prompts, [["a", "b"], ["c", "e"]], correct)
+    assert eval_set_key(prompts, options, correct) != eval_set_key(prompts, options, [0, 0])
 
 
 def test_classification_and_retrieval_evaluate(tmp_path: Path) -> None:

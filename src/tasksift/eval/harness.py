@@ -279,6 +279,9 @@ class _InstructionTrack(_Track):
         super().__init__(*args)
         self.base, self.tokenizer = load_causal_lm(self.model_path)
         self._store: Any = None  # the training store of the model last trained; None for the base model
+        from tasksift.train.store import eval_set_key
+
+        self._eval_set = eval_set_key(self.test.prompts, self.test.options, self.test.correct)
 
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
         from tasksift.train import finetune_lm
@@ -296,18 +299,16 @@ class _InstructionTrack(_Track):
 
     def score(self, model: Any) -> dict[str, float]:
         from tasksift.train import score_options
-        from tasksift.train.store import test_key
 
         store = self._store
-        test = test_key(self.test.prompts, self.test.options, self.test.correct)
-        kept = store.scores(test) if store is not None else None
+        kept = store.scores(self._eval_set) if store is not None else None
         if kept is not None:  # this training was scored on this test set before (under another selection)
             return kept
         sums, counts = score_options(model, self.tokenizer, self.test.prompts, self.test.options, self.settings,
                                      progress=self.progress)
         metrics = option_metrics(sums, counts, self.test.correct)
         if store is not None:
-            store.save_scores(test, metrics)
+            store.save_scores(self._eval_set, metrics)
         return metrics
 
 

@@ -9,7 +9,7 @@ removed. An evaluation that trains the same pairs the same way, for another task
 full-pool rows of every task of the instruction track) or after a kill, loads them instead of training.
 
 A finished run also keeps the metrics it scored on each test set (``scores/<test key>.json``, the key made by
-:func:`test_key` from every test item): two selections of the same rows (two methods that agree, such as
+:func:`eval_set_key` from every test item): two selections of the same rows (two methods that agree, such as
 ``spice`` and ``fishersft`` when no gradient opposes) give one training and one scoring.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,25 +35,25 @@ def run_key(model_fingerprint: str, settings: dict[str, Any], seed: int, texts: 
     h = hashlib.sha256()
     h.update(json.dumps({"model": model_fingerprint, "settings": settings, "seed": int(seed)}, sort_keys=True,
                         default=str).encode())
-    for column in texts:
-        h.update(b"\x00column")
-        for text in column:
-            data = text.encode()
-            h.update(len(data).to_bytes(8, "little"))
-            h.update(data)
+    _hash_columns(h, texts, str.encode)
     return h.hexdigest()
 
 
-def test_key(*columns: Sequence[Any]) -> str:
+def eval_set_key(*columns: Sequence[Any]) -> str:
     """The content key of a test set: every item of every column (prompts, options, answers), in order."""
     h = hashlib.sha256()
+    _hash_columns(h, columns, lambda item: json.dumps(item, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _hash_columns(h: Any, columns: Sequence[Sequence[Any]], encode: Callable[[Any], bytes]) -> None:
+    """Feed ``columns`` into the hash ``h``: a marker per column, then each item length-prefixed, in order."""
     for column in columns:
         h.update(b"\x00column")
         for item in column:
-            data = json.dumps(item, sort_keys=True, default=str).encode()
+            data = encode(item)
             h.update(len(data).to_bytes(8, "little"))
             h.update(data)
-    return h.hexdigest()
 
 
 class RunStore:
