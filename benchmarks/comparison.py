@@ -6,7 +6,9 @@
 Tracks (``TRACKS``): ``instruction`` (rt_sentiment, wordnet_definition, chatterbot_answer; random, knn, dsir,
 tsds at 2%; SmolLM2-135M-Instruct + LoRA, one epoch, 128 tokens); ``gradients-2pct`` and ``gradients-10pct``
 (the same tasks and training; random, less, fishersft, spice at 2% and at 10%; the 2% runs share the instruction
-track's folders, so its random rows are read back, not trained again) and ``retrieval`` (BBC headline -> body;
+track's folders, so its random rows are read back, not trained again), ``gradients-2pct-window`` (spice with
+``window=128`` and its proxy steps, the paper's recipe, at 2%; its none, random and full rows are read from the
+2% track's folders) and ``retrieval`` (BBC headline -> body;
 random, knn, dsir, tsds, opera-sp at 10%; the MiniLM bi-encoder with the harness's defaults).
 
 For every task, in order, :func:`tasksift.eval.compare.compare` runs (and resumes: every finished selection,
@@ -46,9 +48,11 @@ class Track:
     second: str  # the second metric shown
     epochs: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, as `--param method.key=value`
     setup: str = ""
     task_root: str = ""  # tasks live under tasks/<task_root>/ (default: the track's name)
     runs_dir: str = "{task}"  # a task's runs under --runs (the same folder for one budget: rows are shared)
+    random_from: str = ""  # the random row read from this track's runs (``runs_dir`` of another track), not run
 
 
 _INSTRUCTION_SETUP = (
@@ -61,6 +65,14 @@ _GRADIENT_SETUP = (
     "steps and preconditions the pool's gradients with LESS's rule; spice and fishersft (spice with lam=0) run the "
     "exact greedy over the whole pool without interleaved proxy steps and do not read the target set, so their "
     "selection is the same for every task")
+
+_WINDOW_SETUP = (
+    ". Gradient features as in the gradient selectors' section (MiniLM proxy, LoRA rank 8, 1,024 dimensions). "
+    "spice runs the paper's recipe: the pool shuffled by the seed and cut into windows of 128 rows, each taking "
+    "its share of the budget greedily, and the proxy taking one AdamW step (learning rate 1e-4) on every 10 "
+    "selected rows, each later window re-reading its rows' gradients from the stepped proxy. Its selection "
+    "differs by seed but not by task (it does not read the target set). The none, random and full-pool rows are "
+    "those of the 2% gradient track (the same runs, not run again)")
 
 TRACKS = {
     "instruction": Track(
@@ -79,6 +91,12 @@ TRACKS = {
         methods=("random", "less", "fishersft", "spice"), budget="10%", metric="accuracy", second="answer_loss",
         epochs=1, settings={"max_length": 128}, setup=_INSTRUCTION_SETUP + _GRADIENT_SETUP, task_root="instruction",
         runs_dir="10pct-{task}"),
+    "gradients-2pct-window": Track(
+        heading="## SPICE with the paper's windows and proxy steps, against random at a 2% budget",
+        tasks=("rt_sentiment", "wordnet_definition", "chatterbot_answer"), methods=("spice",),
+        budget="2%", metric="accuracy", second="answer_loss", epochs=1, settings={"max_length": 128},
+        params={"spice": {"window": 128}}, setup=_INSTRUCTION_SETUP + _WINDOW_SETUP, task_root="instruction",
+        runs_dir="window-{task}", random_from="{task}"),
     "retrieval": Track(
         heading="## Retrieval: selecting training pairs at a 10% budget",
         tasks=("bbc",), methods=("random", "knn", "dsir", "tsds", "opera-sp"), budget="10%", metric="ndcg@10",
@@ -94,7 +112,7 @@ def run_task(track: Track, task_dir: Path, runs: Path, args: argparse.Namespace)
     from tasksift.eval.compare import compare
 
     compare(task_dir, list(track.methods), track.budget, seeds=args.seeds, include_full=args.full, out=runs,
-            epochs=track.epochs, settings=track.settings or None, progress=True)
+            epochs=track.epochs, settings=track.settings or None, params=track.params or None, progress=True)
 
 
 def _eval_runs(path: Path) -> dict[int, dict[str, Any]]:
@@ -104,17 +122,20 @@ def _eval_runs(path: Path) -> dict[int, dict[str, Any]]:
     return {int(s): run for s, run in data.get("runs", {}).items()}
 
 
-def collect(track: Track, task_dir: Path, runs: Path, seeds: int) -> dict[str, Any]:
-    """Per method (and ``none``, ``full``): per-seed metrics and training steps, read from the eval files."""
+def collect(track: Track, task_dir: Path, runs: Path, seeds: int, random_runs: Path | None = None
+            ) -> dict[str, Any]:
+    """Per method (and ``none``, ``full``; ``random`` from ``random_runs`` when given): per-seed metrics and
+    training steps, read from the eval files."""
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     for name in ("none", "full"):
         found = _eval_runs(task_dir / "baselines" / name / "eval.json")
         if found:
             rows[name] = found
-    for method in track.methods:
+    sources = [(m, runs) for m in track.methods] + ([("random", random_runs)] if random_runs is not None else [])
+    for method, where in sources:
         found = {}
         for seed in range(seeds):
-            found.update({s: r for s, r in _eval_runs(runs / method / f"seed-{seed}" / "eval.json").items()
+            found.update({s: r for s, r in _eval_runs(where / method / f"seed-{seed}" / "eval.json").items()
                           if s == seed})
         if found:
             rows[method] = found
@@ -136,7 +157,7 @@ def task_table(track: Track, name: str, rows: dict[str, dict[int, dict[str, Any]
     lines = [head, "", f"| method | seeds | {m1} (mean ± std) | per seed | {m2} | vs random, seed by seed | steps "
              "| minutes / seed |", "|---|---|---|---|---|---|---|---|"]
     random_runs = rows.get("random", {})
-    for method in ("none", *track.methods, "full"):
+    for method in ("none", *(("random",) if track.random_from else ()), *track.methods, "full"):
         runs = rows.get(method)
         if not runs:
             continue
@@ -171,10 +192,12 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
     tasks = ",".join(f"tasks/{root}/{t}" for t in track.tasks)
     training = " ".join([*([f"--epochs {track.epochs}"] if track.epochs else []),
                          *(f"--train {k}={v}" for k, v in track.settings.items())])
+    changed = "".join(f"; {m} with " + ", ".join(f"{k}={v}" for k, v in kv.items())
+                      for m, kv in track.params.items())
     text = [track.heading, "",
             f"{track.setup}, at a {track.budget} budget, each method with its defaults (tsds: the reference "
-            "config). The seed sets both the selection and the training. Nothing was tuned on the test sets. "
-            "\"vs random\" is the mean over seeds of (method - random) for the same seed and how many seeds were "
+            f"config){changed}. The seed sets both the selection and the training. Nothing was tuned on the test "
+            "sets. \"vs random\" is the mean over seeds of (method - random) for the same seed and how many seeds were "
             "above random.",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one torch thread per run, other "
             "jobs running beside. Minutes / seed: the training's own time (all its resumed parts; a training "
@@ -188,6 +211,7 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
             f"Each task's runs are those of `tasksift compare --task tasks/{root}/<task> --methods "
             f"{','.join(track.methods)} --budget {track.budget} --seeds {args.seeds} "
             + (f"{training} " if training else "")
+            + "".join(f"--param {m}.{k}={v} " for m, kv in track.params.items() for k, v in kv.items())
             + f"--out runs/compare/{track.runs_dir.format(task='<task>')}`. Raw "
             "`comparison.json` and `eval.json` files: "
             f"`docs/results/{track_name}/<task>/`.", ""]
@@ -220,7 +244,8 @@ def report(args: argparse.Namespace) -> None:
     for task_dir in args.tasks:
         name = task_dir.name
         runs = runs_of(args, task_dir)
-        rows = collect(track, task_dir, runs, args.seeds)
+        random_runs = args.runs / track.random_from.format(task=name) if track.random_from else None
+        rows = collect(track, task_dir, runs, args.seeds, random_runs)
         if not rows:
             continue
         spec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))

@@ -168,13 +168,14 @@ def test_windows_and_interleaved_proxy_steps() -> None:
     assert all(row in windows[r["window"]] for row, r in zip(rows, sel.reasons, strict=True))
     # one step after every 5 selections, on exactly those rows
     assert proxy.steps == [rows[0:5], rows[5:10]]
-    # the step during window 1 makes window 2 read fresh gradients, whose favourite is its last row
-    assert proxy.asked == [windows[2]]
-    assert rows[6] == windows[2][-1]
+    # from the step during window 1 on, every window reads fresh gradients (window 3 too, although no step
+    # came between its start and window 2's), whose favourite is the window's last row
+    assert proxy.asked == [windows[2], windows[3]]
+    assert rows[6] == windows[2][-1] and rows[9] == windows[3][-1]
     # window 0 and 1 used the given vectors: the same picks as without a proxy
     fixed = SpiceSelector(12, window=10, T=5, seed=2).fit(g).selection_.indices.tolist()
     assert rows[:6] == fixed[:6]
-    assert sel.manifest["proxy"]["steps"] == 2 and sel.manifest["proxy"]["refreshed_windows"] == 1
+    assert sel.manifest["proxy"]["steps"] == 2 and sel.manifest["proxy"]["refreshed_windows"] == 2
     assert sel.manifest["proxy"]["helper"] == {"kind": "fake"}
 
 

@@ -23,10 +23,11 @@ Windows and the proxy (the paper's interleaving): with ``window`` set, the pool 
 into successive windows of that size; each window gets a share of the budget proportional to its size (largest
 remainders) and is selected greedily. Given a proxy helper (``fit(..., proxy=...)``, see
 :class:`GradientProxy`), every ``T`` selections the proxy takes one optimiser step on the last ``T`` selected
-rows, and each window after a step reads its candidates' gradients from the proxy (the current weights) instead
-of the vectors given to ``fit``. Without a proxy the gradients are fixed. ``omega`` (SPICE+): a window stops
-taking examples once the gain of the best-scoring candidate falls to ``omega`` times the window's first gain;
-its unused budget is not handed on, so the selection can be smaller than the budget.
+rows, and every window that starts after the first step reads its candidates' gradients from the proxy (its
+weights at that window's start) instead of the vectors given to ``fit`` (those are the unstepped proxy's).
+Without a proxy the gradients are fixed. ``omega`` (SPICE+): a window stops taking examples once the gain of
+the best-scoring candidate falls to ``omega`` times the window's first gain; its unused budget is not handed
+on, so the selection can be smaller than the budget.
 
 Our choices where the paper is silent: ``F_S`` and the running mean cover every example selected so far, across
 windows, each with the gradient it had when it was taken (the reference restarts both in every window, as it
@@ -254,7 +255,9 @@ def blas_threads(limit: int | None) -> Iterator[None]:
 
 
 class ProxySchedule:
-    """The interleaving: one proxy step per ``T`` picks; a window that starts after a step reads fresh gradients.
+    """The interleaving: one proxy step per ``T`` picks; every window that starts after the first step reads its
+    candidates' gradients from the proxy as it is then (the given vectors hold the gradients of the unstepped
+    proxy, so they are stale from the first step on).
 
     Without a proxy every window reads the fixed features.
     """
@@ -264,21 +267,20 @@ class ProxySchedule:
         self.T = T
         self.name = name
         self.pending: list[int] = []
-        self.stale = False
         self.steps = 0
         self.refreshed = 0
         self.losses: list[float] = []
 
     def window_features(self, x: np.ndarray, members: np.ndarray) -> np.ndarray:
-        """The gradients of a window's candidates: the proxy's current ones after a step, else the given ones."""
-        if self.proxy is None or not self.stale:
+        """The gradients of a window's candidates: the proxy's current ones once it has stepped, else the given
+        ones."""
+        if self.proxy is None or self.steps == 0:
             return x[members]
         g = np.asarray(self.proxy.gradients(members), dtype=np.float32)
         if g.shape != (len(members), x.shape[1]):
             raise InputError(f"{self.name}: the proxy returned gradients of shape {g.shape}, "
                              f"expected {(len(members), x.shape[1])}")
         self.refreshed += 1
-        self.stale = False
         return g
 
     def picked(self, row: int) -> None:
@@ -292,7 +294,6 @@ class ProxySchedule:
             if loss is not None:
                 self.losses.append(float(loss))
             self.pending.clear()
-            self.stale = True
 
     def info(self) -> dict[str, Any]:
         """What the proxy did, for the manifest."""
