@@ -100,3 +100,13 @@ def test_smollm2_converts_scores_and_learns(tmp_path: Path) -> None:
     after, _ = score_options(tuned, tok, prompts[:2], [["zanzibar", "hello"]] * 2, settings, progress=False)
     assert stats.steps == 3
     assert all(a[0] > b[0] + 1.0 for a, b in zip(after, before, strict=True))
+
+
+def test_two_conversions_have_one_fingerprint(tmp_path: Path, fake_gguf: Path) -> None:
+    """The fingerprint keys every stored training and score: converting the same GGUF again (a fresh machine)
+    must give the same model, so nothing in the conversion's files may depend on when or how fast it ran."""
+    from tasksift.features.embed import model_fingerprint
+
+    first = convert_gguf(fake_gguf, tmp_path / "a", progress=False)
+    second = convert_gguf(fake_gguf, tmp_path / "b", progress=False)
+    assert model_fingerprint(first) == model_fingerprint(second)

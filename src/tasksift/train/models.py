@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -139,7 +138,6 @@ def convert_gguf(gguf: Path, final: Path, *, source: dict[str, Any] | None = Non
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    t0 = time.perf_counter()
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -160,9 +158,10 @@ def convert_gguf(gguf: Path, final: Path, *, source: dict[str, Any] | None = Non
         tmp.mkdir(parents=True)
         plain.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        # only what the conversion depends on: the record is part of the model's fingerprint (the key of every
+        # stored training and score), so a timing here would make each fresh conversion a different model
         record = {"source": source or {"gguf": str(gguf)}, "architecture": type(plain).__name__,
-                  "parameters": sum(p.numel() for p in plain.parameters()), "dtype": "float32",
-                  "seconds": round(time.perf_counter() - t0, 2)}
+                  "parameters": sum(p.numel() for p in plain.parameters()), "dtype": "float32"}
         (tmp / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         try:
             os.replace(tmp, final)
