@@ -1,7 +1,7 @@
 """Selection methods compared on a track's tasks: one budget, several seeds, with no-finetuning and full-pool rows.
 
     python benchmarks/comparison.py [--track instruction|retrieval] [--tasks DIR,...] [--runs runs/compare]
-                                    [--seeds 3] [--no-full] [--report-only] [--notes FILE]
+                                    [--seeds 3] [--no-full] [--restore] [--report-only] [--notes FILE]
 
 Tracks (``TRACKS``): ``instruction`` (rt_sentiment, wordnet_definition, chatterbot_answer; random, knn, dsir,
 tsds at 2%; SmolLM2-135M-Instruct + LoRA, one epoch, 128 tokens); ``gradients-2pct`` and ``gradients-10pct``
@@ -18,7 +18,11 @@ settings, seed and model), so it is trained once and loaded for the others (:mod
 
 The track's section of ``docs/results.md`` is rewritten after each task from the runs' ``eval.json`` files
 (``--report-only``: from the files as they are, running nothing; an unfinished comparison is marked partial),
-and the raw files are copied to ``docs/results/<track>/<task>/``.
+and the raw files are copied to ``docs/results/<track>/<task>/``: every ``eval.json``, the tasks' ``none`` and
+``full`` baselines, and each run's ``selection.parquet`` and ``manifest.json``. ``--restore`` puts them back
+(where absent) before running, so a fresh machine resumes a track where the committed files leave it: an
+evaluation is reused only while its key (task, selection, model and settings, by content) still matches, and a
+selection only while it was made on the task's pool file; anything else is run again.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class Track:
     setup: str = ""
     task_root: str = ""  # tasks live under tasks/<task_root>/ (default: the track's name)
     runs_dir: str = "{task}"  # a task's runs under --runs (the same folder for one budget: rows are shared)
-    random_from: str = ""  # the random row read from this track's runs (``runs_dir`` of another track), not run
+    random_from: str = ""  # the name of another track whose random row is read back (from its runs), not run
 
 
 _INSTRUCTION_SETUP = (
@@ -96,7 +100,7 @@ TRACKS = {
         tasks=("rt_sentiment", "wordnet_definition", "chatterbot_answer"), methods=("spice",),
         budget="2%", metric="accuracy", second="answer_loss", epochs=1, settings={"max_length": 128},
         params={"spice": {"window": 128}}, setup=_INSTRUCTION_SETUP + _WINDOW_SETUP, task_root="instruction",
-        runs_dir="window-{task}", random_from="{task}"),
+        runs_dir="window-{task}", random_from="gradients-2pct"),
     "retrieval": Track(
         heading="## Retrieval: selecting training pairs at a 10% budget",
         tasks=("bbc",), methods=("random", "knn", "dsir", "tsds", "opera-sp"), budget="10%", metric="ndcg@10",
@@ -204,7 +208,8 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
             "shared by several rows, such as the full pool's or two methods' identical selections, counts in "
             "each) plus the scoring (near zero where a shared training's scores on that test set were read "
             "back), wall-clock under that load.", "",
-            "Command (resumes; `--report-only` rewrites this section from the runs):", "", "```bash",
+            "Command (resumes; on a fresh machine `--restore` first puts this section's committed raw files back; "
+            "`--report-only` rewrites this section from the runs):", "", "```bash",
             "tasksift data build --out tasks/",
             f"TASKSIFT_THREADS=1 python benchmarks/comparison.py --track {track_name} --tasks {tasks} \\",
             f"    --runs runs/compare --seeds {args.seeds}", "```", "",
@@ -221,15 +226,50 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
     return "\n".join(text)
 
 
+#: what a selection run directory keeps in the raw files: enough to train on it again (and to check its pool)
+RUN_FILES = ("eval.json", "selection.parquet", "manifest.json")
+
+
 def copy_raw(track_name: str, track: Track, task_dir: Path, runs: Path, name: str) -> None:
     dest = ROOT / "docs" / "results" / track_name / name
-    evals = sorted(p for m in track.methods for p in runs.glob(f"{m}/seed-*/eval.json"))
-    for src in [runs / "comparison.json", *evals,
+    kept = sorted(p for m in track.methods for f in RUN_FILES for p in runs.glob(f"{m}/seed-*/{f}"))
+    for src in [runs / "comparison.json", *kept,
                 *[task_dir / "baselines" / b / "eval.json" for b in ("none", "full")]]:
         if src.is_file():
             rel = src.relative_to(runs) if src.is_relative_to(runs) else Path("baselines") / src.parent.name / src.name
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest / rel)
+
+
+def restore(track_name: str, task_dir: Path, runs_root: Path) -> int:
+    """Put a track's committed raw files for one task back where a run reads them, where absent (the random row's
+    too when the track reads it from another track); the number of files put back. A run whose selection was made
+    on another pool file than the task's is left out (it would only be refused)."""
+    from tasksift.eval.tasks import load_task
+
+    track = TRACKS[track_name]
+    pool_sha = load_task(task_dir).pool.file_sha256
+    sources = [(track_name, None)] + ([(track.random_from, "random")] if track.random_from else [])
+    copied = 0
+    for source, only in sources:
+        raw = ROOT / "docs" / "results" / source / task_dir.name
+        runs = runs_root / TRACKS[source].runs_dir.format(task=task_dir.name)
+        if not raw.is_dir():
+            continue
+        pairs = [(p, task_dir / p.relative_to(raw)) for p in raw.glob("baselines/*/eval.json")] if only is None else []
+        for seed_dir in sorted(raw.glob(f"{only or '*'}/seed-*")):
+            manifest = seed_dir / "manifest.json"
+            if manifest.is_file():
+                made_on = ((json.loads(manifest.read_text(encoding="utf-8")).get("inputs") or {}).get("pool") or {})
+                if made_on.get("sha256") not in (None, pool_sha):
+                    continue
+            pairs += [(p, runs / p.relative_to(raw)) for p in seed_dir.iterdir() if p.name in RUN_FILES]
+        for src, dst in pairs:
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                copied += 1
+    return copied
 
 
 def runs_of(args: argparse.Namespace, task_dir: Path) -> Path:
@@ -244,7 +284,7 @@ def report(args: argparse.Namespace) -> None:
     for task_dir in args.tasks:
         name = task_dir.name
         runs = runs_of(args, task_dir)
-        random_runs = args.runs / track.random_from.format(task=name) if track.random_from else None
+        random_runs = args.runs / TRACKS[track.random_from].runs_dir.format(task=name) if track.random_from else None
         rows = collect(track, task_dir, runs, args.seeds, random_runs)
         if not rows:
             continue
@@ -266,11 +306,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-full", dest="full", action="store_false", help="leave out the full-pool row")
     parser.add_argument("--report-only", action="store_true", help="rewrite the section from the runs; run nothing")
     parser.add_argument("--notes", type=Path, default=None, help="markdown appended to the section")
+    parser.add_argument("--restore", action="store_true", help="first put the committed raw files back where absent "
+                                                               "(a fresh machine resumes where they leave off)")
     args = parser.parse_args(argv)
     track = TRACKS[args.track]
     tasks = args.tasks or ",".join(f"tasks/{track.task_root or args.track}/{t}" for t in track.tasks)
     args.tasks = [Path(t) for t in tasks.split(",") if t]
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.restore:
+        for task_dir in args.tasks:
+            print(f"{task_dir.name}: {restore(args.track, task_dir, args.runs)} committed files put back")
     if not args.report_only:
         for task_dir in args.tasks:
             run_task(track, task_dir, runs_of(args, task_dir), args)
