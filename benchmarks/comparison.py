@@ -11,10 +11,12 @@ track's folders, so its random rows are read back, not trained again), ``gradien
 2% track's folders) and ``retrieval`` (BBC headline -> body;
 random, knn, dsir, tsds, opera-sp at 10%; the MiniLM bi-encoder with the harness's defaults).
 
-For every task, in order, :func:`tasksift.eval.compare.compare` runs (and resumes: every finished selection,
-evaluation and training run is kept) what ``tasksift compare`` runs with the same settings, then the full-pool
-row (one seed). On the instruction track the full pool's training is the same run for every task (same pairs,
-settings, seed and model), so it is trained once and loaded for the others (:mod:`tasksift.train.store`).
+Seed by seed, for every task in order, :func:`tasksift.eval.compare.compare` runs (and resumes: every finished
+selection, evaluation and training run is kept) what ``tasksift compare`` runs with the same settings up to that
+seed, then the full-pool row (one seed). A training that several tasks share (the same pairs, settings, seed and
+model: the full pool, random selections, selectors that do not read the target set) is trained once and loaded
+for the others (:mod:`tasksift.train.store`); going seed by seed scores it on every task while it is at hand,
+and an interrupted track has every task at its first seeds.
 
 The track's section of ``docs/results.md`` is rewritten after each task from the runs' ``eval.json`` files
 (``--report-only``: from the files as they are, running nothing; an unfinished comparison is marked partial),
@@ -112,10 +114,10 @@ TRACKS = {
 }
 
 
-def run_task(track: Track, task_dir: Path, runs: Path, args: argparse.Namespace) -> None:
+def run_task(track: Track, task_dir: Path, runs: Path, args: argparse.Namespace, seeds: int) -> None:
     from tasksift.eval.compare import compare
 
-    compare(task_dir, list(track.methods), track.budget, seeds=args.seeds, include_full=args.full, out=runs,
+    compare(task_dir, list(track.methods), track.budget, seeds=seeds, include_full=args.full, out=runs,
             epochs=track.epochs, settings=track.settings or None, params=track.params or None, progress=True)
 
 
@@ -317,9 +319,10 @@ def main(argv: list[str] | None = None) -> None:
         for task_dir in args.tasks:
             print(f"{task_dir.name}: {restore(args.track, task_dir, args.runs)} committed files put back")
     if not args.report_only:
-        for task_dir in args.tasks:
-            run_task(track, task_dir, runs_of(args, task_dir), args)
-            report(args)
+        for seeds in range(1, args.seeds + 1):
+            for task_dir in args.tasks:
+                run_task(track, task_dir, runs_of(args, task_dir), args, seeds)
+                report(args)
     report(args)
 
 
