@@ -201,10 +201,10 @@ def markdown(track_name: str, track: Track, tables: list[str], args: argparse.Na
     changed = "".join(f"; {m} with " + ", ".join(f"{k}={v}" for k, v in kv.items())
                       for m, kv in track.params.items())
     text = [track.heading, "",
-            f"{track.setup}, at a {track.budget} budget, each method with its defaults (tsds: the reference "
-            f"config){changed}. The seed sets both the selection and the training. Nothing was tuned on the test "
-            "sets. \"vs random\" is the mean over seeds of (method - random) for the same seed and how many seeds were "
-            "above random.",
+            f"{track.setup}, at a {track.budget} budget, each method with its defaults"
+            f"{' (tsds: the reference config)' if 'tsds' in track.methods else ''}{changed}. The seed sets both "
+            "the selection and the training. Nothing was tuned on the test sets. \"vs random\" is the mean over "
+            "seeds of (method - random) for the same seed and how many seeds were above random.",
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one torch thread per run, other "
             "jobs running beside. Minutes / seed: the training's own time (all its resumed parts; a training "
             "shared by several rows, such as the full pool's or two methods' identical selections, counts in "
