@@ -255,7 +255,7 @@ def restore(track_name: str, task_dir: Path, runs_root: Path) -> int:
     copied = 0
     for source, only in sources:
         raw = ROOT / "docs" / "results" / source / task_dir.name
-        runs = runs_root / TRACKS[source].runs_dir.format(task=task_dir.name)
+        runs = task_runs(runs_root, source, task_dir.name)
         if not raw.is_dir():
             continue
         pairs = [(p, task_dir / p.relative_to(raw)) for p in raw.glob("baselines/*/eval.json")] if only is None else []
@@ -274,8 +274,13 @@ def restore(track_name: str, task_dir: Path, runs_root: Path) -> int:
     return copied
 
 
+def task_runs(runs_root: Path, track_name: str, task: str) -> Path:
+    """Where a track keeps one task's runs under ``--runs``."""
+    return runs_root / TRACKS[track_name].runs_dir.format(task=task)
+
+
 def runs_of(args: argparse.Namespace, task_dir: Path) -> Path:
-    return args.runs / TRACKS[args.track].runs_dir.format(task=task_dir.name)
+    return task_runs(args.runs, args.track, task_dir.name)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -286,7 +291,7 @@ def report(args: argparse.Namespace) -> None:
     for task_dir in args.tasks:
         name = task_dir.name
         runs = runs_of(args, task_dir)
-        random_runs = args.runs / TRACKS[track.random_from].runs_dir.format(task=name) if track.random_from else None
+        random_runs = task_runs(args.runs, track.random_from, name) if track.random_from else None
         rows = collect(track, task_dir, runs, args.seeds, random_runs)
         if not rows:
             continue
