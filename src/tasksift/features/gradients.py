@@ -260,7 +260,7 @@ def per_example_gradients(model: torch.nn.Module, losses_fn: Callable[[], torch.
     if losses.ndim != 1:
         raise ValueError(f"losses_fn must return one loss per example, got shape {tuple(losses.shape)}")
     batch = losses.shape[0]
-    out = torch.zeros((batch, flat_dim(slots)), dtype=torch.float32)
+    out = torch.zeros((batch, flat_dim(slots)), dtype=torch.float32, device=losses.device)
     if not losses.requires_grad:  # nothing in the batch depends on the trainable layers
         return out
     order = [(name, i) for name in modules for i in range(len(calls[name]))]
@@ -312,6 +312,8 @@ class ProxyModel:
         self.pad_id = int(pad_id)
         self.special_ids = torch.tensor(sorted(set(int(i) for i in special_ids)), dtype=torch.long)
         self.slots = trainable_slots(module)
+        #: where the module runs; batches are made there, gradients come back to the CPU
+        self.device = torch.device("cpu")
         #: what changed the trainable weights since loading: ``None`` (nothing), a warm-up's key, or training
         self.adapter_state: dict[str, Any] | None = None
         self._word_vectors: torch.Tensor | None = None
@@ -324,6 +326,25 @@ class ProxyModel:
     def dim(self) -> int:
         """Length of a raw (unprojected) gradient."""
         return flat_dim(self.slots)
+
+    def to(self, device: str | torch.device) -> ProxyModel:
+        """Move the module to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``...); returns ``self``.
+
+        Batches are then built on that device; :meth:`gradients` still returns CPU tensors. An unavailable device
+        is an :class:`InputError`.
+        """
+        try:
+            target = torch.device(device)
+            if target.type == "cuda" and not torch.cuda.is_available():
+                raise RuntimeError("torch sees no CUDA device")
+            self.module.to(target)
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(f"cannot run the proxy model on {device!r}: {exc}",
+                             fix="pass --device cpu, or a device torch can see (torch.cuda.is_available())") from exc
+        self.device = target
+        self.special_ids = self.special_ids.to(target)
+        self._word_vectors = None
+        return self
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """The trainable parameters in flat-gradient order."""
@@ -338,7 +359,7 @@ class ProxyModel:
         for row, seq in enumerate(ids):
             input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, :len(seq)] = 1
-        return Batch(input_ids, mask)
+        return Batch(input_ids.to(self.device), mask.to(self.device))
 
     def losses(self, texts: Sequence[str]) -> torch.Tensor:
         """Per-example losses of ``texts`` from one forward pass (in the module's current mode)."""
@@ -374,7 +395,7 @@ class ProxyModel:
         """Flat per-example gradients ``(len(texts), dim)`` from one batched forward and backward pass."""
         if len(texts) == 0:
             return torch.zeros((0, self.dim))
-        return per_example_gradients(self.module, lambda: self.losses(texts), self.slots)
+        return per_example_gradients(self.module, lambda: self.losses(texts), self.slots).cpu()
 
 
 def per_example_gradients_loop(proxy: ProxyModel, texts: Sequence[str]) -> torch.Tensor:
@@ -388,7 +409,7 @@ def per_example_gradients_loop(proxy: ProxyModel, texts: Sequence[str]) -> torch
             rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                                    for p in params]))
     proxy.module.zero_grad(set_to_none=True)
-    return torch.stack(rows) if rows else torch.zeros((0, proxy.dim))
+    return torch.stack(rows).cpu() if rows else torch.zeros((0, proxy.dim))
 
 
 def resolve_proxy(model: str | Path | None, kind: str = "auto") -> tuple[str, str, Path]:
