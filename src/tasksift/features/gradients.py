@@ -340,7 +340,7 @@ class ProxyModel:
             self.module.to(target)
         except (RuntimeError, ValueError) as exc:
             raise InputError(f"cannot run the proxy model on {device!r}: {exc}",
-                             fix="pass --device cpu, or a device torch can see (torch.cuda.is_available())") from exc
+                             fix="use 'cpu', or a device torch can see (see torch.cuda.is_available())") from exc
         self.device = target
         self.special_ids = self.special_ids.to(target)
         self._word_vectors = None
