@@ -71,7 +71,7 @@ def peak_rss_mib() -> float:
 
 def bbc_leads(n: int) -> list[str]:
     """``n`` BBC News article leads (headline, newline, body), spread over the topics by a fixed stride."""
-    from tasksift.data.sources import bbc_news
+    from tasksift.eval.taskgen.sources import bbc_news
 
     articles = bbc_news()
     step = max(1, len(articles) // n)

@@ -313,7 +313,7 @@ def estimate_quality(runs: Path, task: str) -> dict[str, Any] | None:
 
 def write(out: dict[str, Any], done: int, planned: int) -> None:
     from results_doc import write_section
-    from tasksift.data.writers import write_json_atomic
+    from tasksift.selection.writers import write_json_atomic
 
     summarise(out)
     runs = Path(out["runs_dir"])
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         done = sum(1 + sum(len(m["runs"]) for m in e["methods"].values()) for e in out["tasks"].values())
         write(out, done, max(planned, done))
         return
-    from tasksift.cli_common import parse_params
+    from tasksift.cli.common import parse_params
 
     args.probe = {k: _typed(v) for k, v in parse_params(args.probe).items()}
     args.tasks = [t for t in args.tasks.split(",") if t]

@@ -110,7 +110,7 @@ only with each other), {machine['threads']} torch thread, Python {machine['pytho
 
 def main(argv: list[str] | None = None) -> None:
     from results_doc import write_section
-    from tasksift.data.writers import write_json_atomic
+    from tasksift.selection.writers import write_json_atomic
     from tasksift.eval.pruning import train_with_pruning
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -48,7 +48,7 @@ TARGET_ROWS = 150_000_000
 
 def nlp_corpus_sentences(n: int) -> list[str]:
     """The first ``n`` sentences of npm ``nlp-corpus`` (100 files of 1,000 sentences), in file order."""
-    from tasksift.data.fetch import fetch_npm
+    from tasksift.eval.taskgen.fetch import fetch_npm
 
     tarball = fetch_npm(*NLP_CORPUS).path
     out: list[str] = []

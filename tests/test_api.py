@@ -5,7 +5,7 @@ import pytest
 
 import tasksift
 from tasksift.api import coerce_params, parse_budget
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.selectors.dsir import DSIRSelector
 from tasksift.selectors.knn import KNNSelector
 

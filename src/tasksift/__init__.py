@@ -5,7 +5,7 @@
 """
 
 from tasksift.api import select
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.selectors.base import Selection, Selector
 
 __all__ = ["InputError", "Selection", "Selector", "select"]

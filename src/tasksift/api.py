@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tasksift import selectors
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.selectors.base import Selection, Selector
 
 RecordsLike = str | Path | Sequence[Mapping[str, Any]]
@@ -88,7 +88,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 
 def _load_records(source: RecordsLike, **view: Any) -> Any:
-    from tasksift.data import load_records, records_from_dicts
+    from tasksift.records import load_records, records_from_dicts
 
     if isinstance(source, str | Path):
         return load_records(source, **view)
@@ -176,7 +176,7 @@ def _select(cls: type[Selector], pool: Any, target: Any, pool_vectors: Any, targ
     selector = cls(k, seed=seed, **params)
     fit_extra = _fit_extras(cls, pool_records, pool_vectors, params, model, cache_dir, progress, features)
     if getattr(cls, "wants_probe", False):  # HARP: the probe model is loaded here, never by the selector
-        from tasksift.harp.helper import build_probe
+        from tasksift.selectors.harp.setup import build_probe
 
         with stages("probe setup"):
             fit_extra["probe"] = build_probe(selector, pool_records, target_records, pool_feat, target_feat,
@@ -226,7 +226,7 @@ def _select(cls: type[Selector], pool: Any, target: Any, pool_vectors: Any, targ
         with stages("write"):
             selection.save(out, pool_records)
         manifest["timings"] = stages.seconds
-        from tasksift.data.writers import write_json_atomic
+        from tasksift.selection.writers import write_json_atomic
 
         write_json_atomic(Path(out) / "manifest.json", manifest)
     return selection
@@ -327,9 +327,9 @@ def _pair_features(cls: type[Selector], pool_records: Any, params: Mapping[str, 
                    cache_dir: Any, progress: bool, stages: _Stages) -> tuple[Any, None, dict]:
     """Retrieval pairs for a ``"pairs"`` selector: the pool's query and document fields embedded apart, queries
     keyed by ``query_id_field`` (when every record has it) or by their text."""
-    from tasksift.data import load_records
+    from tasksift.records import load_records
     from tasksift.features import embed_texts
-    from tasksift.selectors.opera import PairFeatures
+    from tasksift.selectors.opera.selector import PairFeatures
 
     if pool_records is None or pool_records.path is None:
         raise InputError(f"method {cls.name!r} reads query-document pairs",
@@ -352,7 +352,7 @@ def _pair_features(cls: type[Selector], pool_records: Any, params: Mapping[str, 
 
 
 def _vectors(source: Any, records: Any, dim: int | None, what: str) -> np.ndarray:
-    from tasksift.data import check_vectors, load_vectors
+    from tasksift.records import check_vectors, load_vectors
 
     rows = len(records) if records is not None else None
     where = records.path if records is not None else None
@@ -367,7 +367,7 @@ def _records_info(records: Any, vectors: Any) -> dict[str, Any]:
         info.update(path=str(records.path) if records.path else None, format=records.format, rows=len(records),
                     sha256=records.file_sha256, id_rule=records.id_rule, text_rule=records.text_rule)
     if isinstance(vectors, str | Path):
-        from tasksift.data.records import file_sha256
+        from tasksift.records.records import file_sha256
 
         info["vectors"] = {"path": str(vectors), "sha256": file_sha256(Path(vectors))}
     elif vectors is not None:

@@ -16,7 +16,7 @@ import tasksift  # noqa: E402
 from tasksift.engine.ray_engine import RayEngine  # noqa: E402
 from tasksift.features import embed_texts  # noqa: E402
 from tasksift.index import build_index  # noqa: E402
-from tasksift.selectors.tsds import pool_range_search  # noqa: E402
+from tasksift.selectors.tsds.selector import pool_range_search  # noqa: E402
 from tests.kill import kill_after_shards  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

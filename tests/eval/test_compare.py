@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tasksift.cli import app
-from tasksift.errors import InputError
+from tasksift.cli.app import app
+from tasksift.util.errors import InputError
 from tasksift.eval.compare import _run_of, compare, markdown_table
 from tests.train.helpers import classification_task as _classification_task
 from tests.train.helpers import write_jsonl

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tasksift.cli import app as main_app
-from tasksift.cli_eval import eval_command
+from tasksift.cli.app import app as main_app
+from tasksift.cli.eval import eval_command
 from tasksift.eval import harness
 from tasksift.eval.harness import evaluate
 from tests.train.helpers import classification_task, instruction_task, retrieval_task

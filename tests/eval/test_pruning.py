@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tasksift.cli import app
-from tasksift.errors import InputError
+from tasksift.cli.app import app
+from tasksift.util.errors import InputError
 from tasksift.eval.pruning import (
     evaluation_steps,
     markdown_summary,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.eval.tasks import load_task, selection_rows
 from tasksift.selectors.base import Selection
 from tests.train.helpers import (

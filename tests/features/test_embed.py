@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features import Embedder, embed_texts, model_fingerprint
 
 SENTENCES = [

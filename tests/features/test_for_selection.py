@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tasksift
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features.for_selection import GradientRecipe, proxy_trainer, selection_gradients
 from tasksift.features.gradients import WarmupSettings, gradient_features
 

@@ -13,7 +13,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features.cache import default_cache_root
 from tasksift.features.gradients import (
     TILE_ROWS,
@@ -354,7 +354,7 @@ def test_proxy_trainer_steps_change_the_gradients(llama_dir: Path) -> None:
 
 # -- CLI -----------------------------------------------------------------------------------------------------
 def cli_app() -> typer.Typer:
-    from tasksift.cli_gradients import gradients_command
+    from tasksift.cli.gradients import gradients_command
 
     app = typer.Typer()
     app.command(name="gradients")(gradients_command)

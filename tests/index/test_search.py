@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.index import build_index
 
 

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 import tasksift
-from tasksift.cli import app
-from tasksift.errors import InputError
+from tasksift.cli.app import app
+from tasksift.util.errors import InputError
 from tasksift.report import write_report
 from tests.conftest import write_jsonl
 
@@ -67,7 +67,7 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
 def test_training_report_draws_the_quality_curves(tmp_path: Path) -> None:
     import json
 
-    from tasksift.data.writers import write_json_atomic
+    from tasksift.selection.writers import write_json_atomic
     from tasksift.eval.pruning import summarize
 
     base = {"metrics": {"ndcg@10": 0.5, "recall@20": 0.6}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.selectors import available
 from tasksift.selectors.less import LESSSelector, less_scores, parse_domains
 

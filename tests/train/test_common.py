@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.train.common import Checkpoint, ShuffledSampler, expand_counts, planned_steps, run_steps
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.train import models
 from tasksift.train.models import CONVERSION_RECORD, convert_gguf, is_converted, resolve_encoder, resolve_lm
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 
 if TYPE_CHECKING:
     from rich.progress import Progress

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.index.sharded import exact_search, merge_range, merge_topk, shard_bounds
 
 if TYPE_CHECKING:
@@ -332,7 +332,7 @@ class RaySearch:
 
     ``build`` takes :func:`tasksift.index.build_index`'s arguments and returns a :class:`ShardedIndex`;
     ``exact`` is the in-place brute-force squared-L2 search TSDS prefetches with; ``range_search`` has the
-    signature of :func:`tasksift.selectors.tsds.pool_range_search`. A pool matrix is placed on the cluster once
+    signature of :func:`tasksift.selectors.tsds.selector.pool_range_search`. A pool matrix is placed on the cluster once
     (cut into one shard per worker) and reused by every index and search over it until :meth:`close`.
     """
 
@@ -415,7 +415,7 @@ class RaySearch:
         import ray
 
         if among is not None:
-            from tasksift.selectors.tsds import pool_range_search
+            from tasksift.selectors.tsds.selector import pool_range_search
 
             return pool_range_search(x, radius, stats, among=among)
         placed = self._place(x)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 
 #: methods that select nothing but prune while the retriever trains, and the training setting that does it
 TRAINING_TIME = {"opera-dp": "dynamic", "infobatch": "infobatch"}
@@ -205,7 +205,7 @@ def markdown_table(result: Mapping[str, Any]) -> str:
 
 
 def _write(out_dir: Path, result: dict[str, Any]) -> None:
-    from tasksift.data.writers import atomic_path, write_json_atomic
+    from tasksift.selection.writers import atomic_path, write_json_atomic
 
     write_json_atomic(out_dir / "comparison.json", result)
     task = result["task"]

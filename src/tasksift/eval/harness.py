@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.data import write_json_atomic
-from tasksift.errors import InputError
+from tasksift.selection import write_json_atomic
+from tasksift.util.errors import InputError
 from tasksift.eval.metrics import accuracy, mean_std, option_metrics, retrieval_metrics
 from tasksift.eval.tasks import Task, load_task, selection_rows
 

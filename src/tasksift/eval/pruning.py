@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.data.writers import atomic_path, write_json_atomic
-from tasksift.errors import InputError
+from tasksift.selection.writers import atomic_path, write_json_atomic
+from tasksift.util.errors import InputError
 from tasksift.eval.metrics import mean_std, retrieval_metrics
 
 #: the metrics of the summary table, the headline first
@@ -47,7 +47,7 @@ SUMMARY_FILE = "summary.json"
 
 def parse_pruning(value: str | Sequence[str]) -> list[str]:
     """``"none,dynamic"`` -> ``["none", "dynamic"]``, each checked."""
-    from tasksift.selectors.opera import PRUNING
+    from tasksift.selectors.opera.selector import PRUNING
 
     names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
     if not names:

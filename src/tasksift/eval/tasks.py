@@ -20,7 +20,7 @@ Per kind (defaults in brackets):
   ``{"query_id", "query", "doc_id", "document"}``; test records ``{"query_id", "query", "relevant": [doc_id,
   ...]}``. Metric ``ndcg@10``.
 
-Every problem raises :class:`~tasksift.errors.InputError` naming the file and what to fix. Record files are read
+Every problem raises :class:`~tasksift.util.errors.InputError` naming the file and what to fix. Record files are read
 with :func:`tasksift.data.load_records` (so their errors name the line); a per-record problem found here names
 the record by its 0-based position (``record 3``).
 """
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.data import RecordSet, load_records
-from tasksift.errors import InputError
+from tasksift.records import RecordSet, load_records
+from tasksift.util.errors import InputError
 
 KINDS = ("instruction", "classification", "retrieval")
 METRIC_OF_KIND = {"instruction": "accuracy", "classification": "accuracy", "retrieval": "ndcg@10"}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features.cache import DEFAULT_SHARD_SIZE, CachedFeatures, FeatureCache
 
 if TYPE_CHECKING:

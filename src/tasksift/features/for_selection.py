@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features.cache import CachedFeatures
 from tasksift.features.gradients import (
     DEFAULT_GRADIENT_BATCH_SIZE,

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features.cache import CachedFeatures, FeatureCache, _atomic_write, default_cache_root, text_digest
 from tasksift.features.embed import model_fingerprint
 
@@ -946,7 +946,7 @@ class GradientFactory:
 class ProxyTrainer:
     """Gradient features of pool rows under the proxy's current weights, and one optimiser step on some rows.
 
-    This is the helper :class:`tasksift.selectors.spice.SpiceSelector` receives (``fit(..., proxy=...)``):
+    This is the helper :class:`tasksift.selectors.spice.selector.SpiceSelector` receives (``fit(..., proxy=...)``):
     ``gradients(rows)`` gives the rows' features in the same space as the features SPICE started from (same
     projection, no cache: the weights change), ``step(rows)`` takes one AdamW step (``lr``, no weight decay,
     eval mode) on the mean loss of those rows and returns it.

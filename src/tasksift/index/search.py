@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 
 Metric = Literal["l2", "ip", "cosine"]
 Kind = Literal["auto", "flat", "ivf", "hnsw"]

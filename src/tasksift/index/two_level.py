@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 
 #: k-means training rows per centroid (a sample of the rows being split)
 TRAIN_ROWS_PER_CENTROID = 32

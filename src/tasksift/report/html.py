@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 
 MAP_SAMPLE = 5000
 GROUP_FIELDS = ("source", "task", "label", "topic", "category")
@@ -65,7 +65,7 @@ def _vectors(manifest: dict[str, Any], pool_records: Any, target_records: Any, c
     call = manifest.get("call", {})
     pv, tv = call.get("pool_vectors"), call.get("target_vectors")
     if pv and tv and pv != "<in memory>" and tv != "<in memory>":
-        from tasksift.data import load_vectors
+        from tasksift.records import load_vectors
 
         return np.asarray(load_vectors(pv)), np.asarray(load_vectors(tv, what="target vectors"))
     if pool_records is None:
@@ -84,7 +84,7 @@ def _records(manifest: dict[str, Any], which: str) -> Any:
     path = call.get(which)
     if not path or path == "<in memory>" or not Path(path).exists():
         return None
-    from tasksift.data import load_records
+    from tasksift.records import load_records
 
     return load_records(path, text_field=call.get("text_field"), template=call.get("template"),
                         id_field=call.get("id_field"))
@@ -235,7 +235,7 @@ def _curve_figure(summary: dict[str, Any], metric: str) -> str:
 
 def write_training_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.html`` for a ``tasksift retriever train`` directory: quality-vs-steps curves and the table."""
-    from tasksift.data.writers import atomic_path
+    from tasksift.selection.writers import atomic_path
 
     run_dir = Path(run_dir)
     path = run_dir / "summary.json"
@@ -278,7 +278,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, by: str 
                  cache_dir: str | Path | None = None) -> Path:
     """Write ``report.html`` for the selection in ``run_dir`` (or to ``out``) and return its path; a
     ``tasksift retriever train`` directory gets :func:`write_training_report`."""
-    from tasksift.data.writers import atomic_path
+    from tasksift.selection.writers import atomic_path
 
     run_dir = Path(run_dir)
     if (run_dir / "summary.json").is_file() and not (run_dir / "selection.parquet").is_file():

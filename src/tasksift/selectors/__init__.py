@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.selectors.base import Selection, Selector
 
 __all__ = ["Selection", "Selector", "available", "get", "register"]

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 
 Needs = Literal["vectors", "texts", "count", "pairs"]
 
@@ -89,7 +89,7 @@ class Selection:
         """Write ``selection.parquet``, side tables, ``manifest.json`` and, given the pool's records, the
         chosen records (``selected.jsonl``, or ``selected.parquet`` for a parquet pool). Each file is written
         under a temporary name and renamed when complete."""
-        from tasksift.data.writers import write_selection_outputs
+        from tasksift.selection.writers import write_selection_outputs
 
         return write_selection_outputs(self, Path(out_dir), records)
 
@@ -167,7 +167,7 @@ class Selector(ABC):
 
 def as_float_matrix(x: Any, what: str) -> np.ndarray:
     """A C-contiguous float32 matrix, checked for shape and finite values (chunk by chunk)."""
-    from tasksift.data.vectors import check_vectors
+    from tasksift.records.vectors import check_vectors
 
     return np.ascontiguousarray(check_vectors(x, what))
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.selectors import register
 from tasksift.selectors.base import Selection, Selector, as_float_matrix
 

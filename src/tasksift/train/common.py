@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features.embed import default_threads
-from tasksift.progress import progress_bar  # noqa: F401 - shared by the trainers
+from tasksift.util.progress import progress_bar  # noqa: F401 - shared by the trainers
 
 #: environment variable that sets the torch thread count
 THREADS_ENV = "TASKSIFT_THREADS"
@@ -170,7 +170,7 @@ class Checkpoint:
         return state if isinstance(state, dict) and state.get("key") == self.key else None
 
     def save(self, state: dict[str, Any]) -> None:
-        from tasksift.data.writers import atomic_path
+        from tasksift.selection.writers import atomic_path
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:

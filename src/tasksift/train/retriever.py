@@ -67,7 +67,7 @@ class RetrieverSettings:
     hard_negatives: bool = True
     negatives_from: int = 10
     negatives_to: int = 100
-    #: how training visits the pairs: none | static | dynamic | infobatch (see tasksift.selectors.opera)
+    #: how training visits the pairs: none | static | dynamic | infobatch (see tasksift.selectors.opera.selector)
     pruning: str = "none"
     #: share of pairs static pruning keeps (OPERA's kept_pct)
     kept_pct: float = 0.5
@@ -250,17 +250,17 @@ class PairTrainer:
     every run trains against the same negatives) and the base pair cosines that static and dynamic pruning
     start from. ``settings.pruning`` picks how pairs are visited: ``none`` and ``static`` (on the pairs static
     pruning keeps) make plain shuffled passes over the pairs, so repeated pairs (selection weights) count;
-    ``dynamic`` and ``infobatch`` visit queries through :func:`tasksift.selectors.opera.make_sampler`.
+    ``dynamic`` and ``infobatch`` visit queries through :func:`tasksift.selectors.opera.selector.make_sampler`.
     """
 
     def __init__(self, model_path: Any, queries: Sequence[str], documents: Sequence[str],
                  settings: RetrieverSettings, *, progress: bool = True, cache_dir: Any = None) -> None:
-        from tasksift.selectors.opera import PRUNING, group_queries
+        from tasksift.selectors.opera.selector import PRUNING, group_queries
 
         if len(queries) != len(documents) or not len(queries):
             raise ValueError("give one document per query and at least one pair")
         if settings.pruning not in PRUNING:
-            from tasksift.errors import InputError
+            from tasksift.util.errors import InputError
 
             raise InputError(f"unknown pruning {settings.pruning!r}", fix=f"use one of {', '.join(PRUNING)}")
         self.model_path = model_path
@@ -305,7 +305,7 @@ class PairTrainer:
         dv = encode_texts(encoder, tokenizer, self.doc_texts, self.settings, progress=self.progress,
                           desc="base: encode documents")
         if path is not None:
-            from tasksift.data.writers import atomic_path
+            from tasksift.selection.writers import atomic_path
 
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -333,7 +333,7 @@ class PairTrainer:
         """The pair positions training uses: all of them, or those OPERA's static pruning keeps."""
         if self.settings.pruning != "static":
             return np.arange(len(self.queries)), {"kind": self.settings.pruning}
-        from tasksift.selectors.opera import OperaStaticSelector, PairFeatures
+        from tasksift.selectors.opera.selector import OperaStaticSelector, PairFeatures
 
         qv, dv = self.base_vectors()
         budget = max(1, int(round(self.settings.kept_pct * len(self.queries))))
@@ -354,7 +354,7 @@ class PairTrainer:
         after every step."""
         from pathlib import Path
 
-        from tasksift.selectors.opera import group_queries, make_sampler
+        from tasksift.selectors.opera.selector import group_queries, make_sampler
         from tasksift.train.models import load_encoder
 
         rows, info = self.kept_pairs(seed)

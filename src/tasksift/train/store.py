@@ -73,7 +73,7 @@ class RunStore:
 
     def save(self, model: Any, stats: TrainStats) -> None:
         """Keep the trainable tensors of ``model`` (by parameter name) and ``stats``, then drop the checkpoint."""
-        from tasksift.data.writers import atomic_path, write_json_atomic
+        from tasksift.selection.writers import atomic_path, write_json_atomic
 
         self.dir.mkdir(parents=True, exist_ok=True)
         trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
@@ -95,7 +95,7 @@ class RunStore:
 
     def save_scores(self, test: str, metrics: dict[str, float]) -> None:
         """Keep ``metrics`` of this finished run on the test set keyed ``test`` (atomically)."""
-        from tasksift.data.writers import write_json_atomic
+        from tasksift.selection.writers import write_json_atomic
 
         if self.finished():
             (self.dir / "scores").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Benchmark tasks built from real text that installed packages ship (PyPI, Debian, npm)."""

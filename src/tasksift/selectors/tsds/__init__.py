@@ -1,0 +1,3 @@
+"""The tsds selector package."""
+
+from tasksift.selectors.tsds.selector import *  # noqa: F403

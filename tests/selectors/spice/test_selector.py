@@ -1,0 +1,245 @@
+"""SPICE and FisherSFT against brute-force log-det differences, the penalty's effect, windows and the proxy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tasksift.util.errors import InputError
+from tasksift.selectors import available
+from tasksift.selectors.spice.selector import (
+    FisherSFTSelector,
+    InverseFactor,
+    SelectedState,
+    SpiceSelector,
+    greedy_window,
+    window_quotas,
+)
+
+
+def logdet_gain(g: np.ndarray, chosen: list[int], x: int, alpha: float) -> float:
+    """``log det(I + alpha F_{S+x}) - log det(I + alpha F_S)``, each from scratch."""
+    d = g.shape[1]
+    gs = g[chosen].astype(np.float64)
+    base = np.eye(d) + alpha * gs.T @ gs
+    gx = g[x].astype(np.float64)
+    return float(np.linalg.slogdet(base + alpha * np.outer(gx, gx))[1] - np.linalg.slogdet(base)[1])
+
+
+def brute_force_spice(g: np.ndarray, budget: int, alpha: float, lam: float) -> tuple[list[int], list[float]]:
+    """Greedy SPICE with every gain a log-det difference and the penalty from the mean of the chosen rows."""
+    chosen: list[int] = []
+    gains: list[float] = []
+    for _ in range(budget):
+        best, best_score, best_gain = -1, -np.inf, 0.0
+        for x in range(len(g)):
+            if x in chosen:
+                continue
+            gain = logdet_gain(g, chosen, x, alpha)
+            penalty = 0.0
+            if chosen and lam > 0:
+                mean = g[chosen].astype(np.float64).mean(0)
+                cos = float(g[x] @ mean / (np.linalg.norm(g[x]) * np.linalg.norm(mean)))
+                penalty = lam * max(0.0, -cos)
+            if gain - penalty > best_score + 1e-12:
+                best, best_score, best_gain = x, gain - penalty, gain
+        chosen.append(best)
+        gains.append(best_gain)
+    return chosen, gains
+
+
+@pytest.mark.parametrize(("n", "d", "budget"), [(30, 5, 12), (25, 40, 8)])  # dense inverse, then product form
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+def test_exact_gains_equal_brute_force_log_det_differences(n: int, d: int, budget: int, lam: float) -> None:
+    g = np.random.default_rng(n + d).normal(size=(n, d)).astype(np.float32) * 0.7
+    sel = SpiceSelector(budget, lam=lam, alpha=1.5).fit(g).selection_
+    order, gains = brute_force_spice(g, budget, 1.5, lam)
+    assert sel.indices.tolist() == order
+    np.testing.assert_allclose([r["gain"] for r in sel.reasons], gains, rtol=1e-4, atol=1e-6)
+    assert sel.manifest["spice"]["factor"] == ("dense" if d <= budget else "product")
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_every_candidates_quadratic_form_matches_a_fresh_solve(dense: bool) -> None:
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(50, 6)).astype(np.float32)
+    factor = InverseFactor(6, 0.8, capacity=9, dense=dense)
+    for row in (3, 17, 9, 30):
+        factor.add(g[row].astype(np.float64))
+    s = g[[3, 17, 9, 30]].astype(np.float64)
+    solved = np.linalg.solve(np.eye(6) + 0.8 * s.T @ s, g.T.astype(np.float64))
+    np.testing.assert_allclose(factor.quadratic(g), np.einsum("ij,ji->i", g, solved), rtol=1e-5, atol=1e-6)
+    # and log(1 + alpha q) is the log-det difference, candidate by candidate
+    chosen = [3, 17, 9, 30]
+    gains = np.log1p(0.8 * factor.quadratic(g))
+    for x in (0, 5, 44):
+        assert gains[x] == pytest.approx(logdet_gain(g, chosen, x, 0.8), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("fisher", ["exact", "diag"])
+def test_gains_never_increase_along_the_greedy_order_without_penalty(fisher: str) -> None:
+    g = np.random.default_rng(7).normal(size=(400, 24)).astype(np.float32)
+    sel = FisherSFTSelector(120, fisher=fisher).fit(g).selection_
+    gains = np.array([r["gain"] for r in sel.reasons])
+    assert np.all(np.diff(gains) <= 1e-9 * gains[:-1])
+    assert gains[-1] < 0.5 * gains[0]  # diminishing returns are real: the 24-dim space fills up
+    assert all(r["conflict"] == 0 and r["cosine"] is None for r in sel.reasons)
+
+
+def test_penalty_leaves_the_order_alone_when_no_gradient_opposes_the_mean() -> None:
+    g = np.abs(np.random.default_rng(3).normal(size=(200, 16))).astype(np.float32)  # all cosines >= 0
+    plain = FisherSFTSelector(60).fit(g).selection_
+    penalised = SpiceSelector(60, lam=5.0).fit(g).selection_
+    assert penalised.indices.tolist() == plain.indices.tolist()
+    assert all(r["cosine"] is None or r["cosine"] >= 0 for r in penalised.reasons)
+    assert all(r["conflict"] == 0 for r in penalised.reasons)
+
+
+def test_penalty_defers_a_gradient_that_opposes_the_mean() -> None:
+    g = np.array([[3.0, 0.0, 0.0],    # largest gain: taken first
+                  [-1.0, 2.2, 0.0],   # more informative than row 2, but opposes row 0
+                  [0.0, 0.0, 2.0]], dtype=np.float32)
+    assert FisherSFTSelector(3).fit(g).selection_.indices.tolist() == [0, 1, 2]
+    sel = SpiceSelector(3, lam=0.5).fit(g).selection_
+    assert sel.indices.tolist() == [0, 2, 1]
+    second, third = sel.reasons[1], sel.reasons[2]
+    assert second["conflict"] == 0 and second["cosine"] == pytest.approx(0.0)
+    cos = -3.0 / (np.linalg.norm(g[1]) * np.sqrt(13.0))  # against the mean of rows 0 and 2
+    assert third["cosine"] == pytest.approx(cos, rel=1e-5)
+    assert third["conflict"] == pytest.approx(-0.5 * cos, rel=1e-5)
+    np.testing.assert_allclose(sel.scores, [r["gain"] - r["conflict"] for r in sel.reasons])
+    assert [r["step"] for r in sel.reasons] == [1, 2, 3]
+
+
+def test_diag_mode_is_greedy_on_the_diagonal_of_the_fisher_term() -> None:
+    g = np.random.default_rng(11).normal(size=(60, 10)).astype(np.float32)
+    sel = FisherSFTSelector(15, fisher="diag", alpha=0.5).fit(g).selection_
+    den = np.ones(10)
+    chosen: list[int] = []
+    for step in range(15):
+        q = (g.astype(np.float64) ** 2) @ (1 / den)
+        q[chosen] = -np.inf
+        x = int(np.argmax(q))
+        assert sel.reasons[step]["gain"] == pytest.approx(np.log1p(0.5 * q[x]), rel=1e-5)
+        chosen.append(x)
+        den += 0.5 * g[x].astype(np.float64) ** 2  # g^2, not the reference's g^4
+    assert sel.indices.tolist() == chosen
+
+
+def test_window_quotas_share_the_budget_by_size() -> None:
+    assert window_quotas([10, 10, 10, 10], 12) == [3, 3, 3, 3]
+    assert window_quotas([128, 128, 44], 30) == [13, 13, 4]
+    assert window_quotas([5, 1], 6) == [5, 1]
+    assert sum(window_quotas([7, 3, 9], 11)) == 11
+
+
+class FakeProxy:
+    """Records the calls; after any step its gradients make the window's last row the clear favourite."""
+
+    def __init__(self, g: np.ndarray) -> None:
+        self.g = g
+        self.steps: list[list[int]] = []
+        self.asked: list[list[int]] = []
+
+    def gradients(self, rows: np.ndarray) -> np.ndarray:
+        self.asked.append(rows.tolist())
+        out = self.g[rows] * 0.01
+        out[-1] = 10.0
+        return out
+
+    def step(self, rows: np.ndarray) -> float:
+        self.steps.append(rows.tolist())
+        return 1.0 / len(self.steps)
+
+    def describe(self) -> dict:
+        return {"kind": "fake"}
+
+
+def test_windows_and_interleaved_proxy_steps() -> None:
+    g = np.random.default_rng(5).normal(size=(40, 6)).astype(np.float32)
+    proxy = FakeProxy(g)
+    sel = SpiceSelector(12, window=10, T=5, seed=2).fit(g, proxy=proxy).selection_
+    order = np.random.default_rng(2).permutation(40)
+    windows = [order[i:i + 10].tolist() for i in range(0, 40, 10)]
+    rows = sel.indices.tolist()
+    assert [r["window"] for r in sel.reasons] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    assert all(row in windows[r["window"]] for row, r in zip(rows, sel.reasons, strict=True))
+    # one step after every 5 selections, on exactly those rows
+    assert proxy.steps == [rows[0:5], rows[5:10]]
+    # from the step during window 1 on, every window reads fresh gradients (window 3 too, although no step
+    # came between its start and window 2's), whose favourite is the window's last row
+    assert proxy.asked == [windows[2], windows[3]]
+    assert rows[6] == windows[2][-1] and rows[9] == windows[3][-1]
+    # window 0 and 1 used the given vectors: the same picks as without a proxy
+    fixed = SpiceSelector(12, window=10, T=5, seed=2).fit(g).selection_.indices.tolist()
+    assert rows[:6] == fixed[:6]
+    assert sel.manifest["proxy"]["steps"] == 2 and sel.manifest["proxy"]["refreshed_windows"] == 2
+    assert sel.manifest["proxy"]["helper"] == {"kind": "fake"}
+
+
+def test_omega_stops_when_the_gain_halves() -> None:
+    g = np.diag(np.array([3.0, 2.5, 2.0, 1.2, 0.5, 0.3], dtype=np.float32))
+    sel = SpiceSelector(6, omega=0.5, lam=0.0).fit(g).selection_
+    gains = [r["gain"] for r in sel.reasons]
+    assert sel.indices.tolist() == [0, 1, 2]  # log(1+1.44) = 0.89 <= 0.5 * log(10) = 1.15: stop there
+    assert all(gain > 0.5 * gains[0] for gain in gains)
+    assert sel.manifest["spice"]["stopped_early_windows"] == [0]
+    # omega from --param arrives as text; log(1.25) = 0.223 <= 0.1 * log(10) = 0.230 stops before row 4
+    assert SpiceSelector(6, omega="0.1").fit(g).selection_.indices.tolist() == [0, 1, 2, 3]
+
+
+def test_selection_contract_and_registry() -> None:
+    g = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    sel = SpiceSelector(10).fit(g, g[:3]).selection_
+    assert len(sel) == 10 and np.all(sel.weights == 1) and len(set(sel.indices.tolist())) == 10
+    assert set(sel.reasons[0]) == {"gain", "conflict", "cosine", "step", "window"}
+    assert available()["spice"] is SpiceSelector and available()["fishersft"] is FisherSFTSelector
+    assert "lam" not in FisherSFTSelector.param_defaults()
+    assert SpiceSelector.param_defaults()["lam"] == 0.1 and SpiceSelector.param_defaults()["T"] == 10
+    assert FisherSFTSelector(10).fit(g).selection_.indices.tolist() == \
+        SpiceSelector(10, lam=0.0).fit(g, progress=True).selection_.indices.tolist()
+
+
+@pytest.mark.parametrize(("params", "message"), [({"fisher": "full"}, "fisher"), ({"alpha": 0}, "alpha"),
+                                                 ({"lam": -1}, "lam"), ({"omega": 2}, "omega"),
+                                                 ({"window": "big"}, "window"), ({"T": 0}, "T")])
+def test_bad_parameters_are_input_errors(params: dict, message: str) -> None:
+    g = np.ones((5, 2), dtype=np.float32)
+    with pytest.raises(InputError, match=message):
+        SpiceSelector(2, **params).fit(g)
+
+
+def test_greedy_state_carries_across_windows() -> None:
+    g = np.random.default_rng(9).normal(size=(20, 4)).astype(np.float32)
+    state = SelectedState("exact", 1.0, 4, 6)
+    first, _ = greedy_window(g[:10], 3, state, lam=0.0, omega=None)
+    second, _ = greedy_window(g[10:], 3, state, lam=0.0, omega=None)
+    chosen = [p.local for p in first]
+    for pick in second:
+        assert pick.gain == pytest.approx(logdet_gain(g, chosen, 10 + pick.local, 1.0), rel=1e-4)
+        chosen.append(10 + pick.local)
+
+
+def test_spice_through_the_python_api(tmp_path) -> None:
+    from tasksift.api import select
+
+    g = np.random.default_rng(4).normal(size=(60, 8)).astype(np.float32)
+    sel = select(pool_vectors=g, target_vectors=g[:2], method="spice", budget=7, out=tmp_path / "run",
+                 window="20", omega=None)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert len(sel) == 7 and manifest["method"] == "spice" and manifest["params"]["window"] == "20"
+
+
+def test_spice_needs_no_target(tmp_path) -> None:
+    from tasksift.api import select
+
+    g = np.random.default_rng(4).normal(size=(60, 8)).astype(np.float32)
+    assert SpiceSelector.needs_target is False
+    alone = select(pool_vectors=g, method="spice", budget=7, out=tmp_path / "alone")
+    with_target = select(pool_vectors=g, target_vectors=g[:2], method="spice", budget=7)
+    assert alone.indices.tolist() == with_target.indices.tolist()
+    assert json.loads((tmp_path / "alone" / "manifest.json").read_text())["counts"]["target"] == 0
+    with pytest.raises(InputError, match="target"):  # a selector that reads a target still demands one
+        select(pool_vectors=g, method="less", budget=7)
