@@ -39,7 +39,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tasksift.features import Embedder, default_threads, embed_texts  # noqa: E402
-from tasksift.features import embed as _embed  # noqa: E402
+from tasksift.train import resolve as _resolve  # noqa: E402
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 
@@ -107,7 +107,7 @@ def main() -> None:
         return time.perf_counter() - t, out
 
     def run_ours(cache: Path, shard_size: int) -> tuple[float, np.ndarray, dict]:
-        _embed._FINGERPRINTS.clear()  # pay the model fingerprint every time, as a fresh process would
+        _resolve._FINGERPRINTS.clear()  # pay the model fingerprint every time, as a fresh process would
         t = time.perf_counter()
         emb = Embedder(model_path, batch_size=args.batch_size, num_threads=threads)
         result = embed_texts(texts, model=emb, cache_dir=cache, shard_size=shard_size, progress=False)

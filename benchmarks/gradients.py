@@ -53,13 +53,10 @@ from rich.progress import (  # noqa: E402
 )
 from rich.table import Table  # noqa: E402
 
-from tasksift.features import default_threads  # noqa: E402
-from tasksift.features.gradients import (  # noqa: E402
-    ProxyModel,
-    RandomProjection,
-    load_proxy,
-    per_example_gradients_loop,
-)
+from tasksift.features.gradients.hooks import per_example_gradients_loop  # noqa: E402
+from tasksift.features.gradients.projection import RandomProjection  # noqa: E402
+from tasksift.features.gradients.proxy import ProxyModel, load_proxy  # noqa: E402
+from tasksift.util.env import default_threads  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

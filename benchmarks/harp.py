@@ -313,7 +313,7 @@ def estimate_quality(runs: Path, task: str) -> dict[str, Any] | None:
 
 def write(out: dict[str, Any], done: int, planned: int) -> None:
     from results_doc import write_section
-    from tasksift.selection.writers import write_json_atomic
+    from tasksift.util.io import write_json_atomic
 
     summarise(out)
     runs = Path(out["runs_dir"])

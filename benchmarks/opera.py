@@ -110,8 +110,8 @@ only with each other), {machine['threads']} torch thread, Python {machine['pytho
 
 def main(argv: list[str] | None = None) -> None:
     from results_doc import write_section
-    from tasksift.selection.writers import write_json_atomic
     from tasksift.eval.pruning import train_with_pruning
+    from tasksift.util.io import write_json_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="tasks/retrieval/foldoc")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasksift.selection.writers import atomic_path
+from tasksift.util.io import atomic_path
 
 
 def replace_section(text: str, heading: str, section: str) -> str:

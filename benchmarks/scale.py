@@ -232,7 +232,7 @@ def main() -> None:
 
     import ray
 
-    from tasksift.engine.ray_engine import RayEngine
+    from tasksift.engine.ray import RayEngine
 
     cores = default_threads()
     t0 = time.perf_counter()

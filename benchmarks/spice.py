@@ -38,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
-from tasksift.selectors.spice.selector import FisherSFTSelector, SpiceSelector
+from tasksift.selectors.spice import FisherSFTSelector, SpiceSelector
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -232,7 +232,7 @@ def _reference_stages(lines: list[tuple[float, str]], t0: float, t1: float) -> d
 
 # -- ours ---------------------------------------------------------------------------------------------------------
 def run_ours(x: np.ndarray, q: np.ndarray, **params: Any) -> dict[str, Any]:
-    from tasksift.selectors.tsds.selector import TSDSSelector
+    from tasksift.selectors.tsds import TSDSSelector
 
     selector = TSDSSelector(BUDGET, **params).fit(x, q)
     manifest = selector.selection_.manifest
@@ -307,7 +307,8 @@ def relative_errors(exact: np.ndarray, approximate: np.ndarray) -> dict[str, flo
 
 def exact_density_sample(x: np.ndarray, rows: np.ndarray, values: np.ndarray, count: int) -> dict[str, Any]:
     """Exact densities of ``count`` random rows among ``rows`` (computed with ``values``), against ``values``."""
-    from tasksift.selectors.tsds.selector import pool_range_search, radius_density
+    from tasksift.index.exact import pool_range_search
+    from tasksift.selectors.tsds import radius_density
 
     pick = np.sort(np.random.default_rng(0).choice(len(rows), min(count, len(rows)), replace=False))
     t0 = time.perf_counter()
@@ -321,7 +322,7 @@ def worker_b(n: int, target_topics: int, density: str, topics: int, save: Path |
     write the distribution and the computed densities (``.npz``) for the comparison across rules."""
     import faiss  # noqa: F401 - loaded before the baseline, as any run would
 
-    from tasksift.selectors.tsds.selector import TSDSSelector
+    from tasksift.selectors.tsds import TSDSSelector
 
     baseline = _rss()
     geometry = Geometry(topics=topics)

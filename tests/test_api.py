@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tasksift
-from tasksift.api import coerce_params, parse_budget
+from tasksift.api import parse_budget
 from tasksift.util.errors import InputError
 from tasksift.selectors.dsir import DSIRSelector
 from tasksift.selectors.knn import KNNSelector
@@ -23,13 +23,13 @@ def test_parse_budget_rejects(budget) -> None:
         parse_budget(budget, 10)
 
 
-def test_coerce_params_uses_default_types() -> None:
-    assert coerce_params(DSIRSelector, {"num_buckets": "50", "sampling": "topk"}) == {"num_buckets": 50,
+def test_convert_params_types_text_by_the_declarations() -> None:
+    assert DSIRSelector.convert_params({"num_buckets": "50", "sampling": "topk"}) == {"num_buckets": 50,
                                                                                       "sampling": "topk"}
-    with pytest.raises(InputError, match="not a whole number"):
-        coerce_params(DSIRSelector, {"num_buckets": "many"})
+    with pytest.raises(InputError, match=r"num_buckets='many' is not allowed \(num_buckets takes a whole number"):
+        DSIRSelector.convert_params({"num_buckets": "many"})
     with pytest.raises(InputError, match="no parameter 'k'"):
-        coerce_params(KNNSelector, {"k": "3"})
+        KNNSelector.convert_params({"k": "3"})
 
 
 def test_select_with_vectors_only_uses_row_numbers_as_ids() -> None:

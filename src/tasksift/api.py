@@ -1,27 +1,31 @@
 """The Python entry point: :func:`select`.
 
-It does the edges the selectors do not: reads records and vectors, computes (or loads cached) features, turns
-the budget into a count, runs the selector, fills ids and the manifest, and writes the outputs.
+Every method runs the same five steps, and none is named here: load the records and vectors; featurize them
+as the selector class declares (``needs``, ``features``); let the selector :meth:`~Selector.prepare` what else
+it reads; :meth:`~Selector.fit`; fill ids and the manifest and write the outputs. The engine decides where
+featurization and neighbour search run.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
-import platform
-import time
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from tasksift import selectors
-from tasksift.util.errors import InputError
-from tasksift.selectors.base import Selection, Selector
+from tasksift.engine import Engine, get_engine
+from tasksift.features.embed import embed_texts
+from tasksift.features.gradients.recipe import GradientRecipe, selection_gradients
+from tasksift.records import check_vectors, load_records, load_vectors, records_from_dicts
+from tasksift.selection.manifest import Stages, records_info, versions, where
+from tasksift.selection.run_dir import check_out_dir, replaced_dir
+from tasksift.selectors import Context, Inputs, Selection, Selector, get
+from tasksift.util.errors import InputError, from_os_error
+from tasksift.util.io import write_json_atomic
 
 RecordsLike = str | Path | Sequence[Mapping[str, Any]]
 
@@ -43,7 +47,7 @@ def parse_budget(budget: int | float | str, n: int) -> int:
     except ValueError:
         raise InputError(f"budget {text!r} is neither a count nor a percentage",
                          fix="write it as a count (500) or a share of the pool (1%)") from None
-    if value != int(value) or value <= 0:
+    if not math.isfinite(value) or value != int(value) or value <= 0:
         raise InputError(f"budget {text} must be a positive whole number of examples or a percentage")
     count = int(value)
     if count > n:
@@ -51,71 +55,24 @@ def parse_budget(budget: int | float | str, n: int) -> int:
     return count
 
 
-def coerce_params(cls: type[Selector], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Check parameter names against the selector's and convert strings from the CLI to the defaults' types."""
-    defaults = cls.param_defaults()
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if key not in defaults:
-            known = ", ".join(defaults) or "none"
-            raise InputError(f"method {cls.name!r} has no parameter {key!r}", fix=f"its parameters: {known}")
-        default = defaults[key]
-        out[key] = _coerce(key, value, default)
-    return out
+@dataclass
+class Request:
+    """One call of :func:`select`, as given (records and vectors as paths, arrays or lists)."""
 
-
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
-        return value
-    text = value.strip()
-    try:
-        if isinstance(default, bool):
-            lowered = text.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
-    except ValueError:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}[type(default)]
-        raise InputError(f"parameter {key}={value!r} is not {kind}",
-                         fix=f"for example {key}={default!r}") from None
-    return json.loads(text)
-
-
-def _load_records(source: RecordsLike, **view: Any) -> Any:
-    from tasksift.records import load_records, records_from_dicts
-
-    if isinstance(source, str | Path):
-        return load_records(source, **view)
-    return records_from_dicts(list(source), **view)
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("tasksift", "numpy", "faiss-cpu", "pyarrow", "torch", "sentence-transformers", "transformers"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-class _Stages:
-    """Wall-clock seconds per stage, for the manifest."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str):  # noqa: ANN204 - a context manager
-        t0 = time.perf_counter()
-        yield
-        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 4)
+    pool: Any
+    target: Any
+    pool_vectors: Any
+    target_vectors: Any
+    method: str
+    budget: Any
+    seed: int
+    view: dict[str, Any]
+    model: str | None
+    cache_dir: Any
+    index: str
+    progress: bool
+    features: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *,
@@ -124,8 +81,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
            method: str = "tsds", budget: int | float | str = "1%", seed: int = 0,
            text_field: str | None = None, template: str | None = None, id_field: str | None = None,
            model: str | None = None, cache_dir: str | Path | None = None, index: str = "auto",
-           engine: Any = "local", address: str | None = None, workers: int | None = None,
-           out: str | Path | None = None, progress: bool = False,
+           engine: str | Engine = "local", address: str | None = None, workers: int | None = None,
+           out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
            features: Mapping[str, Any] | None = None, **params: Any) -> Selection:
     """Select ``budget`` examples of ``pool`` for the task that ``target`` exemplifies.
 
@@ -134,257 +91,181 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     only vectors, ids are row numbers). ``features``: feature settings on top of the selector's
     ``feature_defaults`` (for gradient selectors, :mod:`tasksift.features.for_selection`). Remaining keyword
     arguments are the method's parameters (``tasksift methods`` lists them). With ``out``, the selection is
-    written there (see DESIGN.md). ``engine``: ``"local"`` (default), ``"ray"`` (on the cluster at ``address``
-    with ``workers`` workers; see :mod:`tasksift.engine`) or an engine object; the selection is the same.
+    written there (docs/design.md, "The output contract"), replacing an earlier run there as a whole; a folder
+    that holds other files is refused unless ``overwrite``. ``engine``: ``"local"`` (default), ``"ray"`` (on the
+    cluster at ``address`` with ``workers`` workers; see :mod:`tasksift.engine`) or an engine object; the
+    selection is the same.
     """
-    from tasksift.engine import get_engine
-
-    cls = selectors.get(method)
-    if isinstance(engine, str):
+    cls = get(method)
+    request = Request(pool, target, pool_vectors, target_vectors, method, budget, seed,
+                      {"text_field": text_field, "template": template, "id_field": id_field}, model, cache_dir,
+                      index, progress, dict(features or {}), dict(params))
+    try:
+        out_dir = None if out is None else check_out_dir(Path(out), overwrite=overwrite)
+        if not isinstance(engine, str):
+            return _run(cls, request, engine, out_dir, overwrite)
         runner = get_engine(engine, address=address, workers=workers)
         try:
-            return _select(cls, pool, target, pool_vectors, target_vectors, method, budget, seed, text_field,
-                           template, id_field, model, cache_dir, index, runner, out, progress, features, params)
+            return _run(cls, request, runner, out_dir, overwrite)
         finally:
             runner.close()
-    return _select(cls, pool, target, pool_vectors, target_vectors, method, budget, seed, text_field, template,
-                   id_field, model, cache_dir, index, engine, out, progress, features, params)
+    except OSError as err:  # a path, a permission, a full or read-only disk: the user's to fix
+        raise from_os_error(err) from err
 
 
-def _select(cls: type[Selector], pool: Any, target: Any, pool_vectors: Any, target_vectors: Any, method: str,
-            budget: Any, seed: int, text_field: str | None, template: str | None, id_field: str | None,
-            model: str | None, cache_dir: Any, index: str, engine: Any, out: Any, progress: bool,
-            features: Mapping[str, Any] | None, params: dict[str, Any]) -> Selection:
-    stages = _Stages()
+def _run(cls: type[Selector], request: Request, engine: Engine, out: Path | None, overwrite: bool) -> Selection:
+    stages = Stages()
     if "index" in cls.param_defaults():
-        params.setdefault("index", index)
-    params = coerce_params(cls, params)
-    if cls.needs == "pairs" and text_field is None and template is None:  # the text view of a pair
-        fields = {**cls.param_defaults(), **params}
-        template = f"{{{fields['query_field']}}}\n{{{fields['doc_field']}}}"
-    view = {"text_field": text_field, "template": template, "id_field": id_field}
-
-    with stages("load"):
-        pool_records = _load_records(pool, **view) if pool is not None else None
-        target_records = _load_records(target, **view) if target is not None else None
-    pool_feat, target_feat, features_info = _features(
-        cls, pool_records, target_records, pool_vectors, target_vectors, model, cache_dir, progress, stages,
-        params, features, engine)
-
-    n = len(pool_feat)
-    k = parse_budget(budget, n)
-    selector = cls(k, seed=seed, **params)
-    fit_extra = _fit_extras(cls, pool_records, pool_vectors, params, model, cache_dir, progress, features)
-    if getattr(cls, "wants_probe", False):  # HARP: the probe model is loaded here, never by the selector
-        from tasksift.selectors.harp.setup import build_probe
-
-        with stages("probe setup"):
-            fit_extra["probe"] = build_probe(selector, pool_records, target_records, pool_feat, target_feat,
-                                             cache_dir=cache_dir, progress=progress)
-        fit_extra["progress"] = progress
-    search = engine.search() if "search" in inspect.signature(cls.fit).parameters else None
-    if search is not None:
-        fit_extra["search"] = search
+        request.params.setdefault("index", request.index)
+    params = cls.convert_params({"seed": request.seed, **request.params})
+    seed = params.pop("seed")
+    if all(request.view.get(k) is None for k in ("text_field", "template")):
+        request.view.update(cls.text_view(params) or {})
+    ctx = Context(search=engine.search(), embed=lambda texts: embed_texts(
+        texts, model=request.model, cache_dir=request.cache_dir, progress=request.progress,
+        engine=engine).matrix(), cache_dir=request.cache_dir, model=request.model, features=request.features,
+        progress=request.progress)
     try:
+        with stages("load"):
+            inputs = _load(request)
+        inputs = _featurize(cls, inputs, request, engine, stages)
+        k = parse_budget(request.budget, len(inputs.pool))
+        selector = cls(k, seed=seed, **params)
+        with stages("prepare"):
+            inputs = selector.prepare(inputs, ctx)
         with stages("select"):
-            selector.fit(pool_feat, target_feat, **fit_extra)
+            selector.fit(inputs.pool, inputs.target, ctx=ctx, **inputs.helpers)
     finally:
-        if search is not None:
-            search.close()
+        ctx.search.close()
     selection = selector.selection_
+    _fill_ids(selection, inputs.pool_records)
+    selection.manifest.update(_manifest(selector, request, inputs, engine, k))
+    selection.manifest["timings"] = stages.seconds
+    if out is not None:
+        with replaced_dir(out, overwrite=overwrite) as folder:
+            with stages("write"):
+                selection.save(folder, inputs.pool_records)
+            selection.manifest["timings"] = stages.seconds
+            write_json_atomic(folder / "manifest.json", selection.manifest)
+    return selection
 
-    ids = pool_records.ids if pool_records is not None else None
+
+def _load(request: Request) -> Inputs:
+    def records(source: Any) -> Any:
+        if source is None:
+            return None
+        if isinstance(source, str | Path):
+            return load_records(source, **request.view)
+        return records_from_dicts(list(source), **request.view)
+
+    pool, target = records(request.pool), records(request.target)
+    return Inputs(pool=pool, target=target, pool_records=pool, target_records=target)
+
+
+def _featurize(cls: type[Selector], inputs: Inputs, request: Request, engine: Engine, stages: Stages) -> Inputs:
+    """What ``fit`` reads, by what the class declares it needs."""
+    pool_records, target_records = inputs.pool_records, inputs.target_records
+    if cls.needs == "records":
+        if pool_records is None:
+            raise InputError(f"method {cls.name!r} reads records", fix="pass --pool records")
+        return inputs.but(info={"kind": "records"})
+    if cls.needs == "count":
+        if pool_records is not None:
+            return inputs.but(pool=pool_records.ids, target=None, info={"kind": "none"})
+        with stages("load"):
+            x = _vectors(request.pool_vectors, None, None, "pool vectors", missing="no pool given")
+        return inputs.but(pool=x, target=None, info={"kind": "none"})
+    if cls.needs == "texts":
+        if pool_records is None or target_records is None:
+            raise InputError(f"method {cls.name!r} reads text",
+                             fix="pass --pool and --target records (vectors alone are not enough)")
+        return inputs.but(pool=pool_records.texts, target=target_records.texts, info={"kind": "text"})
+    return _featurize_vectors(cls, inputs, request, engine, stages)
+
+
+def _featurize_vectors(cls: type[Selector], inputs: Inputs, request: Request, engine: Engine,
+                       stages: Stages) -> Inputs:
+    pool_records, target_records = inputs.pool_records, inputs.target_records
+    wants_target = cls.needs_target
+    if wants_target and (request.pool_vectors is None) != (request.target_vectors is None):
+        raise InputError("give both --pool-vectors and --target-vectors, or neither (then both are embedded)")
+    if request.pool_vectors is not None:
+        with stages("load"):
+            x = _vectors(request.pool_vectors, pool_records, None, "pool vectors")
+            q = _vectors(request.target_vectors, target_records, x.shape[1], "target vectors") \
+                if wants_target else None
+        return inputs.but(pool=x, target=q, info={"kind": "user vectors"})
+    if pool_records is None and not wants_target:
+        raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
+    if pool_records is None or (wants_target and target_records is None):
+        raise InputError("no pool or no target given",
+                         fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
+    target_texts = target_records.texts if wants_target else None
+    with stages(cls.features):
+        pool_feat, target_feat = _compute(cls, pool_records.texts, target_texts, request, engine)
+    info: dict[str, Any] = {"kind": cls.features, "pool": pool_feat.info()}
+    if target_feat is not None:
+        info["target"] = target_feat.info()
+    return inputs.but(pool=pool_feat.matrix(), target=None if target_feat is None else target_feat.matrix(),
+                      featurized_here=True, info=info)
+
+
+def _compute(cls: type[Selector], pool_texts: Sequence[str], target_texts: Sequence[str] | None,
+             request: Request, engine: Engine) -> tuple[Any, Any]:
+    """Cached features of the pool's and the target's texts, computed by ``engine`` where not cached."""
+    common = {"model": request.model, "cache_dir": request.cache_dir, "progress": request.progress}
+    if cls.features == "gradients":
+        recipe = GradientRecipe.of(cls.feature_defaults, request.features)
+        return selection_gradients(pool_texts, target_texts, recipe, engine=engine, **common)
+    if request.features:
+        raise InputError(f"method {cls.name!r} takes no feature settings (it reads sentence embeddings)",
+                         fix=f"drop {', '.join(sorted(request.features))}")
+    pool = embed_texts(pool_texts, engine=engine, **common)
+    target = None if target_texts is None else embed_texts(target_texts, engine=engine, **common)
+    return pool, target
+
+
+def _vectors(source: Any, records: Any, dim: int | None, what: str, missing: str | None = None) -> np.ndarray:
+    if source is None:
+        raise InputError(missing or f"no {what} given", fix="pass --pool records or --pool-vectors")
+    check = {"expected_rows": len(records) if records is not None else None, "expected_dim": dim,
+             "records_path": records.path if records is not None else None}
+    if isinstance(source, str | Path):
+        return load_vectors(source, what=what, **check)
+    return check_vectors(source, what, **check)
+
+
+def _manifest(selector: Selector, request: Request, inputs: Inputs, engine: Engine, k: int) -> dict[str, Any]:
+    selection = selector.selection_
+    params = {key: value for key, value in request.params.items() if key not in ("index", "seed")}
+    return {
+        "method": selector.name,
+        "params": {"budget": k, "seed": selector.seed, **selector.get_params()},
+        "seed": selector.seed,
+        "budget": {"requested": str(request.budget), "count": k},
+        "engine": engine.name,
+        "engine_info": engine.info(),
+        "inputs": {"pool": records_info(inputs.pool_records, request.pool_vectors),
+                   "target": records_info(inputs.target_records, request.target_vectors)},
+        "features": inputs.info,
+        "counts": {"pool": len(inputs.pool), "target": len(inputs.target) if inputs.target is not None else 0,
+                   "selected": len(selection), "weight_total": float(selection.weights.sum())},
+        "versions": versions(),
+        "call": {"pool": where(request.pool), "target": where(request.target),
+                 "pool_vectors": where(request.pool_vectors), "target_vectors": where(request.target_vectors),
+                 "method": request.method, "budget": str(request.budget), "seed": selector.seed, **request.view,
+                 "model": request.model, "index": request.index, "params": params,
+                 "features": dict(request.features)},
+    }
+
+
+def _fill_ids(selection: Selection, records: Any) -> None:
+    """Record ids for the chosen rows (and for the rows of side tables), when the pool came as records."""
+    ids = records.ids if records is not None else None
     if ids is not None:
         selection.ids = [ids[i] for i in selection.indices]
     for name, table in list(selection.tables.items()):
         if "row" in table.column_names and "id" not in table.column_names:
             rows = table.column("row").to_numpy()
             row_ids = [ids[i] for i in rows] if ids is not None else [str(i) for i in rows]
-            selection.tables[name] = table.add_column(0, "id", _string_array(row_ids))
-
-    manifest = selection.manifest
-    manifest.update({
-        "method": cls.name,
-        "params": {"budget": k, "seed": seed, **selector.get_params()},
-        "seed": seed,
-        "budget": {"requested": str(budget), "count": k},
-        "engine": engine.name,
-        "engine_info": engine.info(),
-        "inputs": {
-            "pool": _records_info(pool_records, pool_vectors),
-            "target": _records_info(target_records, target_vectors),
-        },
-        "features": features_info,
-        "counts": {"pool": n, "target": len(target_feat) if target_feat is not None else 0,
-                   "selected": len(selection), "weight_total": float(selection.weights.sum())},
-        "versions": _versions(),
-        "call": {**_rerun_call(pool, target, pool_vectors, target_vectors, method, budget, seed, view, model,
-                               index, params), "features": dict(features or {})},
-    })
-    manifest["timings"] = stages.seconds
-    if out is not None:
-        with stages("write"):
-            selection.save(out, pool_records)
-        manifest["timings"] = stages.seconds
-        from tasksift.selection.writers import write_json_atomic
-
-        write_json_atomic(Path(out) / "manifest.json", manifest)
-    return selection
-
-
-def _string_array(values: list[str]) -> Any:
-    import pyarrow as pa
-
-    return pa.array(values, type=pa.string())
-
-
-def _features(cls: type[Selector], pool_records: Any, target_records: Any, pool_vectors: Any, target_vectors: Any,
-              model: str | None, cache_dir: Any, progress: bool, stages: _Stages,
-              params: Mapping[str, Any] | None = None, features: Mapping[str, Any] | None = None,
-              engine: Any = None) -> tuple[Any, Any, dict]:
-    """What the selector's ``fit`` receives, by ``cls.needs``."""
-    if cls.needs == "count":
-        if pool_records is not None:
-            return pool_records.ids, None, {"kind": "none"}
-        if pool_vectors is None:
-            raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
-        with stages("load"):
-            x = _vectors(pool_vectors, pool_records, None, "pool vectors")
-        return x, None, {"kind": "none"}
-    if cls.needs == "pairs":
-        return _pair_features(cls, pool_records, params, model, cache_dir, progress, stages)
-    if cls.needs == "texts":
-        if pool_records is None or target_records is None:
-            raise InputError(f"method {cls.name!r} reads text",
-                             fix="pass --pool and --target records (vectors alone are not enough)")
-        return pool_records.texts, target_records.texts, {"kind": "text"}
-    # vectors
-    if not cls.needs_target:
-        # a selector that reads no target (SPICE): only the pool is featurized; a given target is ignored
-        if pool_vectors is not None:
-            with stages("load"):
-                return _vectors(pool_vectors, pool_records, None, "pool vectors"), None, {"kind": "user vectors"}
-        if pool_records is None:
-            raise InputError("no pool given", fix="pass --pool records or --pool-vectors")
-        with stages(cls.features):
-            pool_feat, _ = _featurize(cls, pool_records.texts, None, model, cache_dir, progress, features, engine)
-        return pool_feat.matrix(), None, {"kind": cls.features, "pool": pool_feat.info()}
-    if (pool_vectors is None) != (target_vectors is None):
-        raise InputError("give both --pool-vectors and --target-vectors, or neither (then both are embedded)")
-    if pool_vectors is not None:
-        with stages("load"):
-            x = _vectors(pool_vectors, pool_records, None, "pool vectors")
-            q = _vectors(target_vectors, target_records, x.shape[1], "target vectors")
-        return x, q, {"kind": "user vectors"}
-    if pool_records is None or target_records is None:
-        raise InputError("no pool or no target given",
-                         fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
-    with stages(cls.features):
-        pool_feat, target_feat = _featurize(cls, pool_records.texts, target_records.texts, model, cache_dir,
-                                            progress, features, engine)
-    info = {"kind": cls.features, "pool": pool_feat.info(), "target": target_feat.info()}
-    return pool_feat.matrix(), target_feat.matrix(), info
-
-
-def _featurize(cls: type[Selector], pool_texts: Any, target_texts: Any, model: str | None, cache_dir: Any,
-               progress: bool, features: Mapping[str, Any] | None, engine: Any = None) -> tuple[Any, Any]:
-    """Cached features of the pool's and the target's texts (target ``None`` when not given), computed by
-    ``engine`` where not cached."""
-    if cls.features == "gradients":
-        from tasksift.features.for_selection import GradientRecipe, selection_gradients
-
-        recipe = GradientRecipe.of(cls.feature_defaults, features)
-        return selection_gradients(pool_texts, target_texts, recipe, model=model, cache_dir=cache_dir,
-                                   progress=progress, engine=engine)
-    if features:
-        raise InputError(f"method {cls.name!r} takes no feature settings (it reads sentence embeddings)",
-                         fix=f"drop {', '.join(sorted(features))}")
-    from tasksift.features import embed_texts
-
-    pool = embed_texts(pool_texts, model=model, cache_dir=cache_dir, progress=progress, engine=engine)
-    target = None if target_texts is None else embed_texts(target_texts, model=model, cache_dir=cache_dir,
-                                                            progress=progress, engine=engine)
-    return pool, target
-
-
-def _fit_extras(cls: type[Selector], pool_records: Any, pool_vectors: Any, params: Mapping[str, Any], model: Any,
-                cache_dir: Any, progress: bool, features: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Keyword arguments of ``fit`` beyond the features: SPICE's proxy trainer for its interleaved updates,
-    built when the pool came as records (the proxy can read them) and the greedy runs over several windows
-    (with one window there is no later window to re-read gradients for)."""
-    if cls.features != "gradients" or "proxy" not in inspect.signature(cls.fit).parameters:
-        return {}
-    if pool_records is None or pool_vectors is not None or params.get("window") in (None, "None", ""):
-        return {}
-    from tasksift.features.for_selection import GradientRecipe, proxy_trainer
-
-    recipe = GradientRecipe.of(cls.feature_defaults, features)
-    return {"proxy": proxy_trainer(pool_records.texts, recipe, model=model, cache_dir=cache_dir,
-                                   progress=progress)}
-
-
-def _pair_features(cls: type[Selector], pool_records: Any, params: Mapping[str, Any] | None, model: str | None,
-                   cache_dir: Any, progress: bool, stages: _Stages) -> tuple[Any, None, dict]:
-    """Retrieval pairs for a ``"pairs"`` selector: the pool's query and document fields embedded apart, queries
-    keyed by ``query_id_field`` (when every record has it) or by their text."""
-    from tasksift.records import load_records
-    from tasksift.features import embed_texts
-    from tasksift.selectors.opera.selector import PairFeatures
-
-    if pool_records is None or pool_records.path is None:
-        raise InputError(f"method {cls.name!r} reads query-document pairs",
-                         fix="pass --pool records of pairs (fields such as query and document)")
-    settings = {**cls.param_defaults(), **(params or {})}
-    with stages("load"):
-        queries = load_records(pool_records.path, text_field=settings["query_field"])
-        docs = load_records(pool_records.path, text_field=settings["doc_field"])
-        id_field = settings.get("query_id_field")
-        keys: list[Any] = list(queries.texts)
-        if id_field:
-            rows = queries.take(np.arange(len(queries)))
-            if all(id_field in r for r in rows):
-                keys = [str(r[id_field]) for r in rows]
-    with stages("embeddings"):
-        q = embed_texts(queries.texts, model=model, cache_dir=cache_dir, progress=progress)
-        d = embed_texts(docs.texts, model=model, cache_dir=cache_dir, progress=progress)
-    return PairFeatures(q.matrix(), d.matrix(), keys), None, {"kind": "pair embeddings", "queries": q.info(),
-                                                              "documents": d.info()}
-
-
-def _vectors(source: Any, records: Any, dim: int | None, what: str) -> np.ndarray:
-    from tasksift.records import check_vectors, load_vectors
-
-    rows = len(records) if records is not None else None
-    where = records.path if records is not None else None
-    if isinstance(source, str | Path):
-        return load_vectors(source, expected_rows=rows, expected_dim=dim, what=what, records_path=where)
-    return check_vectors(source, what, expected_rows=rows, expected_dim=dim, records_path=where)
-
-
-def _records_info(records: Any, vectors: Any) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    if records is not None:
-        info.update(path=str(records.path) if records.path else None, format=records.format, rows=len(records),
-                    sha256=records.file_sha256, id_rule=records.id_rule, text_rule=records.text_rule)
-    if isinstance(vectors, str | Path):
-        from tasksift.records.records import file_sha256
-
-        info["vectors"] = {"path": str(vectors), "sha256": file_sha256(Path(vectors))}
-    elif vectors is not None:
-        info["vectors"] = {"in_memory": True, "shape": list(np.shape(vectors))}
-    return info
-
-
-def _rerun_call(pool: Any, target: Any, pool_vectors: Any, target_vectors: Any, method: str, budget: Any,
-                seed: int, view: dict, model: str | None, index: str, params: dict) -> dict[str, Any]:
-    """The keyword arguments of :func:`select` that reproduce this run (paths only; in-memory data is marked)."""
-
-    def where(x: Any) -> Any:
-        if x is None:
-            return None
-        return str(Path(x).resolve()) if isinstance(x, str | Path) else "<in memory>"
-
-    return {"pool": where(pool), "target": where(target), "pool_vectors": where(pool_vectors),
-            "target_vectors": where(target_vectors), "method": method, "budget": str(budget), "seed": seed,
-            **view, "model": model, "index": index,
-            "params": {k: v for k, v in params.items() if k != "index"}}
+            selection.tables[name] = table.add_column(0, "id", pa.array(row_ids, type=pa.string()))

@@ -103,7 +103,7 @@ def test_compare_cli_train_settings_reach_every_row(tmp_path: Path) -> None:
     run = json.loads((out / "random" / "seed-0" / "eval.json").read_text())
     assert run["settings"]["max_length"] == 24 and run["settings"]["batch_size"] == 2
     bad = CliRunner().invoke(app, ["compare", "--task", str(task), "--methods", "random", "--train", "depth=3"])
-    assert bad.exit_code == 2 and "unknown classification training setting 'depth'" in bad.stderr
+    assert bad.exit_code == 2 and "classification training has no parameter 'depth'" in bad.stderr
 
 
 def test_compare_refuses_training_time_pruning_on_a_task_that_is_not_retrieval(tmp_path: Path) -> None:

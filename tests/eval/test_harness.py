@@ -60,8 +60,8 @@ def test_eval_command_on_a_hand_written_task(tmp_path: Path, tiny_llama_dir: Pat
 
 @pytest.mark.parametrize("args, message", [
     (["--selection", "nowhere"], "not a selection run directory"),
-    (["--selection", "full", "--param", "bogus=1"], "unknown instruction training setting 'bogus'"),
-    (["--selection", "full", "--param", "lr=fast"], "lr='fast' is not a float"),
+    (["--selection", "full", "--param", "bogus=1"], "instruction training has no parameter 'bogus'"),
+    (["--selection", "full", "--param", "lr=fast"], "lr='fast' is not allowed"),
     (["--selection", "full", "--seeds", "0"], "must be at least 1"),
 ])
 def test_eval_command_bad_input_is_one_line(tmp_path: Path, tiny_llama_dir: Path, args: list[str],

@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tasksift.cli.app import app
-from tasksift.util.errors import InputError
 from tasksift.eval.pruning import (
     evaluation_steps,
     markdown_summary,
@@ -22,6 +21,7 @@ from tasksift.eval.pruning import (
     subset_task,
     summarize,
 )
+from tasksift.util.errors import InputError
 from tests.train.helpers import classification_task, retrieval_task
 
 runner = CliRunner()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tasksift.features import FeatureCache, default_cache_root, settings_key, shard_key
-from tasksift.features.cache import _HOST
+from tasksift.util.io import HOST
 
 DIM = 8
 
@@ -161,9 +161,9 @@ def test_markerless_or_corrupt_shards_are_recomputed(tmp_path: Path) -> None:
     # A truncated temporary file left by a dead process on this host, and one by a live one.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
-    stale = cache.dir / f"{k0}.npy.{_HOST}.{int(dead.stdout)}.tmp"
+    stale = cache.dir / f"{k0}.npy.{HOST}.{int(dead.stdout)}.tmp"
     stale.write_bytes(b"\x93NUMPY trunc")
-    live = cache.dir / f"{k0}.npy.{_HOST}.{os.getppid()}.tmp"
+    live = cache.dir / f"{k0}.npy.{HOST}.{os.getppid()}.tmp"
     live.write_bytes(b"in flight")
 
     fn = FakeFn()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from tasksift.util.errors import InputError
 from tasksift.features import Embedder, embed_texts, model_fingerprint
+from tasksift.util.errors import InputError
 
 SENTENCES = [
     "The central bank raised interest rates by a quarter point.",

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from tasksift.index import build_index, has_unit_rows, normalize_rows
+from tasksift.index.search import ROW_BLOCK
 from tasksift.util.errors import InputError
-from tasksift.index import build_index
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,25 @@ def test_bad_arguments_are_input_errors(data) -> None:
         build_index(x, kind="lsh")
     with pytest.raises(InputError, match="16-dimensional"):
         build_index(x).search(q[:, :3], 2)
+
+
+@pytest.mark.parametrize("float64", [False, True])
+def test_normalize_rows_gives_unit_rows_and_keeps_zero_rows(data, float64: bool) -> None:
+    x, _ = data
+    x = x.copy()
+    x[3] = 0.0
+    unit = normalize_rows(x, float64=float64)
+    assert unit.dtype == np.float32 and unit is not x and np.all(unit[3] == 0.0)
+    expected = x.astype(np.float64) / np.maximum(np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True), 1e-300)
+    np.testing.assert_allclose(unit, expected, rtol=1e-6, atol=1e-7)
+    if float64:  # each row rounded to float32 once, from its float64 quotient: blocks do not change it
+        np.testing.assert_array_equal(unit, expected.astype(np.float32))
+    assert not has_unit_rows(x) and not has_unit_rows(unit)  # the zero row
+    assert has_unit_rows(np.delete(unit, 3, axis=0))
+
+
+def test_has_unit_rows_checks_every_block() -> None:
+    x = np.tile(np.eye(4, dtype=np.float32), (ROW_BLOCK // 4 + 1, 1))
+    assert has_unit_rows(x)
+    x[-1] *= 1.01
+    assert not has_unit_rows(x)

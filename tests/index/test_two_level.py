@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tasksift.util.errors import InputError
 from tasksift.index.two_level import TwoLevelIVF
+from tasksift.util.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from tasksift.records import files as records_files
 from tasksift.records import load_records, records_from_dicts
-from tasksift.records import records as records_module
 from tasksift.util.errors import InputError
 
 RECORDS = [
@@ -203,7 +203,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(records_module, "open", denied, raising=False)
+    monkeypatch.setattr(records_files, "open", denied, raising=False)
     message = error_of(path)
     assert "pool.jsonl" in message and "Permission denied" in message
 

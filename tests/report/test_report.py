@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 import tasksift
 from tasksift.cli.app import app
-from tasksift.util.errors import InputError
 from tasksift.report import write_report
+from tasksift.util.errors import InputError
 from tests.conftest import write_jsonl
 
 
@@ -67,8 +67,8 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
 def test_training_report_draws_the_quality_curves(tmp_path: Path) -> None:
     import json
 
-    from tasksift.selection.writers import write_json_atomic
     from tasksift.eval.pruning import summarize
+    from tasksift.util.io import write_json_atomic
 
     base = {"metrics": {"ndcg@10": 0.5, "recall@20": 0.6}}
     for name, final in (("none", 0.6), ("dynamic", 0.65)):

@@ -1,4 +1,4 @@
-"""Atomic writes and the selection's output files."""
+"""The selection's output files."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tasksift.selection import atomic_path, write_json_atomic, write_parquet_atomic
 from tasksift.records import load_records
+from tasksift.selection import Selection, write_parquet_atomic
 from tasksift.selection import writers as writers_module
-from tasksift.selectors.base import Selection
+from tasksift.util.io import TMP_SUFFIX
 
 POOL = [
     {"text": "zero", "n": 0, "tags": ["a"]},
@@ -31,35 +31,10 @@ def selection() -> Selection:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if ".tmp-" in p.name]
+    return [p.name for p in folder.iterdir() if p.name.endswith(TMP_SUFFIX)]
 
 
-def test_atomic_path_renames_on_success(tmp_path: Path) -> None:
-    final = tmp_path / "out.txt"
-    with atomic_path(final) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".out.txt.tmp-")
-        tmp.write_text("done")
-        assert not final.exists()
-    assert final.read_text() == "done"
-    assert leftovers(tmp_path) == []
-
-
-def test_atomic_path_removes_temp_and_keeps_old_file_on_error(tmp_path: Path) -> None:
-    final = tmp_path / "out.txt"
-    final.write_text("old")
-    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("crash mid-write")
-    assert final.read_text() == "old"
-    assert leftovers(tmp_path) == []
-
-
-def test_json_and_parquet_atomic_writes(tmp_path: Path) -> None:
-    write_json_atomic(tmp_path / "m.json", {"k": np.int32(3), "v": np.arange(2), "p": tmp_path})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"k": 3, "v": [0, 1], "p": str(tmp_path)}
-    with pytest.raises(TypeError):
-        write_json_atomic(tmp_path / "bad.json", {"k": object()})
-    assert not (tmp_path / "bad.json").exists()
+def test_parquet_atomic_write(tmp_path: Path) -> None:
     write_parquet_atomic(tmp_path / "t.parquet", pa.table({"a": [1, 2]}))
     assert pq.read_table(tmp_path / "t.parquet").column("a").to_pylist() == [1, 2]
     assert leftovers(tmp_path) == []
@@ -126,11 +101,3 @@ def test_outputs_without_records_and_bad_table_names(tmp_path: Path) -> None:
         sel.save(tmp_path / "other")
     assert not (tmp_path / "other").exists()
 
-
-def test_write_npy_atomic_round_trips_and_leaves_no_temporary(tmp_path) -> None:
-    from tasksift.selection.writers import write_npy_atomic
-
-    m = np.arange(12, dtype=np.float32).reshape(3, 4)
-    path = write_npy_atomic(tmp_path / "x.npy", m)
-    np.testing.assert_array_equal(np.load(path), m)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]

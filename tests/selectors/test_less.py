@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasksift.util.errors import InputError
+from tasksift.records import domain_index
 from tasksift.selectors import available
-from tasksift.selectors.less import LESSSelector, less_scores, parse_domains
+from tasksift.selectors.less import LESSSelector, less_scores
+from tasksift.util.errors import InputError
 
 
 def brute_force_less(x: np.ndarray, q: np.ndarray, domains: list[str] | None, budget: int) -> tuple[list[int], list]:
@@ -61,13 +62,13 @@ def test_scores_are_computed_in_blocks_the_same_way() -> None:
 
 
 def test_domains_from_the_command_line() -> None:
-    assert parse_domains('["m", "c", "m"]', 3)[1].tolist() == [0, 1, 0]
-    names, task_of = parse_domains("m, c,m", 3)
+    assert domain_index('["m", "c", "m"]', 3, who="less")[1].tolist() == [0, 1, 0]
+    names, task_of = domain_index("m, c,m", 3, who="less")
     assert names == ["m", "c"] and task_of.tolist() == [0, 1, 0]
     with pytest.raises(InputError, match="2 domain labels for 3"):
-        parse_domains(["a", "b"], 3)
+        domain_index(["a", "b"], 3, who="less")
     with pytest.raises(InputError, match="list"):
-        parse_domains('{"a": 1}', 1)
+        domain_index('{"a": 1}', 1, who="less")
 
 
 def test_less_input_errors_and_registry() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasksift.util.errors import InputError
 from tasksift.train.common import Checkpoint, ShuffledSampler, expand_counts, planned_steps, run_steps
+from tasksift.util.errors import InputError
 
 
 def test_expand_counts_repeats_each_row_by_its_rounded_weight() -> None:

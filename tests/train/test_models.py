@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasksift.util.errors import InputError
 from tasksift.train import models
 from tasksift.train.models import CONVERSION_RECORD, convert_gguf, is_converted, resolve_encoder, resolve_lm
+from tasksift.util.errors import InputError
 
 
 @pytest.fixture()
@@ -105,7 +105,7 @@ def test_smollm2_converts_scores_and_learns(tmp_path: Path) -> None:
 def test_two_conversions_have_one_fingerprint(tmp_path: Path, fake_gguf: Path) -> None:
     """The fingerprint keys every stored training and score: converting the same GGUF again (a fresh machine)
     must give the same model, so nothing in the conversion's files may depend on when or how fast it ran."""
-    from tasksift.features.embed import model_fingerprint
+    from tasksift.train.resolve import model_fingerprint
 
     first = convert_gguf(fake_gguf, tmp_path / "a", progress=False)
     second = convert_gguf(fake_gguf, tmp_path / "b", progress=False)

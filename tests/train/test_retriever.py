@@ -145,7 +145,7 @@ def test_settings_follow_opera() -> None:
 def test_dynamic_scores_are_the_live_cosines_of_the_pairs_trained(tmp_path: Path) -> None:
     """OPERA's score refresh through the real loop: after training, exactly the pairs handed out carry new scores,
     and those are the positive cosines of the training forward pass (the first batch's match the base model)."""
-    from tasksift.selectors.opera.selector import OperaDynamicSampler
+    from tasksift.train.samplers import OperaDynamicSampler
 
     task = load_task(retrieval_task(tmp_path))
     train = task.training_data(np.arange(len(task.pool)))

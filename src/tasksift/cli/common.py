@@ -2,44 +2,72 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from tasksift.util.errors import InputError
+from tasksift.util.env import default_cache_root
+from tasksift.util.errors import InputError, from_os_error
 
 console = Console(stderr=False)
+#: set by the global ``--debug`` option: print the traceback of an internal error too
+DEBUG = {"on": False}
+
+
+def _log_traceback() -> Path | None:
+    """Write the current exception's traceback to a log file under the cache root (or the temp dir)."""
+    text = traceback.format_exc()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for root in (default_cache_root() / "logs", Path(tempfile.gettempdir())):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            path = root / f"tasksift-{stamp}-{os.getpid()}.log"
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _fail(line: str, code: int, out: Path | None, created: bool) -> NoReturn:
+    if created and out is not None and out.exists():
+        shutil.rmtree(out, ignore_errors=True)
+    sys.stderr.write(f"tasksift: {line}\n")
+    raise typer.Exit(code)
 
 
 @contextmanager
 def user_errors(out: Path | None = None) -> Iterator[None]:
-    """Turn an InputError into one line on stderr and exit code 2; remove ``out`` if this run created it."""
+    """The command line's one error policy: bad input or environment (an InputError, or an OSError such as a
+    missing file, a permission, a read-only or full disk) is one line on stderr and exit code 2; anything else
+    is one line ``internal error: ...`` naming a log file with the traceback (``--debug`` prints it) and exit
+    code 1. ``out`` is removed if this run created it and failed."""
     created = out is not None and not out.exists()
     try:
         yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
     except InputError as err:
-        if created and out is not None and out.exists():
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-        sys.stderr.write(f"tasksift: error: {err.one_line()}\n")
-        raise typer.Exit(2) from None
-
-
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["alpha=0.5", "metric=l2"]`` -> ``{"alpha": "0.5", "metric": "l2"}`` (typed later per method)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--param {item!r} is not key=value", fix="write it like --param alpha=0.5")
-        out[key.strip()] = value
-    return out
+        _fail(f"error: {err.one_line()}", 2, out, created)
+    except OSError as err:
+        _fail(f"error: {from_os_error(err).one_line()}", 2, out, created)
+    except Exception as err:  # noqa: BLE001 - the policy for every unexpected failure
+        log = _log_traceback()
+        if DEBUG["on"]:
+            sys.stderr.write(traceback.format_exc())
+        where = f"traceback in {log}" if log is not None else "no log could be written"
+        message = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        _fail(f"internal error: {message} ({where}; --debug prints it)", 1, out, created)
 
 
 PoolOpt = Annotated[Path | None, typer.Option("--pool", help="Pool records: jsonl, json, parquet, csv or a saved "

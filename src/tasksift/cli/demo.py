@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from tasksift.api import select
+from tasksift.cli.common import CacheOpt, console, user_errors
 from tasksift.eval.taskgen.sources import bbc_news, chatterbot_english
-from tasksift.selection.writers import atomic_path
+from tasksift.util.io import atomic_path
 
 TARGET_TOPIC = "tech"
 N_TARGET = 8
@@ -64,8 +67,6 @@ def build_demo_data(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
 def run_demo(out_dir: Path, *, method: str = "knn", budget: str = "5%", seed: int = 0,
              cache_dir: Path | None = None, console: Console | None = None) -> dict[str, Any]:
     """Build the data, select, print a one-screen summary, and return the figures shown."""
-    from tasksift.api import select
-
     console = console or Console()
     pool_path, target_path = build_demo_data(out_dir, seed)
     run_dir = out_dir / "run"
@@ -92,3 +93,16 @@ def run_demo(out_dir: Path, *, method: str = "knn", budget: str = "5%", seed: in
     console.print(table)
     return {"share_selected": share_selected, "share_pool": share_pool, "selected": len(selection),
             "run_dir": str(run_dir)}
+
+
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", help="Where the demo writes its data and selection.")]
+    = Path("tasksift-demo"),
+    method: Annotated[str, typer.Option("--method")] = "knn",
+    budget: Annotated[str, typer.Option("--budget")] = "5%",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Build a small real pool (BBC News + chatterbot answers), select for a few tech articles, report."""
+    with user_errors():
+        run_demo(out, method=method, budget=budget, seed=seed, cache_dir=cache_dir, console=console)

@@ -1,4 +1,4 @@
-"""``tasksift eval``: finetune a small model on a selection and score it on the task (registered in cli.py)."""
+"""``tasksift eval`` and ``tasksift compare``: finetune a small model on selections and score it on the task."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tasksift.cli.common import console, parse_params, user_errors
+from tasksift.cli.common import CacheOpt, console, user_errors
+from tasksift.eval import evaluate
+from tasksift.eval.compare import compare as run_compare
+from tasksift.eval.compare import markdown_table
+from tasksift.util.errors import InputError
+from tasksift.util.params import parse_assignments
 
 
 def eval_command(
@@ -29,11 +34,9 @@ def eval_command(
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore seeds an earlier run finished.")] = False,
 ) -> None:
     """Finetune on the selection and score the task's test set; resumes an interrupted evaluation."""
-    from tasksift.eval import evaluate
-
     with user_errors():
         result = evaluate(task, selection, seeds=seeds, model=model, epochs=epochs, max_steps=max_steps,
-                          settings=parse_params(param), out=out, resume=not fresh, progress=True)
+                          settings=parse_assignments(param, "--train"), out=out, resume=not fresh, progress=True)
     print_eval(result)
 
 
@@ -60,3 +63,36 @@ def print_eval(result: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"training examples per epoch: {sel['training_examples']:,} ({sel['distinct_examples']:,} "
                   f"distinct); model: {result['model']['name']}; results: {result['eval_file']}", soft_wrap=True)
+
+
+def compare_command(
+    task: Annotated[Path, typer.Option("--task", help="A task directory (see docs/task-format.md).")],
+    methods_: Annotated[str, typer.Option("--methods", help="Comma-separated selectors.")] = "random,knn,dsir,tsds",
+    budget: Annotated[str, typer.Option("--budget")] = "2%",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (selection and training).")] = 3,
+    full_seeds: Annotated[int, typer.Option("--full-seeds", help="Seeds for the full-pool row.")] = 1,
+    full: Annotated[bool, typer.Option("--full/--no-full", help="Include the full-pool row.")] = True,
+    out: Annotated[Path | None, typer.Option("--out", help="Default: TASK/compare/budget-<budget>.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="method.key=value, e.g. tsds.alpha=0.01")]
+    = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model to finetune (default: the track's).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps")] = None,
+    train: Annotated[list[str] | None, typer.Option("--train", help="Training setting key=value for every row, "
+                                                                    "e.g. max_length=128 or lr=1e-4.")] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Select with each method and seed, finetune, score; write comparison.json and comparison.md."""
+    with user_errors():
+        names = [m.strip() for m in methods_.split(",") if m.strip()]
+        per_method: dict[str, dict[str, Any]] = {}
+        for key, value in parse_assignments(param, "--param").items():
+            method, dot, name = key.partition(".")
+            if not dot or not name:
+                raise InputError(f"--param {key}={value} does not name its method",
+                                 fix="write it as method.key=value, e.g. tsds.alpha=0.01")
+            per_method.setdefault(method, {})[name] = value
+        result = run_compare(task, names, budget, seeds=seeds, full_seeds=full_seeds, include_full=full, out=out,
+                             params=per_method, model=model, epochs=epochs, max_steps=max_steps,
+                             settings=parse_assignments(train, "--train"), cache_dir=cache_dir)
+    console.print(markdown_table(result), soft_wrap=True)

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from tasksift.cli.common import console, parse_params, user_errors
+from tasksift.cli.common import console, user_errors
+from tasksift.eval.pruning import markdown_summary, train_with_pruning
+from tasksift.util.params import parse_assignments
 
 retriever_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                             help="Finetune a dense retriever (bi-encoder) on a retrieval task.")
@@ -35,12 +37,11 @@ def train_command(
                                                                 "ones kept).")] = None,
 ) -> None:
     """Finetune with each pruning and seed, scoring NDCG@10 and Recall@10/20/100 along the way (resumable)."""
-    from tasksift.eval.pruning import markdown_summary, train_with_pruning
-
     with user_errors():
         summary = train_with_pruning(task, pruning, steps=steps, seeds=seeds,
                                      out=out if out is not None else task / "pruning", eval_every=eval_every,
-                                     model=model, settings=parse_params(param), train_queries=train_queries,
+                                     model=model, settings=parse_assignments(param, "--train"),
+                                     train_queries=train_queries,
                                      test_queries=test_queries, corpus=corpus, progress=True,
                                      log=lambda message: console.print(message, soft_wrap=True))
     console.print(markdown_summary(summary), soft_wrap=True)

@@ -6,8 +6,8 @@ sharded search in :mod:`tasksift.index.sharded`, the selectors); an engine only 
 - :meth:`Engine.featurize` fills a :class:`tasksift.features.FeatureCache` with the shards that are not
   finished. Both engines write the same layout and the same completion markers, so a run stopped on one resumes
   on the other without recomputing a finished shard.
-- :meth:`Engine.search` is the neighbour-search helper a selector receives (``None``: the selector searches in
-  process with faiss, as it always did).
+- :meth:`Engine.search` is the :class:`tasksift.index.searcher.Search` a selector receives through its context:
+  :class:`~tasksift.index.searcher.LocalSearch` here, the sharded search of the Ray engine there.
 
 :func:`get_engine` builds one by name. The local engine imports nothing from Ray.
 """
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from tasksift.index.searcher import Search
 from tasksift.util.errors import InputError
 
 if TYPE_CHECKING:
@@ -44,9 +45,8 @@ class Engine(Protocol):
         """Features of ``texts`` in ``cache``: finished shards reused, the others computed and stored."""
         ...
 
-    def search(self) -> Any:
-        """The neighbour-search helper for selectors (see :class:`tasksift.engine.ray_engine.RaySearch`), or
-        ``None`` to search in process."""
+    def search(self) -> Search:
+        """The neighbour search selectors receive (:class:`tasksift.engine.ray.RaySearch` on Ray)."""
         ...
 
     def info(self) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def get_engine(name: str = "local", *, address: str | None = None, workers: int 
 
         return LocalEngine()
     if name == "ray":
-        from tasksift.engine.ray_engine import RayEngine
+        from tasksift.engine.ray import RayEngine
 
         return RayEngine(address=address, workers=workers)
     raise InputError(f"unknown engine {name!r}", fix=f"use one of {', '.join(ENGINES)}")

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasksift.index.searcher import LocalSearch
+
 if TYPE_CHECKING:
     from rich.progress import Progress
 
@@ -33,8 +35,8 @@ class LocalEngine:
 
         return cache.compute(texts, fn, progress=progress, desc=desc, dim=dim)
 
-    def search(self) -> None:
-        return None
+    def search(self) -> LocalSearch:
+        return LocalSearch()
 
     def info(self) -> dict[str, Any]:
         return {"name": "local"}

@@ -205,7 +205,7 @@ def markdown_table(result: Mapping[str, Any]) -> str:
 
 
 def _write(out_dir: Path, result: dict[str, Any]) -> None:
-    from tasksift.selection.writers import atomic_path, write_json_atomic
+    from tasksift.util.io import atomic_path, write_json_atomic
 
     write_json_atomic(out_dir / "comparison.json", result)
     task = result["task"]

@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.selection import write_json_atomic
-from tasksift.util.errors import InputError
 from tasksift.eval.metrics import accuracy, mean_std, option_metrics, retrieval_metrics
 from tasksift.eval.tasks import Task, load_task, selection_rows
+from tasksift.util.errors import InputError
+from tasksift.util.io import write_json_atomic
+from tasksift.selection.manifest import versions
+from tasksift.util.params import convert_params, from_type_hints
 
 #: the file the harness writes
 EVAL_FILE = "eval.json"
@@ -59,13 +61,11 @@ def make_settings(kind: str, *, epochs: int | None = None, max_steps: int | None
     Override values may be strings (from the command line); they are converted to the field's type.
     """
     cls = settings_class(kind)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    values: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        if key not in names:
-            raise InputError(f"unknown {kind} training setting {key!r}", fix=f"use one of {', '.join(names)}")
-        values[key] = _coerce(key, hints[key], value)
+    declared = from_type_hints(cls)
+    values = convert_params(f"{kind} training", declared, overrides or {})
+    for field in dataclasses.fields(cls):
+        if typing.get_origin(typing.get_type_hints(cls)[field.name]) is tuple and values.get(field.name) is not None:
+            values[field.name] = tuple(values[field.name])
     if epochs is not None:
         values["epochs"] = int(epochs)
     if max_steps is not None:
@@ -73,27 +73,6 @@ def make_settings(kind: str, *, epochs: int | None = None, max_steps: int | None
     if values.get("epochs", 1) < 0 or (values.get("max_steps") is not None and values["max_steps"] < 0):
         raise InputError("epochs and max_steps cannot be negative")
     return cls(**values)
-
-
-def _coerce(key: str, hint: Any, value: Any) -> Any:
-    """A command-line string as the type a settings field declares (``int | None``, ``tuple[str, ...]``...)."""
-    if not isinstance(value, str):
-        return tuple(value) if typing.get_origin(hint) is tuple else value
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    if value.strip().lower() in ("none", "null") and type(None) in typing.get_args(hint):
-        return None
-    base = args[0] if typing.get_origin(hint) is not tuple else tuple
-    try:
-        if base is bool:
-            if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.strip().lower() in ("true", "1", "yes")
-        if base is tuple:
-            return tuple(v.strip() for v in value.split(",") if v.strip())
-        return base(value)
-    except ValueError:
-        raise InputError(f"training setting {key}={value!r} is not a {getattr(base, '__name__', base)}",
-                         fix=f"write it like {key}=<{getattr(base, '__name__', base)}>") from None
 
 
 def evaluate(task_dir: str | Path, selection: str | Path | None = None, *, seeds: Sequence[int] | int = (0,),
@@ -173,7 +152,7 @@ def _resolve_model(kind: str, model: str | Path | None, progress: bool) -> tuple
 
 
 def _model_fingerprint(path: Path) -> str:
-    from tasksift.features.embed import model_fingerprint
+    from tasksift.train.resolve import model_fingerprint
 
     return model_fingerprint(path)
 
@@ -211,25 +190,11 @@ def _finish(result: dict[str, Any], runs: dict[str, Any], seed_list: list[int]) 
 
 def _write(out_dir: Path, record: dict[str, Any], complete: bool) -> dict[str, Any]:
     """Write ``eval.json`` (atomically) with the completeness flag and package versions; the record written."""
-    from tasksift.api import _versions
-
     out_dir.mkdir(parents=True, exist_ok=True)
     record = {**record, "complete": complete,
-              "versions": {**_versions(), **_package_versions(("peft", "accelerate"))}}
+              "versions": versions(("peft", "accelerate"))}
     write_json_atomic(out_dir / EVAL_FILE, record)
     return record
-
-
-def _package_versions(names: Sequence[str]) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def _report(progress: bool, task: Task, seed: int, run: dict[str, Any]) -> None:

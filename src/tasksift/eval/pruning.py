@@ -35,9 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.selection.writers import atomic_path, write_json_atomic
-from tasksift.util.errors import InputError
+from tasksift.eval.harness import make_settings
 from tasksift.eval.metrics import mean_std, retrieval_metrics
+from tasksift.eval.tasks import load_task
+from tasksift.train.resolve import model_fingerprint, resolve_model
+from tasksift.train.samplers import PRUNING
+from tasksift.util.errors import InputError
+from tasksift.util.io import atomic_path, write_json_atomic
 
 #: the metrics of the summary table, the headline first
 HEADLINE = ("ndcg@10", "recall@20", "recall@10", "recall@100")
@@ -47,8 +51,6 @@ SUMMARY_FILE = "summary.json"
 
 def parse_pruning(value: str | Sequence[str]) -> list[str]:
     """``"none,dynamic"`` -> ``["none", "dynamic"]``, each checked."""
-    from tasksift.selectors.opera.selector import PRUNING
-
     names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
     if not names:
         raise InputError("no pruning given", fix=f"use one or more of {', '.join(PRUNING)}, comma-separated")
@@ -141,8 +143,6 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
                        test_queries: int | None = None, corpus: int | None = None, data_seed: int = 0,
                        progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every (pruning, seed) not finished yet and return the summary (also in ``OUT/summary.json``)."""
-    from tasksift.eval.harness import _model_fingerprint, _resolve_model, make_settings
-    from tasksift.eval.tasks import load_task
     from tasksift.train import setup_torch
     from tasksift.train.models import load_encoder
     from tasksift.train.retriever import PairTrainer
@@ -160,7 +160,7 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
         raise InputError("set pruning and steps with --pruning and --steps, not as training settings")
     base_settings = make_settings("retrieval", max_steps=steps, overrides=overrides)
     checkpoints = evaluation_steps(steps, eval_every)
-    _, model_path = _resolve_model("retrieval", model, progress)
+    _, model_path = resolve_model(model)
     pool = task.training_data(np.arange(len(task.pool)))
     data = subset_task(pool.queries, pool.documents, task.test_data(), n_train=train_queries, n_test=test_queries,
                        n_corpus=corpus, data_seed=data_seed)
@@ -171,7 +171,7 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
     scorer = _Scorer(data, base_settings)
     described = {"task": task.fingerprint(), "subset": {"train_queries": train_queries, "test_queries": test_queries,
                                                         "corpus": corpus, "data_seed": data_seed},
-                 "model": _model_fingerprint(model_path), "evaluation_steps": checkpoints}
+                 "model": model_fingerprint(model_path), "evaluation_steps": checkpoints}
     sizes = {"train_pairs": len(data["queries"]), "train_queries": len(set(data["queries"])),
              "test_queries": len(data["test_queries"]), "corpus": len(data["corpus"])}
 

@@ -7,7 +7,6 @@ from tasksift.features.cache import (
     FeatureCache,
     canonical_json,
     default_cache_root,
-    make_progress,
     settings_key,
     shard_key,
 )
@@ -21,6 +20,7 @@ from tasksift.features.embed import (
     model_fingerprint,
     resolve_model,
 )
+from tasksift.util.progress import make_progress
 
 __all__ = [
     "CACHE_ENV",

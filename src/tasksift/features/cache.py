@@ -22,9 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,54 +30,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import Progress
 
-#: environment variable that overrides the default cache root
-CACHE_ENV = "TASKSIFT_CACHE"
+from tasksift.util.env import CACHE_ENV, default_cache_root
+from tasksift.util.hashing import canonical_json, settings_key, text_digest
+from tasksift.util.io import atomic_write, stale_temp_files, write_text_atomic
+from tasksift.util.progress import ProgressTask
+
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_SHARD_SIZE",
+    "CachedFeatures",
+    "FeatureCache",
+    "FeatureFn",
+    "canonical_json",
+    "default_cache_root",
+    "settings_key",
+    "shard_key",
+    "text_digest",
+]
+
 #: rows per shard when the settings do not say
 DEFAULT_SHARD_SIZE = 4096
 
 _KIND_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TMP_SUFFIX = ".tmp"
-_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
 
 #: ``fn(texts) -> (len(texts), dim) array``, or with ``reports_progress``: ``fn(texts, advance)``
 FeatureFn = Callable[..., np.ndarray]
-
-
-def default_cache_root() -> Path:
-    """``$TASKSIFT_CACHE`` if set, else ``~/.cache/tasksift``."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "tasksift"
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: equal settings always give the same string (and hash)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def settings_key(settings: Mapping[str, Any]) -> str:
-    """The sha256 (hex) of the canonical JSON of ``settings``: the name of the cache directory."""
-    return hashlib.sha256(canonical_json(settings).encode("utf-8")).hexdigest()
-
-
-def text_digest(text: str) -> bytes:
-    """sha256 digest of one text (UTF-8; lone surrogates kept as they are)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def shard_key(texts: Sequence[str], *, offset: int = 0) -> str:
@@ -93,75 +70,6 @@ def shard_key(texts: Sequence[str], *, offset: int = 0) -> str:
             raise TypeError(f"text {offset + i} is {type(text).__name__}, not str")
         h.update(text_digest(text))
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(final: Path) -> Path:
-    """A temporary sibling of ``final`` that names this host and process (so stale ones can be swept)."""
-    return final.with_name(f"{final.name}.{_HOST}.{os.getpid()}{_TMP_SUFFIX}")
-
-
-def _atomic_write(final: Path, write: Callable[[Any], None]) -> None:
-    """Write ``final`` via a temporary file: write, flush, fsync, rename, fsync the directory."""
-    tmp = _tmp_name(final)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(final.parent)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True
-    return True
-
-
-class _RateColumn(ProgressColumn):
-    """Rows per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        label = "? rows/s" if speed is None else f"{speed:,.1f} rows/s"
-        return Text(label, style="progress.data.speed")
-
-
-def make_progress(console: Console | None = None) -> Progress:
-    """The progress display used by :meth:`FeatureCache.compute`: bar, rows done, rows/s, elapsed, ETA."""
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console or Console(stderr=True),
-    )
 
 
 @dataclass(frozen=True)
@@ -337,74 +245,41 @@ class FeatureCache:
         """
         t0 = time.perf_counter()
         shards = self._plan(texts)
-        self._prepare_dir()
-        self._sweep_stale_tmp()
+        self.prepare()
+        done_dims, todo_rows, dim = self._finished_now(shards, dim)
 
-        # Which shards are finished now: decides the progress total; rechecked before computing each one.
-        done_dims: dict[str, int] = {}
-        todo_rows = 0
-        pending: set[str] = set()
-        for shard in shards:
-            if shard.key in done_dims or shard.key in pending:
-                continue
-            found = self.finished_dim(shard.key, shard.rows)
-            if found is None:
-                pending.add(shard.key)
-                todo_rows += shard.rows
-            else:
-                done_dims[shard.key] = found
-        for found in done_dims.values():
-            dim = self._check_dim(dim, found, "a cached shard")
-        cached_rows = len(texts) - todo_rows
-
-        n_computed = n_reused = rows_computed = 0
+        n_computed = rows_computed = 0
         compute_seconds = 0.0
-        with _ProgressTask(progress, desc or self.kind, todo_rows, cached_rows) as bar:
+        with ProgressTask(progress, desc or self.kind, todo_rows, len(texts) - todo_rows) as bar:
             for shard in shards:
                 if shard.key not in done_dims:
                     found = self.finished_dim(shard.key, shard.rows)  # another process may have finished it
                     if found is not None:
-                        done_dims[shard.key] = self._check_dim(dim, found, "a cached shard")
-                        dim = done_dims[shard.key]
-                        bar.finish_shard(shard.rows)
+                        done_dims[shard.key] = dim = self._check_dim(dim, found, "a cached shard")
+                        bar.finish_step(shard.rows)
                 if shard.key in done_dims:
-                    n_reused += 1
                     continue
                 chunk = [texts[i] for i in range(shard.start, shard.stop)]
                 t_shard = time.perf_counter()
                 out = fn(chunk, bar.advance) if reports_progress else fn(chunk)
                 arr = self._validate(out, shard, dim)
                 seconds = time.perf_counter() - t_shard
-                dim = arr.shape[1]
+                done_dims[shard.key] = dim = arr.shape[1]
                 self._store(shard.key, arr, seconds)
-                done_dims[shard.key] = dim
                 n_computed += 1
                 rows_computed += shard.rows
                 compute_seconds += seconds
-                bar.finish_shard(shard.rows)
-
-        return CachedFeatures(
-            cache_dir=self.dir,
-            kind=self.kind,
-            settings=self.settings,
-            meta=self.meta,
-            shard_keys=[s.key for s in shards],
-            shard_paths=[self.shard_path(s.key) for s in shards],
-            shard_rows=[s.rows for s in shards],
-            dim=int(dim) if dim is not None else 0,
-            n_computed=n_computed,
-            n_reused=n_reused,
-            seconds=time.perf_counter() - t0,
-            rows_computed=rows_computed,
-            compute_seconds=compute_seconds,
-        )
+                bar.finish_step(shard.rows)
+        return self._result(shards, dim, n_computed=n_computed, rows_computed=rows_computed,
+                            compute_seconds=compute_seconds, seconds=time.perf_counter() - t0)
 
     # -- for executors that compute shards elsewhere (tasksift.engine) -----------------------------------------
 
     def prepare(self) -> None:
         """Create the cache directory, record its settings, sweep temporary files of dead local processes."""
         self._prepare_dir()
-        self._sweep_stale_tmp()
+        for tmp in stale_temp_files(self.dir):
+            tmp.unlink(missing_ok=True)
 
     def unfinished(self, texts: Sequence[str]) -> list[tuple[int, int, str]]:
         """``(start, stop, key)`` of each shard of ``texts`` that is not finished, each key once, in row order."""
@@ -436,6 +311,34 @@ class FeatureCache:
             if found is None:
                 raise ValueError(f"shard {shard.index} (rows {shard.start}-{shard.stop - 1}) is not finished")
             dim = self._check_dim(dim, found, "a cached shard")
+        return self._result(shards, dim, n_computed=n_computed, rows_computed=rows_computed,
+                            compute_seconds=compute_seconds, seconds=seconds)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _finished_now(self, shards: list[_Shard], dim: int | None) -> tuple[dict[str, int], int, int | None]:
+        """The width of each shard finished now (by key), the rows still to compute, and the width so far.
+
+        This decides the progress total; :meth:`compute` checks each shard again before computing it."""
+        done_dims: dict[str, int] = {}
+        pending: set[str] = set()
+        todo_rows = 0
+        for shard in shards:
+            if shard.key in done_dims or shard.key in pending:
+                continue
+            found = self.finished_dim(shard.key, shard.rows)
+            if found is None:
+                pending.add(shard.key)
+                todo_rows += shard.rows
+            else:
+                done_dims[shard.key] = found
+        for found in done_dims.values():
+            dim = self._check_dim(dim, found, "a cached shard")
+        return done_dims, todo_rows, dim
+
+    def _result(self, shards: list[_Shard], dim: int | None, *, n_computed: int, rows_computed: int,
+                compute_seconds: float, seconds: float) -> CachedFeatures:
+        """The :class:`CachedFeatures` of finished ``shards``; those the caller did not compute were reused."""
         return CachedFeatures(
             cache_dir=self.dir, kind=self.kind, settings=self.settings, meta=self.meta,
             shard_keys=[s.key for s in shards], shard_paths=[self.shard_path(s.key) for s in shards],
@@ -443,8 +346,6 @@ class FeatureCache:
             n_reused=len(shards) - n_computed, seconds=seconds, rows_computed=rows_computed,
             compute_seconds=compute_seconds,
         )
-
-    # -- internals -------------------------------------------------------------------------------------------
 
     def _plan(self, texts: Sequence[str]) -> list[_Shard]:
         size = self.shard_size
@@ -466,17 +367,7 @@ class FeatureCache:
                 same = False
             if same:
                 return
-        _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-    def _sweep_stale_tmp(self) -> None:
-        """Remove temporary files that a dead process on this host left behind."""
-        for tmp in self.dir.glob(f"*{_TMP_SUFFIX}"):
-            parts = tmp.name[: -len(_TMP_SUFFIX)].rsplit(".", 2)
-            if len(parts) != 3 or parts[1] != _HOST or not parts[2].isdigit():
-                continue
-            pid = int(parts[2])
-            if pid != os.getpid() and not _pid_alive(pid):
-                tmp.unlink(missing_ok=True)
+        write_text_atomic(path, text)
 
     @staticmethod
     def _check_dim(expected: int | None, found: int, what: str) -> int:
@@ -498,47 +389,7 @@ class FeatureCache:
     def _store(self, key: str, arr: np.ndarray, seconds: float) -> None:
         marker = self.marker_path(key)
         marker.unlink(missing_ok=True)  # a stale marker must never vouch for the file being replaced
-        _atomic_write(self.shard_path(key), lambda f: np.lib.format.write_array(f, arr, allow_pickle=False))
+        atomic_write(self.shard_path(key), lambda f: np.lib.format.write_array(f, arr, allow_pickle=False))
         info = {"rows": int(arr.shape[0]), "dim": int(arr.shape[1]), "seconds": round(seconds, 4)}
-        _atomic_write(marker, lambda f: f.write(json.dumps(info).encode("utf-8")))
+        write_text_atomic(marker, json.dumps(info))
 
-
-class _ProgressTask:
-    """One rows-based task on a rich progress display (owned here, or lent by the caller)."""
-
-    def __init__(self, progress: bool | Progress, desc: str, total: int, cached: int) -> None:
-        self._own: Progress | None = None
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-        self._shard_done = 0
-        if total == 0 or progress is False:
-            return
-        if isinstance(progress, Progress):
-            self._progress = progress
-        else:
-            self._own = self._progress = make_progress()
-        label = desc if cached == 0 else f"{desc} ({cached:,} rows cached)"
-        self._task = self._progress.add_task(label, total=total)
-
-    def __enter__(self) -> _ProgressTask:
-        if self._own is not None:
-            self._own.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._own is not None:
-            self._own.stop()
-        elif self._progress is not None and self._task is not None:
-            self._progress.stop_task(self._task)
-
-    def advance(self, rows: int) -> None:
-        """Rows done inside the current shard (reported by the feature function)."""
-        self._shard_done += rows
-        if self._progress is not None and self._task is not None:
-            self._progress.advance(self._task, rows)
-
-    def finish_shard(self, rows: int) -> None:
-        """A shard of ``rows`` rows is done: move the bar to its end whatever the function reported."""
-        if self._progress is not None and self._task is not None:
-            self._progress.advance(self._task, max(0, rows - self._shard_done))
-        self._shard_done = 0

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tasksift.index.sharded import exact_search
 from tasksift.util.errors import InputError
 
 Metric = Literal["l2", "ip", "cosine"]
@@ -37,12 +38,33 @@ KINDS = ("auto", "flat", "ivf", "hnsw")
 FLAT_MAX_ROWS = 200_000
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Unit-length rows (float32 copy); zero rows stay zero."""
-    x = np.array(x, dtype=np.float32, copy=True)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.divide(x, norms, out=x, where=norms > 0)
-    return x
+#: rows per block of :func:`normalize_rows` and :func:`has_unit_rows` in float64
+ROW_BLOCK = 65536
+
+
+def normalize_rows(x: np.ndarray, *, float64: bool = False) -> np.ndarray:
+    """Unit-length rows (float32 copy); zero rows stay zero.
+
+    Norms and quotients are float32, or float64 with ``float64=True`` (``ROW_BLOCK`` rows at a time, each
+    rounded to float32 once at the end: TSDS's cosine, whose distances on the sphere are then as exact as
+    float32 rows allow)."""
+    if not float64:
+        x = np.array(x, dtype=np.float32, copy=True)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        np.divide(x, norms, out=x, where=norms > 0)
+        return x
+    out = np.empty(x.shape, dtype=np.float32)
+    for lo in range(0, len(x), ROW_BLOCK):
+        block = x[lo:lo + ROW_BLOCK].astype(np.float64)
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        out[lo:lo + ROW_BLOCK] = np.divide(block, norms, out=np.zeros_like(block), where=norms > 0)
+    return out
+
+
+def has_unit_rows(x: np.ndarray, atol: float = 1e-4) -> bool:
+    """Whether every row's squared norm (float64) is within ``atol`` of 1, checked ``ROW_BLOCK`` rows at a time."""
+    return all(np.allclose((x[lo:lo + ROW_BLOCK].astype(np.float64) ** 2).sum(axis=1), 1.0, atol=atol)
+               for lo in range(0, len(x), ROW_BLOCK))
 
 
 @dataclass
@@ -76,8 +98,6 @@ class NeighbourIndex:
         k = int(min(k, self.n))
         q = self._prepare(queries)
         if self.kind == "flat":
-            from tasksift.index.sharded import exact_search
-
             return exact_search(self.index.search, q, k, self.n, self.larger_is_closer)
         values, indices = self.index.search(q, k)
         return values, indices

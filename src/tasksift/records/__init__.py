@@ -1,21 +1,17 @@
 """Records and vectors in: stable ids, a text view per record, optional domains; vectors the user already has.
 
 - :func:`load_records` reads jsonl / json / parquet / csv / ``save_to_disk`` directories into a
-  :class:`RecordSet` and fetches chosen records again;
+  :class:`RecordSet` and fetches chosen records again (one module per format, chosen in :mod:`.formats`);
+- :func:`domain_index` numbers the domain labels of records;
 - :func:`load_vectors` / :func:`check_vectors` check vectors the user already has.
 """
 
-from tasksift.records.records import (
-    EXTENSIONS,
-    FORMATS,
-    RecordSet,
-    compile_template,
-    content_hash,
-    detect_format,
-    load_records,
-    records_from_dicts,
-)
+from tasksift.records.domains import domain_index
+from tasksift.records.files import file_sha256, hf_dir_sha256
+from tasksift.records.load import EXTENSIONS, FORMATS, detect_format, load_records, records_from_dicts
+from tasksift.records.recordset import RecordSet
 from tasksift.records.vectors import check_vectors, load_vectors
+from tasksift.records.view import compile_template, content_hash
 
 __all__ = [
     "EXTENSIONS",
@@ -25,6 +21,9 @@ __all__ = [
     "compile_template",
     "content_hash",
     "detect_format",
+    "domain_index",
+    "file_sha256",
+    "hf_dir_sha256",
     "load_records",
     "load_vectors",
     "records_from_dicts",

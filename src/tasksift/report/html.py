@@ -235,7 +235,7 @@ def _curve_figure(summary: dict[str, Any], metric: str) -> str:
 
 def write_training_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.html`` for a ``tasksift retriever train`` directory: quality-vs-steps curves and the table."""
-    from tasksift.selection.writers import atomic_path
+    from tasksift.util.io import atomic_path
 
     run_dir = Path(run_dir)
     path = run_dir / "summary.json"
@@ -278,7 +278,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, by: str 
                  cache_dir: str | Path | None = None) -> Path:
     """Write ``report.html`` for the selection in ``run_dir`` (or to ``out``) and return its path; a
     ``tasksift retriever train`` directory gets :func:`write_training_report`."""
-    from tasksift.selection.writers import atomic_path
+    from tasksift.util.io import atomic_path
 
     run_dir = Path(run_dir)
     if (run_dir / "summary.json").is_file() and not (run_dir / "selection.parquet").is_file():

@@ -1,29 +1,25 @@
-"""Output files, each written under a temporary name and renamed when complete.
+"""The files of a selection, each written atomically (see :mod:`tasksift.util.io`).
 
-A reader never sees a half-written ``selection.parquet`` or ``manifest.json``: each file is written to
-``.<name>.tmp-<pid>`` in the same directory and moved onto its final name with ``os.replace`` (atomic on one
-file system). ``manifest.json`` is written last, so its presence means the run's outputs are complete.
+A reader never sees a half-written ``selection.parquet`` or ``manifest.json``. ``manifest.json`` is written
+last, so its presence means the run's outputs are complete.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasksift.records import RecordSet
 from tasksift.util.errors import InputError
+from tasksift.util.io import atomic_path, atomic_write, json_text, to_jsonable, write_text_atomic
 
 if TYPE_CHECKING:
-    from tasksift.records.records import RecordSet
-    from tasksift.selectors.base import Selection
+    from tasksift.selection.selection import Selection
 
 #: file names write_selection_outputs owns; a side table may not take one of them
 RESERVED_NAMES = ("selection", "selected", "manifest")
@@ -31,54 +27,8 @@ RESERVED_NAMES = ("selection", "selected", "manifest")
 WRITE_CHUNK = 10_000
 
 
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; on success move it onto ``final``, on error remove it."""
-    final = Path(final)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def to_jsonable(obj: Any) -> Any:
-    """``json.dumps`` fallback: numpy scalars and arrays, paths, sets, dates and Arrow scalars."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, set | frozenset):
-        return sorted(obj, key=str)
-    if isinstance(obj, dt.date | dt.datetime | dt.time):
-        return obj.isoformat()
-    if isinstance(obj, pa.Scalar):
-        return obj.as_py()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable: {obj!r}")
-
-
-def write_json_atomic(path: Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (numpy values converted). Serialises before touching the disk."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, default=to_jsonable) + "\n"
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
-
-
-def write_npy_atomic(path: Path, matrix: np.ndarray) -> Path:
-    """Save ``matrix`` as ``.npy`` under a temporary name, then rename it to ``path``."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, matrix)
-    return path
-
-
 def write_parquet_atomic(path: Path, table: pa.Table) -> Path:
+    """Write ``table`` as parquet atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -95,7 +45,7 @@ def write_selection_outputs(selection: Selection, out_dir: Path,
     """
     out_dir = Path(out_dir)
     _check_table_names(selection.tables)
-    manifest_text = json.dumps(selection.manifest, indent=2, ensure_ascii=False, default=to_jsonable) + "\n"
+    manifest_text = json_text(selection.manifest)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("the output path is a file, not a directory", path=out_dir,
                          fix="give --out a new or existing directory")
@@ -105,10 +55,7 @@ def write_selection_outputs(selection: Selection, out_dir: Path,
         written[name] = write_parquet_atomic(out_dir / f"{name}.parquet", table)
     if records is not None:
         written["selected"] = _write_selected(selection, out_dir, records)
-    manifest_path = out_dir / "manifest.json"
-    with atomic_path(manifest_path) as tmp:
-        tmp.write_text(manifest_text, encoding="utf-8")
-    written["manifest"] = manifest_path
+    written["manifest"] = write_text_atomic(out_dir / "manifest.json", manifest_text)
     return written
 
 
@@ -132,7 +79,7 @@ def _write_selected(selection: Selection, out_dir: Path, records: RecordSet) -> 
 
 
 def _write_selected_jsonl(selection: Selection, path: Path, records: RecordSet) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    def write(f: BinaryIO) -> None:
         for start in range(0, len(selection), WRITE_CHUNK):
             stop = start + WRITE_CHUNK
             ids, ranks, weights = _extras(selection, start, stop)
@@ -140,7 +87,8 @@ def _write_selected_jsonl(selection: Selection, path: Path, records: RecordSet) 
             for rec, rid, rank, weight in zip(chosen, ids, ranks, weights, strict=True):
                 out = {**rec, "_id": rid, "_rank": int(rank), "_weight": float(weight)}
                 f.write(_json_line(out))
-    return path
+
+    return atomic_write(path, write)
 
 
 def _json_line(obj: dict[str, Any]) -> bytes:

@@ -1,105 +1,90 @@
-"""The selection contract shared by every selector.
+"""The contract every selector follows, and what the framework hands it.
 
 A selector is an estimator in the scikit-learn sense: its parameters are the arguments of ``__init__``
-(stored under the same names), :meth:`Selector.fit` runs the selection on features it is given (arrays or
-texts, never files or models) and leaves the result in attributes that end with an underscore
+(stored under the same names) and are declared, with what each accepts, in ``parameters``
+(:mod:`tasksift.util.params`); :meth:`Selector.fit` checks them, runs the selection on the features it is
+given (arrays or texts, never files or models) and leaves the result in attributes that end with an underscore
 (``selection_``, ``indices_``, ``weights_``, ``scores_``).
 
-A :class:`Selection` is the output every method writes the same way (DESIGN.md, "The output contract"):
-one row per chosen example with its row position in the pool, id, weight, score, rank and a reason.
-
-Weights are training counts: how many times to train on the example. For methods that pick each example at
-most once they are all 1; for sampling with replacement (TSDS's multinomial draws) they are the draw counts.
-``weights.sum()`` therefore equals the budget for every method.
+:func:`tasksift.select` runs every method the same way: load -> featurize (by the class's ``needs`` and
+``features``) -> :meth:`Selector.prepare` -> :meth:`Selector.fit` -> write. ``prepare`` is where a method that
+needs more than features (a probe model, a proxy trainer, retrieval pairs) builds it from the records, with the
+services of the :class:`Context`; what it returns is what ``fit`` receives.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import pyarrow as pa
 
+from tasksift.features.embed import embed_texts
+from tasksift.index.searcher import LocalSearch, Search
+from tasksift.records import RecordSet, check_vectors
+from tasksift.selection import Selection
 from tasksift.util.errors import InputError
+from tasksift.util.params import Constraint, Interval, convert_params
 
-Needs = Literal["vectors", "texts", "count", "pairs"]
+Needs = Literal["vectors", "texts", "count", "records"]
+#: texts -> one embedding row per text
+Embed = Callable[[Sequence[str]], np.ndarray]
 
 
 @dataclass
-class Selection:
-    """The chosen examples in rank order.
+class Context:
+    """The services a selector receives from the framework (the engine decides where they run).
 
-    ``indices`` are row positions in the pool; ``ids`` are the records' stable ids (row numbers as strings
-    when the pool came as bare vectors). ``reasons`` holds one JSON-serialisable dict per row. ``tables``
-    holds side tables a method wants written next to the selection (for example TSDS's probability of every
-    candidate with non-zero mass), each written as ``<name>.parquet``.
-    """
+    ``search``: neighbour search over the pool (:class:`tasksift.index.searcher.Search`; in this process by
+    default); ``embed``: texts -> embeddings with the run's model and cache (``None``: in this process);
+    ``cache_dir``, ``model``, ``features`` (the feature settings given), ``progress``: the run's settings."""
 
-    indices: np.ndarray
-    weights: np.ndarray
-    scores: np.ndarray
-    reasons: list[dict[str, Any]]
-    ids: list[str] | None = None
-    manifest: dict[str, Any] = field(default_factory=dict)
-    tables: dict[str, pa.Table] = field(default_factory=dict)
+    search: Search = field(default_factory=LocalSearch)
+    embed: Embed | None = None
+    cache_dir: str | Path | None = None
+    model: str | None = None
+    features: Mapping[str, Any] = field(default_factory=dict)
+    progress: bool = False
 
-    def __post_init__(self) -> None:
-        self.indices = np.asarray(self.indices, dtype=np.int64)
-        self.weights = np.asarray(self.weights, dtype=np.float64)
-        self.scores = np.asarray(self.scores, dtype=np.float64)
-        n = len(self.indices)
-        if not (len(self.weights) == len(self.scores) == len(self.reasons) == n):
-            raise ValueError("indices, weights, scores and reasons must have one entry per chosen example")
-        if len(np.unique(self.indices)) != n:
-            raise ValueError("a Selection lists each chosen example once; repeat it through its weight")
-        if self.ids is None:
-            self.ids = [str(i) for i in self.indices]
+    def embeddings(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts``: through ``embed`` when given, else cached and computed in this process."""
+        if self.embed is not None:
+            return self.embed(texts)
+        return embed_texts(texts, model=self.model, cache_dir=self.cache_dir, progress=self.progress).matrix()
 
-    def __len__(self) -> int:
-        return len(self.indices)
 
-    @property
-    def ranks(self) -> np.ndarray:
-        return np.arange(1, len(self.indices) + 1, dtype=np.int64)
+@dataclass
+class Inputs:
+    """What a selector reads: ``pool`` and ``target`` as ``fit`` takes them, the records they came from
+    (``None`` for bare vectors), whether the features were computed here from those records, a description
+    of the features for the manifest, and ``helpers``: further keyword arguments of ``fit``."""
 
-    def to_arrow(self) -> pa.Table:
-        reasons = pa.array([json.dumps(r, sort_keys=True) for r in self.reasons], type=pa.string())
-        return pa.table({
-            "id": pa.array(self.ids, type=pa.string()),
-            "row": pa.array(self.indices, type=pa.int64()),
-            "weight": pa.array(self.weights, type=pa.float64()),
-            "score": pa.array(self.scores, type=pa.float64()),
-            "rank": pa.array(self.ranks, type=pa.int64()),
-            "reason": reasons,
-        })
+    pool: Any
+    target: Any = None
+    pool_records: RecordSet | None = None
+    target_records: RecordSet | None = None
+    featurized_here: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+    helpers: dict[str, Any] = field(default_factory=dict)
 
-    def to_pandas(self):  # noqa: ANN201 - pandas is imported lazily
-        df = self.to_arrow().to_pandas()
-        df["reason"] = self.reasons
-        return df
-
-    def save(self, out_dir: str | Path, records: Any = None) -> dict[str, Path]:
-        """Write ``selection.parquet``, side tables, ``manifest.json`` and, given the pool's records, the
-        chosen records (``selected.jsonl``, or ``selected.parquet`` for a parquet pool). Each file is written
-        under a temporary name and renamed when complete."""
-        from tasksift.selection.writers import write_selection_outputs
-
-        return write_selection_outputs(self, Path(out_dir), records)
+    def but(self, **changes: Any) -> Inputs:
+        """A copy with ``changes``."""
+        return replace(self, **changes)
 
 
 class Selector(ABC):
     """Base class of every selector. Subclasses declare ``name`` and ``needs`` and implement ``_select``.
 
-    ``needs`` says what ``fit`` receives as ``pool`` and ``target``: ``"vectors"`` (float arrays, one row
-    per example), ``"texts"`` (sequences of strings), ``"count"`` (anything with a length; the target is
-    ignored) or ``"pairs"`` (query and document vectors of retrieval pairs; the target is ignored).
+    ``needs`` says what the framework featurizes for ``fit``: ``"vectors"`` (float arrays, one row per
+    example: ``features`` says which), ``"texts"`` (sequences of strings), ``"count"`` (anything with a length;
+    the target is ignored) or ``"records"`` (the record sets themselves, turned into what ``fit`` reads by
+    :meth:`prepare`). ``parameters`` declares every ``__init__`` parameter but ``budget``
+    (:mod:`tasksift.util.params`); a subclass adds its own to those of its bases.
     """
 
     name: ClassVar[str]
@@ -114,6 +99,10 @@ class Selector(ABC):
     needs_target: ClassVar[bool] = True
     #: feature settings ``tasksift.select`` starts from (``features=`` / ``--feature`` override them)
     feature_defaults: ClassVar[dict[str, Any]] = {}
+    #: budgets above the pool's size are allowed (sampling with replacement)
+    allows_budget_above_pool: ClassVar[bool] = False
+    #: what each parameter accepts; merged with the declarations of the base classes
+    parameters: ClassVar[dict[str, list[Constraint]]] = {"seed": [Interval(int, 0, 2**63 - 1)]}
 
     def __init__(self, budget: int, *, seed: int = 0) -> None:
         self.budget = budget
@@ -130,15 +119,42 @@ class Selector(ABC):
             out[p.name] = None if p.default is inspect.Parameter.empty else p.default
         return out
 
+    @classmethod
+    def declarations(cls) -> dict[str, list[Constraint]]:
+        """What each parameter accepts, from ``parameters`` of this class and its bases."""
+        out: dict[str, list[Constraint]] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(getattr(klass, "parameters", None) or {})
+        return {name: out[name] for name in cls.param_defaults()}
+
+    @classmethod
+    def convert_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` (text from the command line or Python values) checked and typed by the declarations."""
+        return convert_params(cls.name, cls.declarations(), params)
+
+    @classmethod
+    def text_view(cls, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The text view (``text_field`` / ``template``) to read records with when the user gives none."""
+        return None
+
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_defaults()}
 
+    def _validate_params(self) -> None:
+        for name, value in self.convert_params(self.get_params()).items():
+            setattr(self, name, value)
+
+    # -- preparing -----------------------------------------------------------------------------------------
+    def prepare(self, inputs: Inputs, ctx: Context) -> Inputs:
+        """Turn the featurized inputs into what :meth:`fit` reads, building any helper ``fit`` needs from the
+        records (returned in ``Inputs.helpers``). The default reads the features as they are."""
+        return inputs
+
     # -- fitting -------------------------------------------------------------------------------------------
-    def fit(self, pool: Any, target: Any = None, *, search: Any = None) -> Selector:
-        """Select from ``pool`` for ``target``. ``search``: the neighbour-search helper of the engine that runs
-        the selection (:meth:`tasksift.engine.Engine.search`; ``None``: faiss in this process), for selectors
-        that search neighbours; it changes where the search runs, never its result."""
-        self.search_backend = search
+    def fit(self, pool: Any, target: Any = None, *, ctx: Context | None = None, **helpers: Any) -> Selector:
+        """Select from ``pool`` for ``target``. ``ctx``: the framework's services (default: everything in this
+        process); ``helpers``: what the method's ``_select`` takes beyond the features (see :meth:`prepare`)."""
+        self._validate_params()
         n = len(pool)
         if n == 0:
             raise InputError("the pool is empty", fix="give a pool with at least one example")
@@ -146,11 +162,11 @@ class Selector(ABC):
             raise InputError("the target set is empty", fix="give at least one target example")
         if not isinstance(self.budget, int | np.integer) or self.budget <= 0:
             raise InputError(f"budget {self.budget!r} must be a positive number of examples")
-        if self.budget > n and not getattr(self, "allows_budget_above_pool", False):
+        if self.budget > n and not self.allows_budget_above_pool:
             raise InputError(f"budget {self.budget} is larger than the pool ({n} examples)",
                              fix=f"ask for at most {n}")
         t0 = time.perf_counter()
-        selection = self._select(pool, target)
+        selection = self._select(pool, target, ctx if ctx is not None else Context(), **helpers)
         self.fit_seconds_ = time.perf_counter() - t0
         selection.manifest.setdefault("method", self.name)
         selection.manifest.setdefault("params", {"budget": int(self.budget), **self.get_params()})
@@ -161,14 +177,12 @@ class Selector(ABC):
         return self
 
     @abstractmethod
-    def _select(self, pool: Any, target: Any) -> Selection:
+    def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         """Return the Selection for ``pool`` (and ``target``); ids and the manifest are filled by callers."""
 
 
 def as_float_matrix(x: Any, what: str) -> np.ndarray:
     """A C-contiguous float32 matrix, checked for shape and finite values (chunk by chunk)."""
-    from tasksift.records.vectors import check_vectors
-
     return np.ascontiguousarray(check_vectors(x, what))
 
 

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from tasksift.selectors.base import Context, Selection, Selector
+from tasksift.selectors.registry import register
 from tasksift.util.errors import InputError
-from tasksift.selectors import register
-from tasksift.selectors.base import Selection, Selector
+from tasksift.util.params import Interval, Options
 
 _WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
 SMOOTHING = 1e-8
@@ -92,6 +93,8 @@ class DSIRSelector(Selector):
     name = "dsir"
     needs = "texts"
     summary = "importance resampling on hashed n-gram models of target vs pool"
+    parameters = {"num_buckets": [Interval(int, 1)], "ngrams": [Interval(int, 1)], "min_length": [Interval(int, 0)],
+                  "sampling": [Options("gumbel", "topk")]}
 
     def __init__(self, budget: int, *, seed: int = 0, num_buckets: int = 10_000, ngrams: int = 2,
                  min_length: int = 1, sampling: str = "gumbel") -> None:
@@ -101,9 +104,7 @@ class DSIRSelector(Selector):
         self.min_length = min_length
         self.sampling = sampling
 
-    def _select(self, pool: Any, target: Any) -> Selection:
-        if self.sampling not in ("gumbel", "topk"):
-            raise InputError(f"dsir: unknown sampling {self.sampling!r}", fix="use sampling=gumbel or sampling=topk")
+    def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         logw, lengths = log_importance_weights(list(pool), list(target), int(self.num_buckets), int(self.ngrams))
         self.log_importance_weights_ = logw
         # The reference counts an example's length as its number of unigrams: (grams + n(n-1)/2) // n.

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.index import build_index
-from tasksift.selectors import register
-from tasksift.selectors.base import Selection, Selector, as_float_matrix
+from tasksift.index import KINDS, METRICS
+from tasksift.selectors.registry import register
+from tasksift.selectors.base import Context, Selection, Selector, as_float_matrix
+from tasksift.util.params import Options
 
 
 def round_robin(neighbours: np.ndarray, budget: int, *, lists_are_complete: bool
@@ -68,19 +69,18 @@ class KNNSelector(Selector):
     name = "knn"
     needs = "vectors"
     summary = "nearest candidates to the targets, round-robin over targets"
+    parameters = {"metric": [Options(*METRICS)], "index": [Options(*KINDS)]}
 
     def __init__(self, budget: int, *, seed: int = 0, metric: str = "cosine", index: str = "auto") -> None:
         super().__init__(budget, seed=seed)
         self.metric = metric
         self.index = index
 
-    def _select(self, pool: Any, target: Any) -> Selection:
+    def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         x = as_float_matrix(pool, "pool vectors")
         q = as_float_matrix(target, "target vectors")
         n, m = x.shape[0], q.shape[0]
-        remote = getattr(self, "search_backend", None)  # the engine's sharded search, or None: in process
-        index = (remote.build if remote is not None else build_index)(x, metric=self.metric, kind=self.index,
-                                                                        seed=self.seed)
+        index = ctx.search.build(x, metric=self.metric, kind=self.index, seed=self.seed)
         depth = min(n, math.ceil(self.budget / m) + 8)
         while True:
             values, neighbours = index.search(q, depth)

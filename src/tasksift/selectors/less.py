@@ -16,44 +16,19 @@ the ``N x M`` matrix never exists at once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from tasksift.records import domain_index
+from tasksift.selectors.base import Context, Selection, Selector, as_float_matrix
+from tasksift.selectors.registry import register
 from tasksift.util.errors import InputError
-from tasksift.selectors import register
-from tasksift.selectors.base import Selection, Selector, as_float_matrix
+from tasksift.util.params import Items
 
 #: pool rows per block of the cosine computation
 _BLOCK_ROWS = 8192
-
-
-def parse_domains(domains: Sequence[Any] | str | None, m: int) -> tuple[list[str], np.ndarray]:
-    """``(task names in first-seen order, task number of each target row)``; ``None``: one task.
-
-    A string (as ``--param domains=...`` gives it) is read as a JSON list, else as comma-separated labels.
-    """
-    if domains is None:
-        return ["all"], np.zeros(m, dtype=np.int64)
-    if isinstance(domains, str):
-        text = domains.strip()
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = [part.strip() for part in text.split(",")]
-        if not isinstance(parsed, list):
-            raise InputError("less: domains must be a list with one label per target example",
-                             fix='write it like domains=["math","code","math"] or domains=math,code,math')
-        domains = parsed
-    labels = [str(d) for d in domains]
-    if len(labels) != m:
-        raise InputError(f"less: {len(labels)} domain labels for {m} target examples",
-                         fix="give one domain label per target example")
-    names = list(dict.fromkeys(labels))
-    index = {name: i for i, name in enumerate(names)}
-    return names, np.array([index[label] for label in labels], dtype=np.int64)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -97,18 +72,19 @@ class LESSSelector(Selector):
     #: with LESS's own rule (see :data:`tasksift.features.gradients.PRECONDITION_RULES`), targets plain
     feature_defaults = {"warmup_steps": 8, "precondition": "less"}
     summary = "gradient-feature cosine to the targets (max per task, mean over tasks), top k"
+    parameters = {"domains": [Items(), None]}
 
     def __init__(self, budget: int, *, seed: int = 0, domains: Sequence[Any] | str | None = None) -> None:
         super().__init__(budget, seed=seed)
         self.domains = domains
 
-    def _select(self, pool: Any, target: Any) -> Selection:
+    def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         x = as_float_matrix(pool, "pool gradient features")
         q = as_float_matrix(target, "target gradient features")
         if x.shape[1] != q.shape[1]:
             raise InputError(f"less: pool features have {x.shape[1]} dimensions, target features {q.shape[1]}",
                              fix="compute both with the same proxy model and projection")
-        names, task_of = parse_domains(self.domains, q.shape[0])
+        names, task_of = domain_index(self.domains, q.shape[0], who="less")
         scores, best, task_max = less_scores(x, q, task_of, len(names))
         order = np.lexsort((np.arange(len(scores)), -scores))[: self.budget]
         reasons = []

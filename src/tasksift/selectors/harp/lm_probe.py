@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from tasksift.records import domain_index
+from tasksift.selectors.harp.probes import array_digest, option_item_scores
 from tasksift.util.errors import InputError
-from tasksift.selectors.harp.probes import array_digest, domain_index, option_item_scores
 
 
 def proxy_options(answers: Sequence[str], given: Sequence[Sequence[str] | None] | None = None, *,
@@ -65,7 +66,8 @@ class LMProbe:
         self.proxy_prompts = list(proxy_prompts)
         self.proxy_opts = [list(o) for o in proxy_opts]
         self.proxy_correct = [int(c) for c in proxy_correct]
-        self.domain_names, self.item_domains = domain_index(proxy_domains, len(self.proxy_prompts))
+        self.domain_names, self.item_domains = domain_index(proxy_domains, len(self.proxy_prompts), who="harp",
+                                                            sort=True, none_is_missing=True)
         self.settings, self.metric, self.seed = settings, metric, int(seed)
         self.view = dict(view or {})
         self.progress = progress

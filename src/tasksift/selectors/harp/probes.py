@@ -29,8 +29,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from tasksift.util.errors import InputError
 from tasksift.features.cache import FeatureCache, shard_key
+from tasksift.records import domain_index
+from tasksift.util.errors import InputError
 
 METRICS = ("prob", "accuracy")
 #: the cache's kind directory for probe results
@@ -70,16 +71,6 @@ def option_item_scores(scores: Sequence[np.ndarray], correct: Sequence[int], met
             z = np.exp(s - s.max())
             out[i] = float(z[c] / z.sum())
     return out
-
-
-def domain_index(values: Sequence[Any] | None, n: int) -> tuple[list[str], np.ndarray]:
-    """Domain names (sorted) and each item's domain number; no values (or all missing) means one domain."""
-    if values is None or all(v is None for v in values):
-        return ["all"], np.zeros(n, dtype=np.int64)
-    labels = ["" if v is None else str(v) for v in values]
-    names = sorted(set(labels))
-    lookup = {name: i for i, name in enumerate(names)}
-    return names, np.array([lookup[v] for v in labels], dtype=np.int64)
 
 
 def array_digest(*arrays: np.ndarray) -> str:
@@ -169,7 +160,8 @@ class EmbeddingClassifierProbe:
         lookup = {c: i for i, c in enumerate(self.classes)}
         self.pool_y = np.array([lookup.get(str(a), -1) for a in pool_answers], dtype=np.int64)
         self.proxy_y = np.array([lookup[str(a)] for a in proxy_answers], dtype=np.int64)
-        self.domain_names, self.item_domains = domain_index(proxy_domains, len(self.proxy_y))
+        self.domain_names, self.item_domains = domain_index(proxy_domains, len(self.proxy_y), who="harp", sort=True,
+                                                            none_is_missing=True)
         self.steps, self.lr, self.l2, self.metric = int(steps), float(lr), float(l2), metric
         option_item_scores([], [], metric)  # checks the metric name
 

@@ -1,6 +1,6 @@
 """HARP: Hierarchical Active Region Pruning (Wang, Zhang, Tang, Gao, Cardie, Galhotra, 2026).
 
-METHODS.md, "HARP". Published: a three-level hierarchy over the pool (regions -> parents -> leaves); a small
+docs/methods.md, "HARP". Published: a three-level hierarchy over the pool (regions -> parents -> leaves); a small
 adapter finetuned on representative leaves only and evaluated on a proxy set per domain, ``phi[g, d]`` = score
 after training on leaf ``g`` minus the base score ``b_d``; empirical-Bayes estimates for the leaves not
 measured; leaves ranked greedily under the conservative (HARP-C) or expansive (HARP-E) envelope, the best prefix
@@ -44,14 +44,16 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from tasksift.util.errors import InputError
+from tasksift.index.search import normalize_rows
+from tasksift.selectors.base import Context, Inputs, Selection, Selector, as_float_matrix
 from tasksift.selectors.harp.envelope import ENVELOPES, greedy_order
 from tasksift.selectors.harp.hierarchy import build_hierarchy
-from tasksift.selectors.harp.probes import ProbeRunner
+from tasksift.selectors.harp.probes import METRICS, ProbeRunner
+from tasksift.selectors.harp.setup import PROBES, build_probe
 from tasksift.selectors.harp.shrinkage import bootstrap_noise, shrink
-from tasksift.index.search import normalize_rows
-from tasksift.selectors import register
-from tasksift.selectors.base import Selection, Selector, as_float_matrix
+from tasksift.selectors.registry import register
+from tasksift.util.errors import InputError
+from tasksift.util.params import Boolean, Interval, Options, Text
 
 
 def nearest_target_similarity(x: np.ndarray, q: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -68,10 +70,19 @@ class _Harp(Selector):
 
     needs = "vectors"
     features = "embeddings"
-    #: tasksift.select builds a probe (tasksift.selectors.harp.setup.build_probe) and passes it to fit
-    wants_probe: ClassVar[bool] = True
     exhaustive: ClassVar[bool] = False
     default_envelope: ClassVar[str] = "c"
+    parameters = {
+        "leaf_size": [Interval(int, 1)], "leaves_per_parent": [Interval(int, 1)],
+        "parents_per_region": [Interval(int, 1)], "probes": [Interval(int, 1), None], "probe": [Options(*PROBES)],
+        "probe_steps": [Interval(int, 1)], "probe_batch_size": [Interval(int, 1)],
+        "probe_lr": [Interval(float, 0, None, "neither")], "probe_max_length": [Interval(int, 1)],
+        "probe_metric": [Options(*METRICS)], "probe_model": [Text(nonempty=True), None],
+        "probe_seed": [Interval(int, 0), None], "proxy_options": [Interval(int, 2)], "domain_field": [Text()],
+        "prompt_template": [Text(nonempty=True)], "answer_field": [Text(nonempty=True)], "options_field": [Text()],
+        "bootstrap": [Interval(int, 1)], "fill": [Boolean()], "envelope": [Options(*ENVELOPES), None],
+        "min_leaf_size": [Interval(int, 1), None], "max_leaf_size": [Interval(int, 1), None],
+    }
 
     def __init__(self, budget: int, *, seed: int = 0, leaf_size: int = 100, leaves_per_parent: int = 8,
                  parents_per_region: int = 8, probes: int | None = None, probe: str = "lm",
@@ -106,19 +117,12 @@ class _Harp(Selector):
         self.fill = fill
         self.envelope = envelope
 
-    def fit(self, pool: Any, target: Any = None, *, probe: ProbeRunner | None = None,
-            progress: bool = False) -> _Harp:
-        """Select from ``pool`` (embeddings) for ``target`` (embeddings); ``probe`` trains and scores leaves.
-
-        ``progress`` is accepted for the common ``fit`` signature; the probe runner shows its own bar."""
-        if not isinstance(probe, ProbeRunner):
-            raise InputError(f"{self.name} needs a probe to train on leaves",
-                             fix="use tasksift.select (it builds one), or pass fit(..., probe=ProbeRunner(...))")
-        self._runner = probe
-        try:
-            return super().fit(pool, target)  # type: ignore[return-value]
-        finally:
-            self._runner = None
+    def prepare(self, inputs: Inputs, ctx: Context) -> Inputs:
+        """Build the probe the leaves are trained with, from the pool's and the target's records."""
+        self._validate_params()
+        probe = build_probe(self, inputs.pool_records, inputs.target_records, inputs.pool, inputs.target,
+                            cache_dir=ctx.cache_dir, progress=ctx.progress)
+        return inputs.but(helpers={**inputs.helpers, "probe": probe})
 
     # -- settings ------------------------------------------------------------------------------------------
     def _envelope(self) -> str:
@@ -130,31 +134,14 @@ class _Harp(Selector):
                              fix=f"use harp-{env} instead")
         return env
 
-    def check_params(self) -> None:
-        """Check the parameters (and convert those that came from the command line as text)."""
-        # from the command line a parameter whose default is None arrives as text
-        for key in ("probes", "probe_seed", "min_leaf_size", "max_leaf_size"):
-            value = getattr(self, key)
-            if isinstance(value, str):
-                text = value.strip().lower()
-                try:
-                    setattr(self, key, None if text in ("", "none", "null") else int(text))
-                except ValueError:
-                    raise InputError(f"{self.name}: {key}={value!r} is not a whole number or None") from None
-        for key in ("leaf_size", "leaves_per_parent", "parents_per_region", "bootstrap"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise InputError(f"{self.name}: {key} {value!r} must be a positive whole number")
-        if self.probes is not None and (isinstance(self.probes, bool) or not isinstance(self.probes, int)
-                                        or self.probes < 1):
-            raise InputError(f"{self.name}: probes {self.probes!r} must be a positive whole number, or None "
-                             "(one per parent)")
-
     # -- selection -----------------------------------------------------------------------------------------
-    def _select(self, pool: Any, target: Any) -> Selection:
-        self.check_params()
+    def _select(self, pool: Any, target: Any, ctx: Context, probe: ProbeRunner | None = None) -> Selection:
+        """Select from ``pool`` (embeddings) for ``target`` (embeddings); ``probe`` trains and scores leaves."""
+        if not isinstance(probe, ProbeRunner):
+            raise InputError(f"{self.name} needs a probe to train on leaves",
+                             fix="use tasksift.select (it builds one), or pass fit(..., probe=ProbeRunner(...))")
         envelope = self._envelope()
-        runner: ProbeRunner = self._runner  # type: ignore[assignment]
+        runner = probe
         x = as_float_matrix(pool, "pool vectors")
         q = as_float_matrix(target, "target vectors")
         seed = self.probe_seed if self.probe_seed is not None else self.seed

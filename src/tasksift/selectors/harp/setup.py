@@ -18,16 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.util.errors import InputError
+from tasksift.records import load_records, records_from_dicts
 from tasksift.selectors.harp.probes import EmbeddingClassifierProbe, ProbeRunner
+from tasksift.util.errors import InputError
 
 PROBES = ("lm", "embedding-classifier")
 
 
 def _view(records: Any, **view: Any) -> list[str]:
     """The texts of ``records`` under another text view (same rows)."""
-    from tasksift.records import load_records, records_from_dicts
-
     if records.path is not None and records.format != "memory":
         return load_records(records.path, **view).texts
     return records_from_dicts(records.take(np.arange(len(records))), **view).texts
@@ -38,7 +37,6 @@ def build_probe(selector: Any, pool_records: Any, target_records: Any, pool_vect
                 progress: bool = False) -> ProbeRunner:
     """The :class:`ProbeRunner` that ``selector`` (a HARP selector) trains its probes with."""
     name = selector.name
-    selector.check_params()
     if pool_records is None or target_records is None:
         raise InputError(f"{name} trains probes on the pool's records and scores them on the target's",
                          fix="pass --pool and --target records (vectors alone are not enough)")
@@ -55,9 +53,9 @@ def build_probe(selector: Any, pool_records: Any, target_records: Any, pool_vect
                                               steps=selector.probe_steps, metric=selector.probe_metric)
         return ProbeRunner(probe, pool_records.texts, cache_dir=cache_dir, progress=progress)
 
-    from tasksift.features.embed import model_fingerprint
     from tasksift.selectors.harp.lm_probe import LMProbe, proxy_options
     from tasksift.train import LMSettings, load_causal_lm, resolve_lm, setup_torch
+    from tasksift.train.resolve import model_fingerprint
 
     setup_torch()
     prompt_view = {"template": selector.prompt_template}

@@ -1,33 +1,19 @@
 """SPICE: greedy information gain with a gradient-conflict penalty (Chang, Zhang et al., ICLR 2026).
 
-METHODS.md, "SPICE". Features are per-example gradients ``g_x`` (:mod:`tasksift.features.gradients`). With
-``F_S = sum_{x in S} g_x g_x^T`` the utility is ``U(S) = log det(I + alpha F_S)``, and the greedy step takes
-
-    score(x | S) = Delta_x(S) - lam * max(0, -cos(g_x, mean of g over S)),
-    Delta_x(S)   = log(1 + alpha * g_x^T (I + alpha F_S)^-1 g_x).
-
-``fisher="exact"`` keeps, for every candidate, the quadratic form ``q_x = g_x^T (I + alpha F_S)^-1 g_x`` and
-updates it after each selection of ``u`` by Sherman-Morrison: with ``z = (I + alpha F_S)^-1 u`` and
-``beta = alpha / (1 + alpha u^T z)``, ``q_x <- q_x - beta (g_x^T z)^2``. One step costs one pass over the
-candidates' gradients (``G z``, and ``G u`` for the conflict term) plus ``z`` itself, from either a
-dense inverse updated by rank one (``O(d^2)``, when ``d`` is at most the budget) or the product form
-``(I + alpha F_S)^-1 = I - sum_j beta_j z_j z_j^T`` (``O(|S| d)``): nothing is ever refactorised.
-
-``fisher="diag"`` replaces ``(I + alpha F_S)`` by its diagonal, ``1 + alpha sum_{s in S} g_s^2`` per
-coordinate, so ``q_x = sum_j g_xj^2 / (1 + alpha sum_s g_sj^2)``: cross-coordinate terms are dropped (exact when
-the selected gradients have disjoint supports). The reference code's "diag" mode instead adds
-``alpha * (|g| g)^2 = alpha g^4`` per selection (its AdaFisher ``h = |g| g``, squared); we add ``alpha g^2``, the
-true diagonal of ``alpha F_S``.
+docs/methods.md, "SPICE". Features are per-example gradients ``g_x`` (:mod:`tasksift.features.gradients`); the
+greedy step, ``log(1 + alpha g_x^T (I + alpha F_S)^-1 g_x)`` minus ``lam`` times the conflict with the mean
+selected gradient, is in :mod:`tasksift.selectors.spice.greedy`.
 
 Windows and the proxy (the paper's interleaving): with ``window`` set, the pool is shuffled (seeded) and cut
 into successive windows of that size; each window gets a share of the budget proportional to its size (largest
 remainders) and is selected greedily. Given a proxy helper (``fit(..., proxy=...)``, see
-:class:`GradientProxy`), every ``T`` selections the proxy takes one optimiser step on the last ``T`` selected
-rows, and every window that starts after the first step reads its candidates' gradients from the proxy (its
-weights at that window's start) instead of the vectors given to ``fit`` (those are the unstepped proxy's).
-Without a proxy the gradients are fixed. ``omega`` (SPICE+): a window stops taking examples once the gain of
-the best-scoring candidate falls to ``omega`` times the window's first gain; its unused budget is not handed
-on, so the selection can be smaller than the budget.
+:class:`~tasksift.selectors.spice.greedy.GradientProxy`; :meth:`SpiceSelector.prepare` builds one when
+``tasksift.select`` computed the gradient features from the pool's records), every ``T`` selections the proxy
+takes one optimiser step on the last ``T`` selected rows, and every window that starts after the first step
+reads its candidates' gradients from the proxy (its weights at that window's start) instead of the vectors given
+to ``fit`` (those are the unstepped proxy's). Without a proxy the gradients are fixed. ``omega`` (SPICE+): a
+window stops taking examples once the gain of the best-scoring candidate falls to ``omega`` times the window's
+first gain; its unused budget is not handed on, so the selection can be smaller than the budget.
 
 Our choices where the paper is silent: ``F_S`` and the running mean cover every example selected so far, across
 windows, each with the gradient it had when it was taken (the reference restarts both in every window, as it
@@ -38,291 +24,27 @@ own training signal), so ``fit`` accepts ``target=None``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from tasksift.features.gradients.recipe import GradientRecipe, proxy_trainer
+from tasksift.selectors.base import Context, Inputs, Selection, Selector, as_float_matrix
+from tasksift.selectors.registry import register
+from tasksift.selectors.spice.greedy import (
+    FISHER_MODES,
+    SMALL_WINDOW_BYTES,
+    GradientProxy,
+    Pick,
+    ProxySchedule,
+    SelectedState,
+    blas_threads,
+    greedy_window,
+    window_quotas,
+)
 from tasksift.util.errors import InputError
+from tasksift.util.params import Interval, Options
 from tasksift.util.progress import progress_bar
-from tasksift.selectors import register
-from tasksift.selectors.base import Selection, Selector, as_float_matrix
-
-FISHER_MODES = ("exact", "diag")
-#: windows whose features take fewer bytes than this run their matrix-vector products on one BLAS thread
-SMALL_WINDOW_BYTES = 32 << 20
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
-def _from_text(value: Any) -> Any:
-    """A parameter whose default is ``None`` arrives from ``--param`` as text: ``"0.5"`` -> 0.5, ``"none"`` -> None."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip().lower()
-    if text in ("", "none", "null", "off"):
-        return None
-    try:
-        return float(text) if any(c in text for c in ".e") else int(text)
-    except ValueError:
-        return value
-
-
-@runtime_checkable
-class GradientProxy(Protocol):
-    """The helper SPICE calls to interleave selection with proxy training (it never loads models itself).
-
-    :class:`tasksift.features.gradients.ProxyTrainer` implements it for a real proxy model.
-    """
-
-    def gradients(self, rows: np.ndarray) -> np.ndarray:
-        """Gradient features of pool rows ``rows`` under the proxy's current weights, ``(len(rows), d)``."""
-
-    def step(self, rows: np.ndarray) -> float | None:
-        """One optimiser step on pool rows ``rows``."""
-
-
-class InverseFactor:
-    """``(I + alpha F_S)^-1`` as ``S`` grows, without refactorising: dense, or in product form.
-
-    ``dense`` keeps the ``d x d`` inverse and updates it by rank one (``O(d^2)`` per selection); otherwise
-    the inverse is ``I - sum_j beta_j z_j z_j^T`` and applying it costs ``O(|S| d)``. Float64 throughout.
-    """
-
-    def __init__(self, dim: int, alpha: float, capacity: int, dense: bool | None = None) -> None:
-        self.dim = int(dim)
-        self.alpha = float(alpha)
-        self.dense = dim <= capacity if dense is None else bool(dense)
-        self.count = 0
-        if self.dense:
-            self.inverse = np.eye(self.dim)
-        else:
-            self.zs = np.zeros((max(int(capacity), 1), self.dim))
-            self.betas = np.zeros(max(int(capacity), 1))
-
-    def apply(self, u: np.ndarray) -> np.ndarray:
-        """``(I + alpha F_S)^-1 u``."""
-        if self.dense:
-            return self.inverse @ u
-        z, b = self.zs[: self.count], self.betas[: self.count]
-        return u - z.T @ (b * (z @ u))
-
-    def quadratic(self, g: np.ndarray) -> np.ndarray:
-        """``g_x^T (I + alpha F_S)^-1 g_x`` for every row of ``g`` (products in ``g``'s precision, sums in float64)."""
-        norms = np.einsum("ij,ij->i", g, g, dtype=np.float64)
-        if self.count == 0:
-            return norms
-        if self.dense:
-            return np.einsum("ij,ij->i", g @ self.inverse.astype(g.dtype), g, dtype=np.float64)
-        proj = (g @ self.zs[: self.count].T.astype(g.dtype)).astype(np.float64)
-        return norms - (proj * proj) @ self.betas[: self.count]
-
-    def add(self, u: np.ndarray) -> tuple[np.ndarray, float]:
-        """Add ``u`` to ``S``; returns ``(z, beta)`` of the update ``inverse <- inverse - beta z z^T``."""
-        z = self.apply(u)
-        beta = self.alpha / (1.0 + self.alpha * float(u @ z))
-        if self.dense:
-            self.inverse -= beta * np.outer(z, z)
-        else:
-            if self.count == len(self.betas):
-                self.zs = np.concatenate([self.zs, np.zeros_like(self.zs)])
-                self.betas = np.concatenate([self.betas, np.zeros_like(self.betas)])
-            self.zs[self.count] = z
-            self.betas[self.count] = beta
-        self.count += 1
-        return z, beta
-
-
-@dataclass
-class SelectedState:
-    """What the selection so far contributes to every later step: the Fisher term and the running sum."""
-
-    fisher: str
-    alpha: float
-    dim: int
-    capacity: int
-    factor: InverseFactor | None = None
-    den: np.ndarray | None = None
-    total: np.ndarray = field(init=False)
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        self.total = np.zeros(self.dim)
-        if self.fisher == "exact":
-            self.factor = InverseFactor(self.dim, self.alpha, self.capacity)
-        else:
-            self.den = np.ones(self.dim)
-
-
-@dataclass
-class Pick:
-    """One greedy selection: window-local row, gain, penalty, cosine to the running mean."""
-
-    local: int
-    gain: float
-    conflict: float
-    cosine: float | None
-
-
-def greedy_window(g: np.ndarray, quota: int, state: SelectedState, *, lam: float, omega: float | None,
-                  on_pick: Callable[[Pick], None] | None = None) -> tuple[list[Pick], bool]:
-    """Greedy SPICE over the rows of ``g`` for up to ``quota`` picks, updating ``state``.
-
-    ``on_pick(pick)`` is called after each pick (the proxy schedule hangs on it). Returns the picks and
-    whether ``omega`` stopped the window early.
-    """
-    g = np.ascontiguousarray(g, dtype=np.float32)
-    n = g.shape[0]
-    alpha = state.alpha
-    norms = np.sqrt(np.einsum("ij,ij->i", g, g, dtype=np.float64))
-    g2 = None
-    if state.fisher == "exact":
-        assert state.factor is not None
-        q = state.factor.quadratic(g)
-    else:
-        assert state.den is not None
-        g2 = g * g
-        q = (g2 @ (1.0 / state.den).astype(np.float32)).astype(np.float64)
-    dots = (g @ state.total.astype(np.float32)).astype(np.float64) if lam > 0 else None
-    taken = np.zeros(n, dtype=bool)
-    picks: list[Pick] = []
-    first_gain: float | None = None
-    for _ in range(min(quota, n)):
-        gains = np.log1p(alpha * np.maximum(q, 0.0))
-        cos = None
-        penalty = np.zeros(n)
-        if dots is not None and state.count > 0:
-            denom = norms * float(np.linalg.norm(state.total))
-            cos = np.divide(dots, denom, out=np.zeros(n), where=denom > 0)
-            penalty = lam * np.maximum(0.0, -cos)
-        scores = gains - penalty
-        scores[taken] = -np.inf
-        j = int(np.argmax(scores))
-        gain = float(gains[j])
-        if omega is not None:
-            if first_gain is None:
-                first_gain = gain
-            elif gain <= omega * first_gain:
-                return picks, True
-        pick = Pick(j, gain, float(penalty[j]), None if cos is None else float(cos[j]))
-        picks.append(pick)
-        taken[j] = True
-        u = g[j].astype(np.float64)
-        if state.fisher == "exact":
-            assert state.factor is not None
-            z, beta = state.factor.add(u)
-            # two matrix-vector products: BLAS runs them faster than one product with a (d, 2) matrix
-            w = (g @ z.astype(np.float32)).astype(np.float64)
-            q -= beta * w * w
-            if dots is not None:
-                dots += (g @ g[j]).astype(np.float64)
-        else:
-            assert state.den is not None and g2 is not None
-            state.den += alpha * u * u
-            q = (g2 @ (1.0 / state.den).astype(np.float32)).astype(np.float64)
-            if dots is not None:
-                dots += (g @ g[j]).astype(np.float64)
-        state.total += u
-        state.count += 1
-        if on_pick is not None:
-            on_pick(pick)
-    return picks, False
-
-
-@contextmanager
-def blas_threads(limit: int | None) -> Iterator[None]:
-    """Run BLAS on at most ``limit`` threads inside the block (``None``: leave it alone).
-
-    Our choice, from measurement: a matrix-vector product over a small window gains nothing from a second
-    thread and loses much when cores are shared (5,000 x 1,024 float32: 3 ms on one thread, 16 ms on two on a
-    busy 2-core machine); over 100,000 rows two threads stay slightly ahead.
-    """
-    if limit is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with scikit-learn; without it BLAS keeps its threads
-        yield
-        return
-    with threadpool_limits(limits=limit, user_api="blas"):
-        yield
-
-
-class ProxySchedule:
-    """The interleaving: one proxy step per ``T`` picks; every window that starts after the first step reads its
-    candidates' gradients from the proxy as it is then (the given vectors hold the gradients of the unstepped
-    proxy, so they are stale from the first step on).
-
-    Without a proxy every window reads the fixed features.
-    """
-
-    def __init__(self, proxy: GradientProxy | None, T: int, name: str) -> None:  # noqa: N803
-        self.proxy = proxy
-        self.T = T
-        self.name = name
-        self.pending: list[int] = []
-        self.steps = 0
-        self.refreshed = 0
-        self.losses: list[float] = []
-
-    def window_features(self, x: np.ndarray, members: np.ndarray) -> np.ndarray:
-        """The gradients of a window's candidates: the proxy's current ones once it has stepped, else the given
-        ones."""
-        if self.proxy is None or self.steps == 0:
-            return x[members]
-        g = np.asarray(self.proxy.gradients(members), dtype=np.float32)
-        if g.shape != (len(members), x.shape[1]):
-            raise InputError(f"{self.name}: the proxy returned gradients of shape {g.shape}, "
-                             f"expected {(len(members), x.shape[1])}")
-        self.refreshed += 1
-        return g
-
-    def picked(self, row: int) -> None:
-        """Count a pick; every ``T`` picks the proxy takes one step on them."""
-        if self.proxy is None:
-            return
-        self.pending.append(row)
-        if len(self.pending) == self.T:
-            loss = self.proxy.step(np.array(self.pending, dtype=np.int64))
-            self.steps += 1
-            if loss is not None:
-                self.losses.append(float(loss))
-            self.pending.clear()
-
-    def info(self) -> dict[str, Any]:
-        """What the proxy did, for the manifest."""
-        out: dict[str, Any] = {"steps": self.steps, "refreshed_windows": self.refreshed, "losses": self.losses}
-        describe = getattr(self.proxy, "describe", None)
-        if callable(describe):
-            out["helper"] = describe()
-        return out
-
-
-def window_quotas(sizes: list[int], budget: int) -> list[int]:
-    """The budget shared over windows in proportion to their sizes (largest remainders; none above its size)."""
-    total = sum(sizes)
-    exact = [budget * s / total for s in sizes]
-    quotas = [min(int(math.floor(e)), s) for e, s in zip(exact, sizes, strict=True)]
-    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - quotas[i]), i))
-    left = budget - sum(quotas)
-    while left > 0:
-        moved = False
-        for i in order:
-            if left == 0:
-                break
-            if quotas[i] < sizes[i]:
-                quotas[i] += 1
-                left -= 1
-                moved = True
-        if not moved:
-            break
-    return quotas
 
 
 @register
@@ -341,6 +63,11 @@ class SpiceSelector(Selector):
     features = "gradients"
     needs_target = False
     summary = "greedy log det(I + alpha F) gain of gradients with a gradient-conflict penalty"
+    parameters = {
+        "alpha": [Interval(float, 0, None, "neither")], "lam": [Interval(float, 0)],
+        "fisher": [Options(*FISHER_MODES)], "omega": [Interval(float, 0, 1), None],
+        "window": [Interval(int, 1), None], "T": [Interval(int, 1)],
+    }
 
     def __init__(self, budget: int, *, seed: int = 0, alpha: float = 1.0, lam: float = 0.1, fisher: str = "exact",
                  omega: float | None = None, window: int | None = None, T: int = 10) -> None:  # noqa: N803
@@ -352,58 +79,39 @@ class SpiceSelector(Selector):
         self.window = window
         self.T = T
 
-    def fit(self, pool: Any, target: Any = None, *, proxy: GradientProxy | None = None,
-            progress: bool = False) -> SpiceSelector:
+    def prepare(self, inputs: Inputs, ctx: Context) -> Inputs:
+        """The proxy trainer for the interleaved updates, built when the gradient features were computed here
+        from the pool's records (the proxy reads them) and the greedy runs over windows (with one window there
+        is no later window to re-read gradients for)."""
+        self._validate_params()
+        if not inputs.featurized_here or inputs.pool_records is None or self.window is None:
+            return inputs
+        recipe = GradientRecipe.of(type(self).feature_defaults, ctx.features)
+        trainer = proxy_trainer(inputs.pool_records.texts, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
+                                progress=ctx.progress)
+        return inputs.but(helpers={**inputs.helpers, "proxy": trainer})
+
+    def _select(self, pool: Any, target: Any, ctx: Context, proxy: GradientProxy | None = None) -> Selection:
         """Select from ``pool`` (gradient features); ``target`` is not read; ``proxy`` enables interleaving;
-        ``progress`` shows a bar over the greedy steps (on stderr)."""
+        ``ctx.progress`` shows a bar over the greedy steps (on stderr)."""
         if proxy is not None and not isinstance(proxy, GradientProxy):
             raise InputError(f"{self.name}: the proxy must have gradients(rows) and step(rows) methods")
-        self._proxy = proxy
-        self._progress = progress
-        try:
-            return super().fit(pool, target)  # type: ignore[return-value]
-        finally:
-            self._proxy = None
-            self._progress = False
-
-    def _settings(self) -> tuple[float, float, float | None, int | None, int]:
-        """``(alpha, lam, omega, window, T)`` checked; ``omega`` and ``window`` may come from the CLI as text."""
-        if self.fisher not in FISHER_MODES:
-            raise InputError(f"{self.name}: unknown fisher {self.fisher!r}", fix="use fisher=exact or fisher=diag")
-        alpha, lam = self.alpha, self.lam
-        if not (_is_number(alpha) and alpha > 0 and math.isfinite(alpha)):
-            raise InputError(f"{self.name}: alpha {alpha!r} must be a positive number")
-        if not (_is_number(lam) and lam >= 0 and math.isfinite(lam)):
-            raise InputError(f"{self.name}: lam {lam!r} must be a non-negative number")
-        omega, window = _from_text(self.omega), _from_text(self.window)
-        if omega is not None and not (_is_number(omega) and 0 <= omega <= 1):
-            raise InputError(f"{self.name}: omega {self.omega!r} must be between 0 and 1, or None (off)")
-        if window is not None and not (_is_number(window) and window == int(window) and window >= 1):
-            raise InputError(f"{self.name}: window {self.window!r} must be a positive whole number, or None")
-        if not (_is_number(self.T) and self.T == int(self.T) and self.T >= 1):
-            raise InputError(f"{self.name}: T {self.T!r} must be a positive whole number")
-        return (float(alpha), float(lam), None if omega is None else float(omega),
-                None if window is None else int(window), int(self.T))
-
-    def _select(self, pool: Any, target: Any) -> Selection:
-        alpha, lam, omega, window, T = self._settings()  # noqa: N806
         x = as_float_matrix(pool, "pool gradient features")
         n, d = x.shape
-        proxy: GradientProxy | None = getattr(self, "_proxy", None)
-        if window is None or window >= n:
+        if self.window is None or self.window >= n:
             windows = [np.arange(n)]
         else:
             order = np.random.default_rng(self.seed).permutation(n)
-            windows = [order[i:i + window] for i in range(0, n, window)]
+            windows = [order[i:i + self.window] for i in range(0, n, self.window)]
         quotas = window_quotas([len(w) for w in windows], int(self.budget))
-        state = SelectedState(self.fisher, alpha, d, int(self.budget))
-        schedule = ProxySchedule(proxy, T, self.name)
+        state = SelectedState(self.fisher, self.alpha, d, int(self.budget))
+        schedule = ProxySchedule(proxy, self.T, self.name)
         rows: list[int] = []
         reasons: list[dict[str, Any]] = []
         scores: list[float] = []
         stopped: list[int] = []
         largest = max(len(m) for m in windows) * d * 4
-        with progress_bar(getattr(self, "_progress", False), f"{self.name} greedy", sum(quotas), "steps") as advance, \
+        with progress_bar(ctx.progress, f"{self.name} greedy", sum(quotas), "steps") as advance, \
                 blas_threads(1 if largest < SMALL_WINDOW_BYTES else None):
             for w, (members, quota) in enumerate(zip(windows, quotas, strict=True)):
                 if quota == 0:
@@ -418,7 +126,7 @@ class SpiceSelector(Selector):
                     schedule.picked(rows[-1])
 
                 g = schedule.window_features(x, members)
-                _, early = greedy_window(g, quota, state, lam=lam, omega=omega, on_pick=on_pick)
+                _, early = greedy_window(g, quota, state, lam=self.lam, omega=self.omega, on_pick=on_pick)
                 if early:
                     stopped.append(w)
         selection = Selection(indices=np.array(rows, dtype=np.int64), weights=np.ones(len(rows)),

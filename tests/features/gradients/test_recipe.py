@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 
 import tasksift
-from tasksift.util.errors import InputError
-from tasksift.features.for_selection import GradientRecipe, proxy_trainer, selection_gradients
 from tasksift.features.gradients import WarmupSettings, gradient_features
+from tasksift.features.gradients.recipe import (
+    GRADIENT_FEATURE_DEFAULTS,
+    GradientRecipe,
+    proxy_trainer,
+    selection_gradients,
+)
+from tasksift.util.errors import InputError
 
 POOL = [f"example {i} about cats and their owners" if i % 2 else f"stock report number {i} for the day"
         for i in range(20)]
@@ -18,12 +23,34 @@ def test_recipe_checks_and_types_its_settings() -> None:
     assert recipe.values["proj_dim"] == 32 and recipe.values["warmup_lr"] == 1e-3
     assert recipe.precondition == "less"
     assert recipe.warmup == WarmupSettings(steps=8, lr=1e-3, batch_size=8, sample=256, seed=0)
-    with pytest.raises(InputError, match="unknown gradient feature setting 'depth'"):
+    with pytest.raises(InputError, match="gradient features has no parameter 'depth'"):
         GradientRecipe.of({}, {"depth": 3})
     with pytest.raises(InputError, match="needs Adam moments from a warm-up"):
         GradientRecipe.of({}, {"precondition": "adam"})
     with pytest.raises(InputError, match="whole number"):
         GradientRecipe.of({}, {"proj_dim": "1.5"})
+
+
+@pytest.mark.parametrize(("given", "named"), [
+    ({"lora_r": 0}, "lora_r=0"), ({"max_length": "1"}, "max_length='1'"), ({"warmup_steps": -1}, "warmup_steps=-1"),
+    ({"warmup_lr": "0"}, "warmup_lr='0'"), ({"precondition": "sgd"}, "none, adam, less"),
+    ({"projection": "sparse"}, "rademacher, gaussian"), ({"kind": "seq2seq"}, "auto, causal-lm, encoder"),
+    ({"params": "all"}, "lora, linear"), ({"seed": True}, "seed=True"), ({"proxy_lr": "fast"}, "proxy_lr='fast'"),
+])
+def test_a_bad_feature_value_names_the_setting_and_what_it_takes(given: dict, named: str) -> None:
+    with pytest.raises(InputError, match="gradient features") as err:
+        GradientRecipe.of({}, given)
+    assert named in str(err.value) and next(iter(given)) in str(err.value)
+
+
+def test_settings_from_text_are_typed_like_python_values() -> None:
+    text = GradientRecipe.of({}, {"proj_dim": "none", "warmup_sample": "none", "warmup_steps": "2",
+                                  "lora_alpha": "32", "warmup_lr": "1e-3"})
+    typed = GradientRecipe.of({}, {"proj_dim": None, "warmup_sample": None, "warmup_steps": 2, "lora_alpha": 32,
+                                   "warmup_lr": 0.001})
+    assert text == typed and text.chain_kwargs()["proj_dim"] is None
+    assert text.spec_kwargs()["lora_alpha"] == 32 and text.warmup.sample is None
+    assert GradientRecipe.of({}, {}).values == GRADIENT_FEATURE_DEFAULTS
 
 
 def test_pool_is_preconditioned_and_targets_plain_in_one_warmed_up_space(tmp_path) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import faiss
 import numpy as np
 import pytest
@@ -131,15 +128,3 @@ def test_shard_bounds_cover_every_row_once() -> None:
     assert shard_bounds(0, 2) == []
     with pytest.raises(ValueError):
         shard_bounds(5, 0)
-
-
-def test_the_local_engine_imports_no_ray() -> None:
-    code = ("import sys, numpy as np, tasksift\n"
-            "x = np.random.default_rng(0).normal(size=(50, 4)).astype('float32')\n"
-            "for m in ('knn', 'tsds', 'random'):\n"
-            "    tasksift.select(pool_vectors=x, target_vectors=x[:3], method=m, budget=5)\n"
-            "from tasksift.engine import get_engine\n"
-            "get_engine('local')\n"
-            "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -1,5 +1,5 @@
-"""The Ray engine on a local cluster (2 CPUs) started once for this module: sharded search equals one index,
-selections equal the local engine's, embeddings land in the same cache, a killed run resumes."""
+"""The Ray engine's featurization on a local cluster: embeddings land in the same cache as the local engine's,
+gradients equal the local ones, a killed run resumes."""
 
 from __future__ import annotations
 
@@ -13,106 +13,14 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import tasksift  # noqa: E402
-from tasksift.engine.ray_engine import RayEngine  # noqa: E402
+from tasksift.engine.ray import RayEngine  # noqa: E402
 from tasksift.features import embed_texts  # noqa: E402
-from tasksift.index import build_index  # noqa: E402
-from tasksift.selectors.tsds.selector import pool_range_search  # noqa: E402
 from tests.kill import kill_after_shards  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 SHARD_SIZE = 16
 TOPICS = ["markets", "football", "elections", "films", "phones", "weather", "schools", "hospitals"]
-
-
-@pytest.fixture(scope="module")
-def cluster() -> str:
-    """A local Ray cluster for this module; yields its address."""
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 << 20, log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def engine(cluster: str) -> RayEngine:
-    return RayEngine(workers=2)  # uses the cluster the fixture connected to
-
-
-@pytest.fixture(scope="module")
-def tied() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = rng.integers(-2, 3, size=(3001, 8)).astype(np.float32)
-    x[x.sum(axis=1) == 0, 0] = 1
-    x[1495:1505] = x[7]  # duplicates across the shard edge
-    q = rng.integers(-2, 3, size=(25, 8)).astype(np.float32)
-    q[q.sum(axis=1) == 0, 0] = 1
-    return x, q
-
-
-@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
-def test_sharded_search_on_ray_equals_one_index(engine: RayEngine, tied, metric: str) -> None:
-    x, q = tied
-    search = engine.search()
-    try:
-        index = search.build(x, metric=metric, kind="flat")
-        values, rows = index.search(q, 30)
-        one_values, one_rows = build_index(x, metric=metric, kind="flat").search(q, 30)
-        assert rows.tolist() == one_rows.tolist()
-        np.testing.assert_array_equal(values, one_values)
-        info = index.info()
-        assert info["shards"] == 2 and info["exact"] and info["engine"] == "ray"
-        if metric == "l2":
-            in_place = search.exact(x).search(q, 30)
-            assert in_place[1].tolist() == one_rows.tolist()
-            np.testing.assert_array_equal(in_place[0], one_values)
-    finally:
-        search.close()
-
-
-def test_range_search_on_ray_equals_in_process(engine: RayEngine, tied) -> None:
-    x, _ = tied
-    y = x[::97]
-    search = engine.search()
-    try:
-        mine = search.range_search(x, 2.5, stats := {})(y)
-    finally:
-        search.close()
-    theirs = pool_range_search(x, 2.5, {})(y)
-    for a, b in zip(mine, theirs, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert stats["compared"] == len(y) * len(x)
-
-
-@pytest.fixture(scope="module")
-def vectors() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(3)
-    centres = rng.normal(size=(12, 16))
-    x = (centres[rng.integers(0, 12, 4000)] + 0.4 * rng.normal(size=(4000, 16))).astype(np.float32)
-    x[2000:2003] = x[5]  # exact duplicates
-    q = (centres[:3].repeat(4, axis=0) + 0.4 * rng.normal(size=(12, 16))).astype(np.float32)
-    return x, q
-
-
-@pytest.mark.parametrize(("method", "params"), [
-    ("knn", {}), ("knn", {"metric": "l2"}), ("tsds", {}), ("tsds", {"metric": "cosine", "sigma": 0.3}),
-    ("random", {}),
-])
-def test_selection_on_ray_equals_local(engine: RayEngine, vectors, method: str, params: dict) -> None:
-    x, q = vectors
-    local = tasksift.select(pool_vectors=x, target_vectors=q, method=method, budget=150, seed=7, **params)
-    on_ray = tasksift.select(pool_vectors=x, target_vectors=q, method=method, budget=150, seed=7, engine=engine,
-                             **params)
-    assert on_ray.indices.tolist() == local.indices.tolist()
-    np.testing.assert_array_equal(on_ray.weights, local.weights)
-    np.testing.assert_array_equal(on_ray.scores, local.scores)
-    assert on_ray.reasons == local.reasons
-    assert on_ray.manifest["engine"] == "ray" and on_ray.manifest["engine_info"]["workers"] == 2
-    if method != "random":  # the neighbour search ran on the shards
-        assert on_ray.manifest["index"]["engine"] == "ray"
-        assert on_ray.manifest["index"]["shards"] == 2
-    if method == "tsds":  # its exact densities too: range searches on the shards after the prefetch
-        assert on_ray.manifest["index"]["search"]["calls"] > 1
-        assert on_ray.manifest["density"]["compared_distances"] == local.manifest["density"]["compared_distances"]
 
 
 def pool_texts(n: int) -> list[str]:

@@ -1,0 +1,137 @@
+"""Gradient features as ``tasksift.select`` computes them for a gradient selector (LESS, SPICE).
+
+One set of feature settings (``--feature key=value`` on the command line, ``features={...}`` in Python, on top
+of the selector's ``feature_defaults``) names the proxy, its LoRA adapters, the projection and LESS's warm-up;
+:data:`GRADIENT_FEATURE_PARAMETERS` declares what each accepts:
+
+- ``kind``, ``params``, ``lora_r``, ``lora_alpha``, ``max_length``, ``seed`` (LoRA init and
+  projection; fixed across selection seeds, as in LESS, so three selection seeds share one feature computation),
+  ``proj_dim`` (0: raw gradients), ``projection``, ``batch_size``, ``shard_size``;
+- ``warmup_steps`` (0: none), ``warmup_lr``, ``warmup_sample``, ``warmup_batch_size``: the AdamW warm-up on a
+  seeded sample of the pool, run once and cached;
+- ``precondition`` (``none``, ``adam`` or ``less``): applied to the **pool** rows only; target rows are plain
+  gradients of the same warmed-up proxy (LESS: "Adam-preconditioned for the pool, plain for the targets");
+- ``proxy_lr``: the learning rate of SPICE's proxy trainer.
+
+:func:`proxy_trainer` builds what SPICE's interleaved mode calls: the same chain (:class:`GradientFactory`: proxy,
+warm-up, preconditioning, projection), so refreshed rows live in the space the cached features were computed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasksift.features.cache import CachedFeatures
+from tasksift.features.gradients.featurizer import (
+    DEFAULT_GRADIENT_BATCH_SIZE,
+    DEFAULT_GRADIENT_SHARD_SIZE,
+    FEATURE_PARAMETERS,
+    GradientFactory,
+    gradient_features,
+)
+from tasksift.features.gradients.projection import DEFAULT_PROJ_DIM
+from tasksift.features.gradients.proxy import DEFAULT_MAX_LENGTH, PROXY_PARAMETERS, proxy_spec
+from tasksift.features.gradients.trainer import ProxyTrainer
+from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings
+from tasksift.util.errors import InputError
+from tasksift.util.params import Declarations, Interval, Options, convert_params
+
+#: every feature setting a gradient selector accepts, with its default
+GRADIENT_FEATURE_DEFAULTS: dict[str, Any] = {
+    "kind": "auto", "params": "lora", "lora_r": 8, "lora_alpha": 16,
+    "max_length": DEFAULT_MAX_LENGTH, "seed": 0, "proj_dim": DEFAULT_PROJ_DIM, "projection": "rademacher",
+    "batch_size": DEFAULT_GRADIENT_BATCH_SIZE, "shard_size": DEFAULT_GRADIENT_SHARD_SIZE,
+    "warmup_steps": 0, "warmup_lr": 3e-4, "warmup_sample": 256, "warmup_batch_size": 8, "precondition": "none",
+    "proxy_lr": 1e-4,
+}
+_POSITIVE = [Interval(float, 0, None, "neither")]
+#: what each feature setting accepts (the names of the layers to take gradients of are no feature setting: the
+#: default LoRA targets serve the methods, and ``tasksift gradients --target-module`` names others)
+GRADIENT_FEATURE_PARAMETERS: Declarations = {
+    **{k: v for k, v in PROXY_PARAMETERS.items() if k != "target_modules"}, **FEATURE_PARAMETERS,
+    "warmup_steps": [Interval(int, 0)], "warmup_lr": _POSITIVE, "warmup_sample": [Interval(int, 1), None],
+    "warmup_batch_size": [Interval(int, 1)], "precondition": [Options("none", *PRECONDITION_RULES)],
+    "proxy_lr": _POSITIVE,
+}
+
+
+@dataclass(frozen=True)
+class GradientRecipe:
+    """Checked feature settings (see the module docstring)."""
+
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, defaults: Mapping[str, Any] | None, given: Mapping[str, Any] | None, *,
+           declarations: Declarations = GRADIENT_FEATURE_PARAMETERS) -> GradientRecipe:
+        """The settings: ``given`` over ``defaults`` over :data:`GRADIENT_FEATURE_DEFAULTS`, each checked and
+        typed by ``declarations`` (text as the command line gives it, or Python values)."""
+        values = dict(GRADIENT_FEATURE_DEFAULTS)
+        for source in (defaults or {}), (given or {}):
+            values.update(convert_params("gradient features", declarations, source))
+        if values["precondition"] != "none" and values["warmup_steps"] < 1:
+            raise InputError(f"precondition={values['precondition']} needs Adam moments from a warm-up",
+                             fix="set warmup_steps=8 (or more), or precondition=none")
+        return cls(values)
+
+    @property
+    def warmup(self) -> WarmupSettings | None:
+        v = self.values
+        if v["warmup_steps"] < 1:
+            return None
+        return WarmupSettings(steps=v["warmup_steps"], lr=v["warmup_lr"], batch_size=v["warmup_batch_size"],
+                              sample=v["warmup_sample"], seed=v["seed"])
+
+    @property
+    def precondition(self) -> str | None:
+        return None if self.values["precondition"] == "none" else self.values["precondition"]
+
+    def spec_kwargs(self) -> dict[str, Any]:
+        """The proxy's settings, as :func:`tasksift.features.gradients.proxy_spec` takes them."""
+        v = self.values
+        return {"kind": v["kind"], "params": v["params"], "lora_r": v["lora_r"], "lora_alpha": v["lora_alpha"],
+                "max_length": v["max_length"], "seed": v["seed"]}
+
+    def chain_kwargs(self) -> dict[str, Any]:
+        """The warm-up, projection and batch settings of the chain, as :func:`gradient_features` and
+        :meth:`GradientFactory.plan` take them."""
+        v = self.values
+        return {"warmup": self.warmup, "proj_dim": v["proj_dim"] or None, "seed": v["seed"],
+                "projection": v["projection"], "batch_size": v["batch_size"]}
+
+    def features(self, texts: Sequence[str], *, model: str | Path | None, precondition: str | None,
+                 warmup_texts: Sequence[str], cache_dir: Any, progress: bool, desc: str,
+                 engine: Any = None, target_modules: Sequence[str] | None = None) -> CachedFeatures:
+        """:func:`gradient_features` of ``texts`` with these settings (``precondition``: the rule, or ``None``;
+        ``target_modules``: the layers to take gradients of, ``None``: the proxy's default LoRA targets)."""
+        return gradient_features(texts, model=model, **{**self.spec_kwargs(), **self.chain_kwargs()},
+                                 target_modules=target_modules, warmup_texts=warmup_texts, precondition=precondition,
+                                 shard_size=self.values["shard_size"], cache_dir=cache_dir, progress=progress,
+                                 desc=desc, engine=engine)
+
+
+def selection_gradients(pool_texts: Sequence[str], target_texts: Sequence[str] | None, recipe: GradientRecipe, *,
+                        model: str | Path | None, cache_dir: Any, progress: bool, engine: Any = None
+                        ) -> tuple[CachedFeatures, CachedFeatures | None]:
+    """Pool features (preconditioned when the recipe says so) and target features (plain), one proxy space;
+    ``engine``: where missing shards are computed (:mod:`tasksift.engine`)."""
+    pool = recipe.features(pool_texts, model=model, precondition=recipe.precondition, warmup_texts=pool_texts,
+                           cache_dir=cache_dir, progress=progress, desc="pool gradients", engine=engine)
+    target = None
+    if target_texts is not None:
+        target = recipe.features(target_texts, model=model, precondition=None, warmup_texts=pool_texts,
+                                 cache_dir=cache_dir, progress=progress, desc="target gradients", engine=engine)
+    return pool, target
+
+
+def proxy_trainer(pool_texts: Sequence[str], recipe: GradientRecipe, *, model: str | Path | None, cache_dir: Any,
+                  progress: bool) -> ProxyTrainer:
+    """The proxy SPICE steps and re-reads: loaded, warmed up (from the warm-up cache) and wrapped with the
+    projection and preconditioning the pool's cached features used."""
+    spec = proxy_spec(model, **recipe.spec_kwargs())
+    factory = GradientFactory.plan(spec.identity(), spec, warmup_texts=pool_texts, rule=recipe.precondition,
+                                   cache_dir=cache_dir, **recipe.chain_kwargs())
+    return ProxyTrainer(factory.build(progress=progress), pool_texts, lr=recipe.values["proxy_lr"])

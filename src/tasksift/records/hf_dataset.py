@@ -1,0 +1,43 @@
+"""A directory written by ``datasets.Dataset.save_to_disk``: read in Arrow batches, rows fetched by position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tasksift.records.files import hf_dir_sha256
+from tasksift.records.readers import Loaded, add_batches, needed_columns
+from tasksift.records.view import ViewBuilder, Where
+from tasksift.util.errors import InputError
+
+
+def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
+    """The records and, as the state, the loaded dataset (kept to fetch rows from)."""
+    dataset = _load(path)
+    columns = needed_columns(builder, dataset.column_names)
+    view = dataset.select_columns(columns) if columns is not None else dataset
+    add_batches(view.with_format("arrow").iter(batch_size=batch_size), builder, Where(index=0))
+    return Loaded(builder, hf_dir_sha256(path), dataset)
+
+
+def take(path: Path, dataset: Any, idx: np.ndarray) -> pa.Table:
+    if dataset is None:
+        dataset = _load(path)
+    return dataset.with_format("arrow")[idx.tolist()]
+
+
+def _load(path: Path) -> Any:
+    import datasets
+
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as e:  # datasets raises many kinds; all of them mean "cannot read this directory"
+        raise InputError(f"cannot load the dataset directory: {e}", path=path,
+                         fix="give a directory written by datasets.Dataset.save_to_disk") from e
+    if isinstance(dataset, datasets.DatasetDict):
+        raise InputError(f"this is a DatasetDict with splits {sorted(dataset)}, not one dataset", path=path,
+                         fix="point to one split's directory")
+    return dataset

@@ -1,0 +1,69 @@
+"""``.jsonl`` / ``.ndjson``: one JSON object a line. Records are fetched again from their line's byte offset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from array import array
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasksift.records.files import BOM, open_binary
+from tasksift.records.readers import Loaded
+from tasksift.records.view import ViewBuilder, Where
+from tasksift.util.errors import InputError
+
+
+def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
+    """One JSON object per line; blank lines skipped. Keeps each record line's byte offset; hashes the bytes."""
+    offsets = array("q")
+    digest = hashlib.sha256()
+    pos = 0
+    with open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            digest.update(raw)
+            start, pos = pos, pos + len(raw)
+            body = raw
+            if lineno == 1 and raw.startswith(BOM):
+                body, start = raw[len(BOM):], start + len(BOM)
+            if not body.strip():
+                continue
+            builder.add(_parse_line(body, path, lineno), Where(line=lineno), check_surrogates=b"\\u" in body)
+            offsets.append(start)
+    return Loaded(builder, digest.hexdigest(), np.frombuffer(offsets, dtype=np.int64).copy())
+
+
+def take(path: Path, offsets: np.ndarray, idx: np.ndarray) -> list[dict[str, Any]]:
+    """The records at ``idx``, each line re-read at its offset and parsed again (exactly as written)."""
+    unique, inverse = np.unique(idx, return_inverse=True)
+    lines: list[bytes] = []
+    with open(path, "rb") as f:
+        for i in unique:  # increasing offsets: one forward pass over the file
+            f.seek(int(offsets[i]))
+            lines.append(f.readline())
+    return [json.loads(lines[j]) for j in inverse]
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (for error messages)."""
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _parse_line(body: bytes, path: Path, lineno: int) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"the line is not valid UTF-8 (byte {e.start + 1})", path=path, line=lineno,
+                         fix="re-encode the file as UTF-8") from e
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"the line is not valid JSON: {e.msg} at column {e.colno}", path=path, line=lineno,
+                         fix="a .jsonl file holds one JSON object per line") from e
+    if not isinstance(rec, dict):
+        raise InputError(f"the line is a JSON {json_type(rec)}, not an object", path=path, line=lineno,
+                         fix='each line must be one object like {"text": ...}')
+    return rec

@@ -1,0 +1,66 @@
+"""The ids and text views of one input's records, and what is needed to fetch chosen records again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tasksift.records.formats import Take
+
+
+@dataclass(eq=False, repr=False)
+class RecordSet:
+    """Ids and text views of the records of one file, and what is needed to fetch records again.
+
+    ``id_rule`` is ``"field:<name>"`` or ``"content-sha1"``; ``text_rule`` is ``"field:<name>"`` or
+    ``"template:<template>"``; ``file_sha256`` hashes the file's bytes (the ``.arrow`` files of an HF dataset
+    directory, the canonical JSON of in-memory records) and goes into the run's manifest. ``_take`` is the
+    format's row fetcher and ``_state`` what it needs (line offsets, csv column types, a dataset, the records).
+    """
+
+    path: Path | None
+    format: str
+    ids: list[str]
+    texts: list[str]
+    domains: list[str] | None
+    id_rule: str
+    text_rule: str
+    file_sha256: str
+    _take: Take | None = field(default=None)
+    _state: Any = field(default=None)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"RecordSet(path={str(self.path)!r}, format={self.format!r}, n={self.n}, id_rule={self.id_rule!r})"
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
+        """The original records at ``indices`` (row positions), parsed, in the order of ``indices``.
+
+        jsonl lines are re-read at their saved byte offsets and parsed again, so each record comes back exactly
+        as written (same keys, same key order, same values). Each position gets its own dict.
+        """
+        rows = self._fetch(indices)
+        return rows.to_pylist() if isinstance(rows, pa.Table) else rows
+
+    def take_table(self, indices: Sequence[int] | np.ndarray) -> pa.Table:
+        """The same rows as :meth:`take`, as an Arrow table (used to write ``selected.parquet``)."""
+        rows = self._fetch(indices)
+        return rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
+
+    def _fetch(self, indices: Sequence[int] | np.ndarray) -> list[dict[str, Any]] | pa.Table:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.n):
+            bad = int(idx[(idx < 0) | (idx >= self.n)][0])
+            raise IndexError(f"row {bad} is outside the {self.n} records of {self.path}")
+        return self._take(self.path, self._state, idx)

@@ -1,0 +1,58 @@
+"""Progress bars: one way to build them, and no meaningless rate on a finished bar."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from tasksift.util.progress import ProgressTask, RateColumn, make_progress, progress_bar
+
+
+def quiet_console() -> Console:
+    return Console(file=io.StringIO(), width=120, force_terminal=False)
+
+
+def test_rate_is_shown_only_when_known_and_positive() -> None:
+    progress = make_progress(quiet_console(), unit="steps")
+    progress.add_task("x", total=8, note="")
+    (task,) = progress.tasks
+    column = RateColumn("steps")
+    assert column.render(task).plain == "steps"  # nothing measured yet
+    task.finished_speed = 0.0
+    assert column.render(task).plain == "steps"  # not "0.0 steps/s"
+    task.finished_speed = 1234.5
+    assert column.render(task).plain == "1,234.5 steps/s"
+
+
+def test_a_finished_bar_prints_no_zero_rate() -> None:
+    console = quiet_console()
+    progress = make_progress(console)
+    with progress:
+        task = progress.add_task("rows", total=8, note="")
+        progress.advance(task, 8)
+        progress.advance(task, 0)
+    out = console.file.getvalue()
+    assert "8/8" in out and "0.0 rows/s" not in out
+
+
+def test_task_counts_steps_on_a_lent_display_and_names_cached_rows() -> None:
+    progress = make_progress(quiet_console())
+    with ProgressTask(progress, "embed", 10, cached=5) as bar:
+        bar.advance(3)
+        bar.finish_step(4)  # the step had 4 rows; 3 were reported
+        bar.finish_step(6)
+    (task,) = progress.tasks
+    assert task.completed == 10 and task.description == "embed (5 rows cached)"
+
+
+def test_disabled_or_empty_bars_show_nothing() -> None:
+    with progress_bar(False, "x", 5) as advance:
+        advance(2, note="ignored")
+    with ProgressTask(True, "x", 0) as bar:
+        bar.advance(1)
+        bar.finish_step(1)
+    progress = make_progress(quiet_console())
+    with ProgressTask(progress, "x", 0):
+        pass
+    assert progress.tasks == []
