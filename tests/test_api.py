@@ -5,9 +5,9 @@ import pytest
 
 import tasksift
 from tasksift.api import parse_budget
-from tasksift.util.errors import InputError
 from tasksift.selectors.dsir import DSIRSelector
 from tasksift.selectors.knn import KNNSelector
+from tasksift.util.errors import InputError
 
 
 @pytest.mark.parametrize(("budget", "n", "expected"), [

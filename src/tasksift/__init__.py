@@ -5,8 +5,8 @@
 """
 
 from tasksift.api import select
-from tasksift.util.errors import InputError
 from tasksift.selectors.base import Selection, Selector
+from tasksift.util.errors import InputError
 
 __all__ = ["InputError", "Selection", "Selector", "select"]
 __version__ = "0.1.0"

@@ -89,7 +89,7 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     ``pool`` and ``target`` are record files (jsonl, json, parquet, csv, a saved HF dataset) or lists of
     dicts; ``pool_vectors`` / ``target_vectors`` are arrays or ``.npy`` paths aligned with the records (with
     only vectors, ids are row numbers). ``features``: feature settings on top of the selector's
-    ``feature_defaults`` (for gradient selectors, :mod:`tasksift.features.for_selection`). Remaining keyword
+    ``feature_defaults`` (for gradient selectors, :mod:`tasksift.features.gradients.recipe`). Remaining keyword
     arguments are the method's parameters (``tasksift methods`` lists them). With ``out``, the selection is
     written there (docs/design.md, "The output contract"), replacing an earlier run there as a whole; a folder
     that holds other files is refused unless ``overwrite``. ``engine``: ``"local"`` (default), ``"ray"`` (on the

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tasksift.cli.app import app
-from tasksift.util.errors import InputError
 from tasksift.eval.compare import _run_of, compare, markdown_table
+from tasksift.util.errors import InputError
 from tests.train.helpers import classification_task as _classification_task
 from tests.train.helpers import write_jsonl
 
@@ -36,12 +36,12 @@ def test_compare_writes_rows_for_methods_none_and_full_and_resumes(tmp_path: Pat
     assert markdown_table(result).splitlines()[2].startswith("| none |") and "| full |" in table
 
     # A second run finds every selection and evaluation done: nothing is selected or trained again.
-    import tasksift.api
+    import tasksift.eval.compare
 
     def no_select(*args, **kwargs):
         raise AssertionError("selection was recomputed")
 
-    monkeypatch.setattr(tasksift.api, "select", no_select)
+    monkeypatch.setattr(tasksift.eval.compare, "select", no_select)
     again = compare(task, ["random", "knn"], "50%", seeds=2, out=out, max_steps=2, progress=False)
     assert again["rows"]["knn"]["summary"] == rows["knn"]["summary"]
     assert markdown_table(again) == markdown_table(result)

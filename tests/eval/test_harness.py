@@ -105,18 +105,18 @@ def test_an_interrupted_evaluation_resumes_at_the_next_seed(tmp_path: Path, tiny
 
 def test_the_same_training_is_scored_once_per_test_set(tmp_path: Path, tiny_llama_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasksift.train
+    import tasksift.eval.harness
     from tasksift.train.store import eval_set_key
 
     task = instruction_task(tmp_path)
     scored: list[int] = []
-    original = tasksift.train.score_options
+    original = tasksift.eval.harness.score_options
 
     def counting(*args, **kwargs):
         scored.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(tasksift.train, "score_options", counting)
+    monkeypatch.setattr(tasksift.eval.harness, "score_options", counting)
     monkeypatch.setenv("TASKSIFT_CACHE", str(tmp_path / "cache"))  # no training kept by another test
     kwargs = {"model": tiny_llama_dir, "max_steps": 2, "settings": {"lr": 1e-2}, "progress": False}
     first = evaluate(task, "full", seeds=[0], out=tmp_path / "a", **kwargs)

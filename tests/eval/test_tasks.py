@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasksift.util.errors import InputError
 from tasksift.eval.tasks import load_task, selection_rows
 from tasksift.selectors.base import Selection
+from tasksift.util.errors import InputError
 from tests.train.helpers import (
     FRUITS,
     classification_task,

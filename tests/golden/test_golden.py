@@ -45,7 +45,6 @@ from tasksift.features.embed import (
     default_model_path,  # folder of the bundled all-MiniLM-L6-v2
     model_fingerprint,  # content hash of a model folder
 )
-from tasksift.features.gradients.recipe import GradientRecipe  # feature settings of a gradient selector
 from tasksift.features.gradients import (
     RandomProjection,  # projection; settings() enters the gradient key
     gradient_settings,  # the cache settings of gradient features
@@ -54,6 +53,7 @@ from tasksift.features.gradients import (
     texts_digest,  # digest of the warm-up texts (in the warm-up key)
     warmup_sample,  # the seeded warm-up sample of the pool texts
 )
+from tasksift.features.gradients.recipe import GradientRecipe  # feature settings of a gradient selector
 from tasksift.selectors import available  # the selector registry: name -> class
 from tasksift.train.store import (
     eval_set_key,  # key of a test set in the training store

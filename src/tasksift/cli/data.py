@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tasksift.eval.taskgen.builder import TRACKS, build_tasks
 from tasksift.util.errors import InputError
 
 data_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -59,8 +60,6 @@ def build(
                                                                        "~/.cache/tasksift/downloads).")] = None,
 ) -> None:
     """Download the data packages (once) and write the benchmark tasks to --out; print their sizes."""
-    from tasksift.eval.taskgen.builder import TRACKS, build_tasks
-
     created = not out.exists()
     try:
         if track not in TRACK_CHOICES:

@@ -3,9 +3,9 @@
 The logic of a step lives with the step (feature functions in :mod:`tasksift.features`, the per-query merge of
 sharded search in :mod:`tasksift.index.sharded`, the selectors); an engine only decides where it runs:
 
-- :meth:`Engine.featurize` fills a :class:`tasksift.features.FeatureCache` with the shards that are not
-  finished. Both engines write the same layout and the same completion markers, so a run stopped on one resumes
-  on the other without recomputing a finished shard.
+- :meth:`Engine.featurize` runs a :class:`tasksift.features.jobs.FeatureJob`: it fills the job's cache with
+  the shards that are not finished. Both engines write the same layout and the same completion markers, so a
+  run stopped on one resumes on the other without recomputing a finished shard.
 - :meth:`Engine.search` is the :class:`tasksift.index.searcher.Search` a selector receives through its context:
   :class:`~tasksift.index.searcher.LocalSearch` here, the sharded search of the Ray engine there.
 
@@ -14,24 +14,15 @@ sharded search in :mod:`tasksift.index.sharded`, the selectors); an engine only 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-import numpy as np
-
+from tasksift.engine.local import LocalEngine
+from tasksift.features.cache import CachedFeatures
+from tasksift.features.jobs import FeatureJob
 from tasksift.index.searcher import Search
 from tasksift.util.errors import InputError
 
-if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from tasksift.features.cache import CachedFeatures, FeatureCache
-
 ENGINES = ("local", "ray")
-
-#: builds, where it runs, the function that turns a shard's texts into a ``(rows, dim)`` array; it receives the
-#: CPU threads it may use. Must be picklable for the Ray engine (a module-level class or ``functools.partial``).
-FeatureFactory = Callable[[int], Callable[[list[str]], np.ndarray]]
 
 
 class Engine(Protocol):
@@ -39,10 +30,8 @@ class Engine(Protocol):
 
     name: str
 
-    def featurize(self, cache: FeatureCache, texts: Sequence[str], factory: FeatureFactory, *,
-                  progress: bool | Progress = True, desc: str | None = None,
-                  dim: int | None = None) -> CachedFeatures:
-        """Features of ``texts`` in ``cache``: finished shards reused, the others computed and stored."""
+    def featurize(self, job: FeatureJob) -> CachedFeatures:
+        """Run ``job``: its finished shards reused, the others computed and stored in its cache."""
         ...
 
     def search(self) -> Search:
@@ -65,11 +54,9 @@ def get_engine(name: str = "local", *, address: str | None = None, workers: int 
     if name == "local":
         if address is not None:
             raise InputError("--address names a Ray cluster, but the engine is local", fix="add --engine ray")
-        from tasksift.engine.local import LocalEngine
-
         return LocalEngine()
     if name == "ray":
-        from tasksift.engine.ray import RayEngine
+        from tasksift.engine.ray import RayEngine  # Ray is an optional dependency: imported only when asked for
 
         return RayEngine(address=address, workers=workers)
     raise InputError(f"unknown engine {name!r}", fix=f"use one of {', '.join(ENGINES)}")

@@ -23,10 +23,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tasksift.api import select
+from tasksift.eval.harness import evaluate
+from tasksift.eval.tasks import load_task
+from tasksift.selectors import get
+from tasksift.train.samplers import TRAINING_TIME
 from tasksift.util.errors import InputError
+from tasksift.util.io import atomic_path, write_json_atomic
 
 #: methods that select nothing but prune while the retriever trains, and the training setting that does it
-TRAINING_TIME = {"opera-dp": "dynamic", "infobatch": "infobatch"}
 
 
 def _text_view(spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
@@ -69,11 +74,6 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
 
     ``settings``: training settings besides ``epochs`` / ``max_steps`` (e.g. ``max_length``), the same for every
     row. Seeds are the outer loop, so an interrupted comparison has every method at its first seeds."""
-    from tasksift.api import select
-    from tasksift.eval.harness import evaluate
-    from tasksift.eval.tasks import load_task
-    from tasksift.selectors import get
-
     task = load_task(task_dir)
     for method in methods:
         if method in TRAINING_TIME:  # OPERA's dynamic pruning and InfoBatch: the full pool, pruned while training
@@ -205,8 +205,6 @@ def markdown_table(result: Mapping[str, Any]) -> str:
 
 
 def _write(out_dir: Path, result: dict[str, Any]) -> None:
-    from tasksift.util.io import atomic_path, write_json_atomic
-
     write_json_atomic(out_dir / "comparison.json", result)
     task = result["task"]
     text = (f"# {task['name']}: budget {result['budget']}, metric {result['metric']}\n\n"

@@ -36,9 +36,28 @@ import numpy as np
 
 from tasksift.eval.metrics import accuracy, mean_std, option_metrics, retrieval_metrics
 from tasksift.eval.tasks import Task, load_task, selection_rows
+from tasksift.selection.manifest import versions
+from tasksift.train import (
+    ClassifierSettings,
+    LMSettings,
+    RetrieverSettings,
+    build_classifier,
+    finetune_classifier,
+    finetune_lm,
+    load_causal_lm,
+    load_encoder,
+    predict_logits,
+    resolve_encoder,
+    resolve_lm,
+    retrieve,
+    score_options,
+    setup_torch,
+)
+from tasksift.train.resolve import model_fingerprint
+from tasksift.train.retriever import PairTrainer
+from tasksift.train.store import RunStore, eval_set_key, run_key
 from tasksift.util.errors import InputError
 from tasksift.util.io import write_json_atomic
-from tasksift.selection.manifest import versions
 from tasksift.util.params import convert_params, from_type_hints
 
 #: the file the harness writes
@@ -49,8 +68,6 @@ RETRIEVAL_DEPTH = 100
 
 def settings_class(kind: str) -> type:
     """The settings dataclass of a track."""
-    from tasksift.train import ClassifierSettings, LMSettings, RetrieverSettings
-
     return {"instruction": LMSettings, "classification": ClassifierSettings, "retrieval": RetrieverSettings}[kind]
 
 
@@ -89,8 +106,6 @@ def evaluate(task_dir: str | Path, selection: str | Path | None = None, *, seeds
     The result holds ``runs`` (per seed: metrics, training statistics, seconds), ``mean`` and ``std`` (sample
     standard deviation) of each metric over the seeds, and ``score`` (the mean of the task's metric).
     """
-    from tasksift.train import setup_torch
-
     t0 = time.perf_counter()
     seed_list = _seed_list(seeds)
     task = load_task(task_dir)
@@ -146,14 +161,10 @@ def _seed_list(seeds: Sequence[int] | int) -> list[int]:
 
 
 def _resolve_model(kind: str, model: str | Path | None, progress: bool) -> tuple[str, Path]:
-    from tasksift.train import resolve_encoder, resolve_lm
-
     return resolve_lm(model, progress=progress) if kind == "instruction" else resolve_encoder(model)
 
 
 def _model_fingerprint(path: Path) -> str:
-    from tasksift.train.resolve import model_fingerprint
-
     return model_fingerprint(path)
 
 
@@ -239,22 +250,16 @@ class _Track(ABC):
 
 class _InstructionTrack(_Track):
     def __init__(self, *args: Any) -> None:
-        from tasksift.train import load_causal_lm
-
         super().__init__(*args)
         self.base, self.tokenizer = load_causal_lm(self.model_path)
         self._store: Any = None  # the training store of the model last trained; None for the base model
-        from tasksift.train.store import eval_set_key
 
         self._eval_set = eval_set_key(self.test.prompts, self.test.options, self.test.correct)
 
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
-        from tasksift.train import finetune_lm
-
         self._store = None
         if data is None:
             return self.base, None
-        from tasksift.train.store import RunStore, run_key
 
         key = run_key(_model_fingerprint(self.model_path), self.settings.to_dict(), seed,
                       [data.prompts, data.answers])
@@ -263,8 +268,6 @@ class _InstructionTrack(_Track):
                            progress=self.progress, desc=f"finetune seed {seed}", store=self._store)
 
     def score(self, model: Any) -> dict[str, float]:
-        from tasksift.train import score_options
-
         store = self._store
         kept = store.scores(self._eval_set) if store is not None else None
         if kept is not None:  # this training was scored on this test set before (under another selection)
@@ -279,8 +282,6 @@ class _InstructionTrack(_Track):
 
 class _ClassificationTrack(_Track):
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
-        from tasksift.train import build_classifier, finetune_classifier
-
         model, self.tokenizer = build_classifier(self.model_path, len(self.task.spec["labels"]), seed=seed)
         if data is None:
             return model, None
@@ -289,17 +290,12 @@ class _ClassificationTrack(_Track):
         return model, stats
 
     def score(self, model: Any) -> dict[str, float]:
-        from tasksift.train import predict_logits
-
         logits = predict_logits(model, self.tokenizer, self.test.texts, self.settings, progress=self.progress)
         return {"accuracy": accuracy(np.argmax(logits, axis=1), self.test.labels)}
 
 
 class _RetrievalTrack(_Track):
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
-        from tasksift.train import load_encoder
-        from tasksift.train.retriever import PairTrainer
-
         encoder, self.tokenizer = load_encoder(self.model_path, normalize=True)
         if data is None:
             return encoder, None
@@ -312,8 +308,6 @@ class _RetrievalTrack(_Track):
         return run.encoder, run.stats
 
     def score(self, encoder: Any) -> dict[str, float]:
-        from tasksift.train import retrieve
-
         ranked = retrieve(encoder, self.tokenizer, self.test.corpus, self.test.queries, RETRIEVAL_DEPTH,
                           self.settings, progress=self.progress)
         ids = self.test.corpus_ids

@@ -38,7 +38,10 @@ import numpy as np
 from tasksift.eval.harness import make_settings
 from tasksift.eval.metrics import mean_std, retrieval_metrics
 from tasksift.eval.tasks import load_task
+from tasksift.train import setup_torch
+from tasksift.train.models import load_encoder
 from tasksift.train.resolve import model_fingerprint, resolve_model
+from tasksift.train.retriever import PairTrainer, retrieve
 from tasksift.train.samplers import PRUNING
 from tasksift.util.errors import InputError
 from tasksift.util.io import atomic_path, write_json_atomic
@@ -129,8 +132,6 @@ class _Scorer:
         self.settings = settings
 
     def __call__(self, encoder: Any, tokenizer: Any) -> dict[str, float]:
-        from tasksift.train.retriever import retrieve
-
         ranked = retrieve(encoder, tokenizer, self.data["corpus"], self.data["test_queries"], RETRIEVAL_DEPTH,
                           self.settings, progress=False)
         ids = self.data["corpus_ids"]
@@ -143,10 +144,6 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
                        test_queries: int | None = None, corpus: int | None = None, data_seed: int = 0,
                        progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every (pruning, seed) not finished yet and return the summary (also in ``OUT/summary.json``)."""
-    from tasksift.train import setup_torch
-    from tasksift.train.models import load_encoder
-    from tasksift.train.retriever import PairTrainer
-
     names = parse_pruning(pruning)
     if seeds < 1:
         raise InputError(f"--seeds {seeds} must be at least 1")

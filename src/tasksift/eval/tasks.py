@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from tasksift.records import RecordSet, load_records
+from tasksift.train.common import expand_counts
 from tasksift.util.errors import InputError
 
 KINDS = ("instruction", "classification", "retrieval")
@@ -296,7 +297,6 @@ def selection_rows(task: Task, selection: str | Path | None) -> tuple[np.ndarray
                          fix="pass the --out directory of `tasksift select`, or 'full' or 'none'")
     import pyarrow.parquet as pq
 
-    from tasksift.train.common import expand_counts  # imports torch: only when a selection is read
 
     try:
         table = pq.read_table(table_path, columns=["row", "weight"])

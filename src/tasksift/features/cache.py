@@ -5,16 +5,23 @@ Layout::
     <root>/<kind>/<sha256 of the canonical JSON of the settings>/
         settings.json              the settings that produced every shard in this directory
         <shard key>.npy            float32, rows x dim
-        <shard key>.done           completion marker: {"rows": ..., "dim": ..., "seconds": ...}
+        <shard key>.done           completion marker: {"rows": ..., "dim": ..., "seconds": ..., "checksum": ...}
 
 The rows of a ``compute`` call are cut into shards of ``shard_size`` consecutive rows, starting at row 0. A
 shard's key is the sha256 of the sha256 digests of its texts, so the same texts give the same shard in any
 dataset and a pool that gains rows at its end reuses all of its earlier full shards. A shard is written to a
 temporary name, flushed, fsynced and renamed; its marker is then written the same way. Only a shard whose
-marker exists (and whose file matches it) counts as finished, so a run killed at any point loses at most the
-shard it was computing, and a rerun never recomputes a finished shard.
+marker exists (and whose file's header and size match it) counts as finished, so a run killed at any point
+loses at most the shard it was computing, and a rerun never recomputes a finished shard.
 
-Reads are memory-mapped: :meth:`CachedFeatures.iter_shards` streams a pool that does not fit in memory.
+Every read checks a shard's bytes against the checksum in its marker (:mod:`tasksift.features.shard_file`;
+hashed as the bytes are copied, a few percent of the read, see ``benchmarks/cache_verify.py``). A shard that
+fails (flipped or overwritten bytes, NaN, a shard swapped with another) is never served: the result of
+:meth:`FeatureCache.compute` recomputes it with its feature function, stores it again and logs a warning on the
+``tasksift`` logger.
+
+Reads are memory-mapped or streamed: :meth:`CachedFeatures.iter_shards` streams a pool that does not fit in
+memory.
 """
 
 from __future__ import annotations
@@ -24,14 +31,15 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.progress import Progress
 
+from tasksift.features.shards import CachedFeatures, Marker, checksum, layout_ok, load_checked, marker_text, read_marker
 from tasksift.util.env import CACHE_ENV, default_cache_root
 from tasksift.util.hashing import canonical_json, settings_key, text_digest
 from tasksift.util.io import atomic_write, stale_temp_files, write_text_atomic
@@ -84,82 +92,6 @@ class _Shard:
         return self.stop - self.start
 
 
-@dataclass
-class CachedFeatures:
-    """The features of one :meth:`FeatureCache.compute` call: shard files in row order plus what it cost."""
-
-    cache_dir: Path
-    kind: str
-    settings: dict[str, Any]
-    meta: dict[str, Any]
-    shard_keys: list[str]
-    shard_paths: list[Path]
-    shard_rows: list[int]
-    dim: int
-    n_computed: int
-    n_reused: int
-    seconds: float
-    rows_computed: int = 0
-    compute_seconds: float = 0.0
-    _offsets: list[int] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._offsets = [0]
-        for rows in self.shard_rows:
-            self._offsets.append(self._offsets[-1] + rows)
-
-    @property
-    def n_rows(self) -> int:
-        """Number of rows (texts)."""
-        return self._offsets[-1]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(n_rows, dim)``."""
-        return (self.n_rows, self.dim)
-
-    @property
-    def n_shards(self) -> int:
-        """Number of shards (finished ones; all of them after ``compute`` returns)."""
-        return len(self.shard_paths)
-
-    def __len__(self) -> int:
-        return self.n_rows
-
-    def iter_shards(self) -> Iterator[np.ndarray]:
-        """Each shard as a read-only memory-mapped float32 array, in row order."""
-        for path in self.shard_paths:
-            yield np.load(path, mmap_mode="r")
-
-    def matrix(self) -> np.ndarray:
-        """All rows as one in-memory float32 array (the shards, memory-mapped and copied in row order)."""
-        out = np.empty(self.shape, dtype=np.float32)
-        for start, shard in zip(self._offsets[:-1], self.iter_shards(), strict=True):
-            out[start : start + shard.shape[0]] = shard
-        return out
-
-    def info(self) -> dict[str, Any]:
-        """A JSON-ready summary for a manifest: where the cache is, its settings, shard counts, timings."""
-        return {
-            "kind": self.kind,
-            "cache_dir": str(self.cache_dir),
-            "settings_key": self.cache_dir.name,
-            "settings": self.settings,
-            **({"meta": self.meta} if self.meta else {}),
-            "rows": self.n_rows,
-            "dim": self.dim,
-            "shards": {
-                "total": self.n_shards,
-                "computed": self.n_computed,
-                "reused": self.n_reused,
-                "shard_size": self.settings.get("shard_size"),
-            },
-            "rows_computed": self.rows_computed,
-            "seconds": round(self.seconds, 4),
-            "compute_seconds": round(self.compute_seconds, 4),
-        }
-
-
 class FeatureCache:
     """Shard files of float32 feature rows, keyed by the feature settings and by the content of the texts.
 
@@ -209,20 +141,15 @@ class FeatureCache:
         """``(start, stop, key)`` of each shard of ``texts``, in row order."""
         return [(s.start, s.stop, s.key) for s in self._plan(texts)]
 
-    def finished_dim(self, key: str, rows: int) -> int | None:
-        """The width of shard ``key`` if it is finished and its file agrees with its marker, else ``None``."""
-        marker = self.marker_path(key)
-        try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
-            if int(info["rows"]) != rows:
-                return None
-            dim = int(info["dim"])
-            arr = np.load(self.shard_path(key), mmap_mode="r")
-        except (OSError, ValueError, KeyError, TypeError):
+    def finished_dim(self, key: str, rows: int, *, verify: bool = False) -> int | None:
+        """The width of shard ``key`` if it is finished (its marker parses and its file's header and size agree
+        with it), else ``None``. With ``verify`` its bytes are checked too (a read of the whole shard)."""
+        marker = self._finished(key, rows)
+        if marker is None:
             return None
-        if arr.dtype != np.float32 or arr.shape != (rows, dim):
+        if verify and load_checked(self.shard_path(key), rows, marker.dim, marker.checksum)[1] is not None:
             return None
-        return dim
+        return marker.dim
 
     def compute(
         self,
@@ -246,32 +173,41 @@ class FeatureCache:
         t0 = time.perf_counter()
         shards = self._plan(texts)
         self.prepare()
-        done_dims, todo_rows, dim = self._finished_now(shards, dim)
+        done, todo_rows, dim = self._finished_now(shards, dim)
+
+        def run(shard: _Shard, advance: Callable[[int], None]) -> tuple[np.ndarray, float]:
+            chunk = [texts[i] for i in range(shard.start, shard.stop)]
+            t_shard = time.perf_counter()
+            out = fn(chunk, advance) if reports_progress else fn(chunk)
+            return self._validate(out, shard, dim), time.perf_counter() - t_shard
+
+        def repair(i: int) -> tuple[np.ndarray, str]:
+            arr, seconds = run(shards[i], lambda n: None)
+            return arr, self._store(shards[i].key, arr, seconds)
 
         n_computed = rows_computed = 0
         compute_seconds = 0.0
         with ProgressTask(progress, desc or self.kind, todo_rows, len(texts) - todo_rows) as bar:
             for shard in shards:
-                if shard.key not in done_dims:
-                    found = self.finished_dim(shard.key, shard.rows)  # another process may have finished it
+                if shard.key not in done:
+                    found = self._finished(shard.key, shard.rows)  # another process may have finished it
                     if found is not None:
-                        done_dims[shard.key] = dim = self._check_dim(dim, found, "a cached shard")
+                        done[shard.key] = found
+                        dim = self._check_dim(dim, found.dim, "a cached shard")
                         bar.finish_step(shard.rows)
-                if shard.key in done_dims:
+                if shard.key in done:
                     continue
-                chunk = [texts[i] for i in range(shard.start, shard.stop)]
-                t_shard = time.perf_counter()
-                out = fn(chunk, bar.advance) if reports_progress else fn(chunk)
-                arr = self._validate(out, shard, dim)
-                seconds = time.perf_counter() - t_shard
-                done_dims[shard.key] = dim = arr.shape[1]
-                self._store(shard.key, arr, seconds)
+                arr, seconds = run(shard, bar.advance)
+                dim = arr.shape[1]
+                done[shard.key] = Marker(dim, self._store(shard.key, arr, seconds))
                 n_computed += 1
                 rows_computed += shard.rows
                 compute_seconds += seconds
                 bar.finish_step(shard.rows)
-        return self._result(shards, dim, n_computed=n_computed, rows_computed=rows_computed,
-                            compute_seconds=compute_seconds, seconds=time.perf_counter() - t0)
+        result = self._result(shards, done, dim, n_computed=n_computed, rows_computed=rows_computed,
+                              compute_seconds=compute_seconds, seconds=time.perf_counter() - t0)
+        result.repair = repair
+        return result
 
     # -- for executors that compute shards elsewhere (tasksift.engine) -----------------------------------------
 
@@ -282,14 +218,17 @@ class FeatureCache:
             tmp.unlink(missing_ok=True)
 
     def unfinished(self, texts: Sequence[str]) -> list[tuple[int, int, str]]:
-        """``(start, stop, key)`` of each shard of ``texts`` that is not finished, each key once, in row order."""
+        """``(start, stop, key)`` of each shard of ``texts`` that is not finished, each key once, in row order.
+
+        Finished shards are read and checked here (an engine that computes shards elsewhere recomputes those
+        that fail), so this costs a read of the cached shards."""
         seen: set[str] = set()
         out = []
         for shard in self._plan(texts):
             if shard.key in seen:
                 continue
             seen.add(shard.key)
-            if self.finished_dim(shard.key, shard.rows) is None:
+            if self.finished_dim(shard.key, shard.rows, verify=True) is None:
                 out.append((shard.start, shard.stop, shard.key))
         return out
 
@@ -306,45 +245,54 @@ class FeatureCache:
         """The :class:`CachedFeatures` of ``texts`` once every shard is finished (raises ``ValueError`` if one
         is not). The counts say how many shards and rows the caller computed; the other shards were reused."""
         shards = self._plan(texts)
+        done: dict[str, Marker] = {}
         for shard in shards:
-            found = self.finished_dim(shard.key, shard.rows)
+            found = self._finished(shard.key, shard.rows)
             if found is None:
                 raise ValueError(f"shard {shard.index} (rows {shard.start}-{shard.stop - 1}) is not finished")
-            dim = self._check_dim(dim, found, "a cached shard")
-        return self._result(shards, dim, n_computed=n_computed, rows_computed=rows_computed,
+            done[shard.key] = found
+            dim = self._check_dim(dim, found.dim, "a cached shard")
+        return self._result(shards, done, dim, n_computed=n_computed, rows_computed=rows_computed,
                             compute_seconds=compute_seconds, seconds=seconds)
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _finished_now(self, shards: list[_Shard], dim: int | None) -> tuple[dict[str, int], int, int | None]:
-        """The width of each shard finished now (by key), the rows still to compute, and the width so far.
+    def _finished(self, key: str, rows: int) -> Marker | None:
+        """The marker of shard ``key`` if the shard is finished (see :meth:`finished_dim`), else ``None``."""
+        marker = read_marker(self.marker_path(key), rows)
+        if marker is None or not layout_ok(self.shard_path(key), rows, marker.dim):
+            return None
+        return marker
+
+    def _finished_now(self, shards: list[_Shard], dim: int | None) -> tuple[dict[str, Marker], int, int | None]:
+        """The marker of each shard finished now (by key), the rows still to compute, and the width so far.
 
         This decides the progress total; :meth:`compute` checks each shard again before computing it."""
-        done_dims: dict[str, int] = {}
+        done: dict[str, Marker] = {}
         pending: set[str] = set()
         todo_rows = 0
         for shard in shards:
-            if shard.key in done_dims or shard.key in pending:
+            if shard.key in done or shard.key in pending:
                 continue
-            found = self.finished_dim(shard.key, shard.rows)
+            found = self._finished(shard.key, shard.rows)
             if found is None:
                 pending.add(shard.key)
                 todo_rows += shard.rows
             else:
-                done_dims[shard.key] = found
-        for found in done_dims.values():
-            dim = self._check_dim(dim, found, "a cached shard")
-        return done_dims, todo_rows, dim
+                done[shard.key] = found
+        for found in done.values():
+            dim = self._check_dim(dim, found.dim, "a cached shard")
+        return done, todo_rows, dim
 
-    def _result(self, shards: list[_Shard], dim: int | None, *, n_computed: int, rows_computed: int,
-                compute_seconds: float, seconds: float) -> CachedFeatures:
+    def _result(self, shards: list[_Shard], done: dict[str, Marker], dim: int | None, *, n_computed: int,
+                rows_computed: int, compute_seconds: float, seconds: float) -> CachedFeatures:
         """The :class:`CachedFeatures` of finished ``shards``; those the caller did not compute were reused."""
         return CachedFeatures(
             cache_dir=self.dir, kind=self.kind, settings=self.settings, meta=self.meta,
             shard_keys=[s.key for s in shards], shard_paths=[self.shard_path(s.key) for s in shards],
             shard_rows=[s.rows for s in shards], dim=int(dim) if dim is not None else 0, n_computed=n_computed,
             n_reused=len(shards) - n_computed, seconds=seconds, rows_computed=rows_computed,
-            compute_seconds=compute_seconds,
+            compute_seconds=compute_seconds, checksums=[done[s.key].checksum for s in shards],
         )
 
     def _plan(self, texts: Sequence[str]) -> list[_Shard]:
@@ -386,10 +334,12 @@ class FeatureCache:
             raise ValueError(f"the feature function returned NaN or infinite values for {where}")
         return arr
 
-    def _store(self, key: str, arr: np.ndarray, seconds: float) -> None:
+    def _store(self, key: str, arr: np.ndarray, seconds: float) -> str:
+        """Write shard ``key`` and then its marker (with the rows' checksum, which it returns)."""
         marker = self.marker_path(key)
         marker.unlink(missing_ok=True)  # a stale marker must never vouch for the file being replaced
         atomic_write(self.shard_path(key), lambda f: np.lib.format.write_array(f, arr, allow_pickle=False))
-        info = {"rows": int(arr.shape[0]), "dim": int(arr.shape[1]), "seconds": round(seconds, 4)}
-        write_text_atomic(marker, json.dumps(info))
+        digest = checksum(arr)
+        write_text_atomic(marker, marker_text(int(arr.shape[0]), int(arr.shape[1]), seconds, digest))
+        return digest
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tasksift.features.cache import DEFAULT_SHARD_SIZE, CachedFeatures, FeatureCache
+from tasksift.features.jobs import FeatureJob, Runner, run_job
 from tasksift.train.resolve import (
     DEFAULT_MODEL_NAME,
     MODEL_FIX,
@@ -29,8 +30,6 @@ from tasksift.util.errors import InputError
 if TYPE_CHECKING:
     from rich.progress import Progress
     from sentence_transformers import SentenceTransformer
-
-    from tasksift.engine import Engine
 
 #: texts per forward pass
 DEFAULT_BATCH_SIZE = 64
@@ -208,7 +207,7 @@ def embed_texts(
     max_seq_length: int | None = None,
     normalize: bool = True,
     desc: str = "embedding",
-    engine: Engine | None = None,
+    engine: Runner | None = None,
 ) -> CachedFeatures:
     """Embeddings of ``texts``, computed shard by shard into the feature cache (kind ``"embeddings"``).
 
@@ -216,8 +215,9 @@ def embed_texts(
     :class:`Embedder` (whose own batch size, sequence length and normalisation then apply; the arguments
     here must be left at their defaults or agree). ``cache_dir``: the cache root (``None``:
     ``$TASKSIFT_CACHE`` or ``~/.cache/tasksift``). Finished shards are reused, so an interrupted run picks up
-    where it stopped; when every shard is cached the model is not even loaded. ``engine``: where missing shards
-    are computed (:mod:`tasksift.engine`; ``None`` or local: here); every engine writes the same cache.
+    where it stopped; when every shard is cached the model is not even loaded. ``engine``: what computes the
+    missing shards (an engine of :mod:`tasksift.engine`; ``None``: this process); every engine writes the same
+    cache.
     """
     if isinstance(model, Embedder):
         embedder = model
@@ -238,19 +238,11 @@ def embed_texts(
         {**embedder.cache_settings(), "shard_size": shard_size},
         meta={"model_name": identity["name"], "model_path": identity["path"]},
     )
-    if engine is not None and engine.name != "local":
-        given = None if isinstance(model, Embedder) or model is None else str(model)
-        if isinstance(model, Embedder) and embedder.name != DEFAULT_MODEL_NAME:
-            given = str(embedder.path)
-        factory = EmbedderFactory(given, embedder.batch_size, embedder.max_seq_length, embedder.normalize,
-                                  embedder.cache_settings())
-        return engine.featurize(cache, texts, factory, progress=progress, desc=desc,
-                                dim=embedder.dim if len(texts) == 0 else None)
-    return cache.compute(
-        texts,
-        embedder.encode,
-        progress=progress,
-        desc=desc,
-        dim=embedder.dim if len(texts) == 0 else None,
-        reports_progress=True,
-    )
+    given = None if isinstance(model, Embedder) or model is None else str(model)
+    if isinstance(model, Embedder) and embedder.name != DEFAULT_MODEL_NAME:
+        given = str(embedder.path)
+    factory = EmbedderFactory(given, embedder.batch_size, embedder.max_seq_length, embedder.normalize,
+                              embedder.cache_settings())
+    job = FeatureJob(cache, texts, embedder.encode, factory, desc, embedder.dim if len(texts) == 0 else None,
+                     progress)
+    return run_job(job, engine)

@@ -1,9 +1,15 @@
-"""``.jsonl`` / ``.ndjson``: one JSON object a line. Records are fetched again from their line's byte offset."""
+"""``.jsonl`` / ``.ndjson``: one JSON object a line. Records are fetched again from their line's byte offset.
+
+A line longer than :data:`DEFAULT_MAX_LINE_BYTES` (64 MiB, newline included; ``$TASKSIFT_MAX_LINE_BYTES``
+changes it) is refused as soon as that many bytes have been read, so a file without newlines cannot exhaust
+memory.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -15,14 +21,38 @@ from tasksift.records.readers import Loaded
 from tasksift.records.view import ViewBuilder, Where
 from tasksift.util.errors import InputError
 
+#: environment variable setting the longest line read, in bytes
+MAX_LINE_ENV = "TASKSIFT_MAX_LINE_BYTES"
+#: the longest line read when the environment does not say, in bytes (newline included)
+DEFAULT_MAX_LINE_BYTES = 64 << 20
+
+
+def max_line_bytes() -> int:
+    """The longest line :func:`read` accepts: ``$TASKSIFT_MAX_LINE_BYTES``, else 64 MiB."""
+    text = os.environ.get(MAX_LINE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_LINE_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"${MAX_LINE_ENV}={text!r} is not a positive whole number of bytes",
+                         fix=f"unset it (default {DEFAULT_MAX_LINE_BYTES}) or give a number such as 134217728")
+    return value
+
 
 def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
     """One JSON object per line; blank lines skipped. Keeps each record line's byte offset; hashes the bytes."""
     offsets = array("q")
     digest = hashlib.sha256()
     pos = 0
+    limit = max_line_bytes()
     with open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
+        for lineno, raw in enumerate(iter(lambda: f.readline(limit + 1), b""), start=1):
+            if len(raw) > limit:
+                raise InputError(f"the line is longer than {limit:,} bytes", path=path, line=lineno,
+                                 fix=f"split the record, or raise the limit with {MAX_LINE_ENV}=BYTES")
             digest.update(raw)
             start, pos = pos, pos + len(raw)
             body = raw

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tasksift.records.formats import READERS, Take
 from tasksift.records.recordset import RecordSet
 from tasksift.records.view import ViewBuilder, Where, canonical_record
 from tasksift.util.errors import InputError
+from tasksift.util.io import to_jsonable
 
 #: file extensions and the format each one means
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -56,7 +58,9 @@ def records_from_dicts(records: Sequence[dict[str, Any]], *, text_field: str | N
     """A RecordSet over records already in memory (the Python API's lists of dicts), same rules as files.
 
     The list is kept by reference; ``take`` returns deep copies. ``file_sha256`` hashes the records' canonical
-    JSON, one per line, so a manifest can still name its input.
+    JSON, one per line, so a manifest can still name its input. Every value must be one JSON can hold (numpy
+    numbers and arrays, paths, sets and dates are converted), since the chosen records are written to
+    ``selected.jsonl``: a record holding ``bytes`` (or another object) is refused here, before any work.
     """
     builder = ViewBuilder(None, text_field=text_field, template=template, id_field=id_field,
                           domain_field=domain_field)
@@ -66,8 +70,26 @@ def records_from_dicts(records: Sequence[dict[str, Any]], *, text_field: str | N
             raise InputError(f"record {i} is a {type(rec).__name__}, not a dict",
                              fix="pass records as dicts of field -> value")
         builder.add(rec, Where(index=i), check_surrogates=True)
+        _check_writable(rec, i)
         digest.update(canonical_record(rec) + b"\n")
     return _record_set(builder, None, "memory", digest.hexdigest(), _take_in_memory, list(records))
+
+
+def _check_writable(rec: dict[str, Any], i: int) -> None:
+    """Raise InputError naming the field of record ``i`` that JSON cannot hold."""
+    try:
+        json.dumps(rec, default=to_jsonable)
+        return
+    except (TypeError, ValueError, RecursionError):
+        pass
+    for key, value in rec.items():
+        try:
+            json.dumps({key: value}, default=to_jsonable)
+        except (TypeError, ValueError, RecursionError):
+            raise InputError(f"record {i}: field {str(key)[:80]!r} holds a {type(value).__name__} value that cannot "
+                             "be written to selected.jsonl", fix="convert it to text, a number, a list or a dict "
+                             "(decode bytes), or drop the field") from None
+    raise InputError(f"record {i} cannot be written as JSON", fix="give fields of text, numbers, lists and dicts")
 
 
 def _take_in_memory(path: None, rows: list[dict[str, Any]], idx: np.ndarray) -> list[dict[str, Any]]:

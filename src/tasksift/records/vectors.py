@@ -4,6 +4,12 @@ A ``.npy`` file is memory-mapped, so a pool of vectors larger than memory can be
 being read whole: finiteness is checked a chunk of rows at a time, and a float32 C-contiguous file is returned
 still memory-mapped. Any other numeric dtype is converted to float32 (one chunked copy, checked as it goes, so
 float64 values too large for float32 are caught as inf).
+
+Numbers must also mean something in float32 arithmetic: a row whose squared norm exceeds a quarter of the
+largest float32 (a norm above about 9.2e18) is refused, naming the file and the row, because normalising it
+or computing its distance to another row (``|x|^2 + |y|^2 - 2 x.y``) would overflow to inf and quietly turn every
+score into 0 or NaN. Rows of zeros are allowed: under the ``cosine`` metric a zero row stays zero after
+normalisation (it has similarity 0 to every vector), under ``l2`` and ``ip`` it is an ordinary point.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 #: bytes of float32 rows checked (or converted) at a time
 CHUNK_BYTES = 64 << 20
+#: the largest squared row norm allowed: the squared distance of two such rows still fits in float32
+MAX_SQUARED_NORM = float(np.finfo(np.float32).max) / 4
 
 
 def load_vectors(path: str | Path, *, expected_rows: int | None = None, expected_dim: int | None = None,
@@ -97,9 +105,19 @@ def _float32_finite(array: np.ndarray, what: str, path: Path | None) -> np.ndarr
         if not keep:
             with np.errstate(over="ignore", invalid="ignore"):
                 chunk[...] = array[start:start + step]
-        finite = np.isfinite(chunk).all(axis=1)
-        if not finite.all():
-            bad = start + int(np.argmin(finite))
-            raise InputError(f"{what} have NaN or inf values (first in row {bad})", path=path,
-                             fix="clean or drop those rows and their records")
+        with np.errstate(over="ignore", invalid="ignore"):
+            squared = np.einsum("ij,ij->i", chunk, chunk)
+        fine = squared <= MAX_SQUARED_NORM  # False for NaN, inf and overflowing rows
+        if not fine.all():
+            _refuse_row(chunk, start, int(np.argmin(fine)), what, path)
     return out
+
+
+def _refuse_row(chunk: np.ndarray, start: int, i: int, what: str, path: Path | None) -> None:
+    """Raise for row ``i`` of ``chunk`` (row ``start + i`` of the matrix): non-finite, or a norm too large."""
+    if not np.isfinite(chunk[i]).all():
+        raise InputError(f"{what} have NaN or inf values (first in row {start + i})", path=path,
+                         fix="clean or drop those rows and their records")
+    raise InputError(f"{what}: row {start + i} has a norm too large for float32 arithmetic (its squared norm "
+                     f"exceeds {MAX_SQUARED_NORM:.3g})", path=path,
+                     fix="rescale the vectors (for example divide every row by its norm)")

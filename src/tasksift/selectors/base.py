@@ -137,6 +137,12 @@ class Selector(ABC):
         """The text view (``text_field`` / ``template``) to read records with when the user gives none."""
         return None
 
+    def _keep(self, values: Mapping[str, Any]) -> None:
+        """Store the arguments of a subclass's ``__init__`` (its ``locals()``) under their names."""
+        for name, value in values.items():
+            if name not in ("self", "budget", "seed", "__class__"):
+                setattr(self, name, value)
+
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_defaults()}
 

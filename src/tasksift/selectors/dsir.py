@@ -99,10 +99,7 @@ class DSIRSelector(Selector):
     def __init__(self, budget: int, *, seed: int = 0, num_buckets: int = 10_000, ngrams: int = 2,
                  min_length: int = 1, sampling: str = "gumbel") -> None:
         super().__init__(budget, seed=seed)
-        self.num_buckets = num_buckets
-        self.ngrams = ngrams
-        self.min_length = min_length
-        self.sampling = sampling
+        self._keep(locals())
 
     def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         logw, lengths = log_importance_weights(list(pool), list(target), int(self.num_buckets), int(self.ngrams))

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from tasksift.index import KINDS, METRICS
-from tasksift.selectors.registry import register
 from tasksift.selectors.base import Context, Selection, Selector, as_float_matrix
+from tasksift.selectors.registry import register
 from tasksift.util.params import Options
 
 

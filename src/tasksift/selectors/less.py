@@ -1,4 +1,4 @@
-"""LESS: the pool examples whose gradients point where the target's do (Xia et al., 2024; METHODS.md, LESS).
+"""LESS: the pool examples whose gradients point where the target's do (Xia et al., 2024; docs/methods.md, LESS).
 
 Features are per-example gradient features (:mod:`tasksift.features.gradients`): LoRA gradients of a warmed-up
 proxy, randomly projected, Adam-preconditioned for the pool and plain for the targets. The selector reads them

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.selectors.registry import register
 from tasksift.selectors.base import Context, Selection, Selector, sequence_len
+from tasksift.selectors.registry import register
 
 
 @register

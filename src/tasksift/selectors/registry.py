@@ -1,21 +1,23 @@
 """The registry of selectors by name.
 
-A selector module defines one :class:`~tasksift.selectors.base.Selector` subclass and decorates it with
-:func:`register`. Built-in modules are imported on first use of the registry, so importing tasksift stays
-light.
+A selector module (or package) of :mod:`tasksift.selectors` defines a :class:`~tasksift.selectors.base.Selector`
+subclass and decorates it with :func:`register`. Every module of the package is imported on first use of the
+registry.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from pathlib import Path
 
 from tasksift.selectors.base import Selector
+from tasksift.train.samplers import TRAINING_TIME
 from tasksift.util.errors import InputError
 
 _REGISTRY: dict[str, type[Selector]] = {}
-_BUILTIN_MODULES = ("random", "knn", "dsir", "tsds", "less", "spice", "opera", "harp")
-#: names of training-time samplers, which select nothing: where to use them instead
-_TRAINING_TIME = {"opera-dp": "dynamic", "infobatch": "infobatch"}
+#: modules of the package that hold no selector
+_FRAMEWORK = ("base", "registry")
 _loaded = False
 
 
@@ -29,10 +31,14 @@ def register(cls: type[Selector]) -> type[Selector]:
 
 
 def _load_builtins() -> None:
+    """Import every module and package of :mod:`tasksift.selectors` once: each registers its selectors, so a
+    new method is found by dropping its module in the package."""
     global _loaded
     if not _loaded:
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(f"tasksift.selectors.{module}")
+        package = Path(__file__).parent
+        for info in sorted(pkgutil.iter_modules([str(package)]), key=lambda i: i.name):
+            if info.name not in _FRAMEWORK and not info.name.startswith("_"):
+                importlib.import_module(f"tasksift.selectors.{info.name}")
         _loaded = True
 
 
@@ -44,9 +50,9 @@ def available() -> dict[str, type[Selector]]:
 
 def get(name: str) -> type[Selector]:
     methods = available()
-    if name in _TRAINING_TIME and name not in methods:
+    if name in TRAINING_TIME and name not in methods:
         raise InputError(f"{name!r} prunes while training, it does not select",
-                         fix=f"run `tasksift retriever train --task DIR --pruning {_TRAINING_TIME[name]}`")
+                         fix=f"run `tasksift retriever train --task DIR --pruning {TRAINING_TIME[name]}`")
     if name not in methods:
         raise InputError(f"unknown method {name!r}", fix=f"choose one of: {', '.join(methods)}")
     return methods[name]

@@ -9,42 +9,30 @@ random); ``freeze_encoder=True`` trains the head alone on fixed embeddings, the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tasksift.train.common import (
-    ShuffledSampler,
-    TrainStats,
-    batch_slices,
-    make_optimizer,
-    run_steps,
-    seed_everything,
-)
+from tasksift.train import common
 from tasksift.train.models import Encoder, load_encoder
 from tasksift.util.progress import progress_bar
 
 
 @dataclass
-class ClassifierSettings:
+class ClassifierSettings(common.TrainSettings):
     """How every selection of a comparison is trained (fp32, seeded)."""
 
-    epochs: int = 3
-    max_steps: int | None = None
     batch_size: int = 16
     lr: float = 5e-5
+    #: the new head learns faster than the pretrained encoder
     head_lr: float = 1e-3
     weight_decay: float = 0.01
     max_length: int = 128
     freeze_encoder: bool = False
-    grad_clip: float | None = 1.0
     eval_batch_size: int = 64
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class EncoderClassifier(torch.nn.Module):
@@ -62,7 +50,7 @@ class EncoderClassifier(torch.nn.Module):
 def build_classifier(encoder_path: Path, n_labels: int, *, seed: int = 0) -> tuple[EncoderClassifier, Any]:
     """A fresh classifier over the encoder at ``encoder_path`` (head initialised from ``seed``), and its tokenizer."""
     encoder, tokenizer = load_encoder(encoder_path)
-    seed_everything(seed)
+    common.seed_everything(seed)
     return EncoderClassifier(encoder, n_labels), tokenizer
 
 
@@ -73,18 +61,18 @@ def _logits(model: EncoderClassifier, tokenizer: Any, texts: Sequence[str], max_
 
 def finetune_classifier(model: EncoderClassifier, tokenizer: Any, texts: Sequence[str],
                         labels: Sequence[int] | np.ndarray, settings: ClassifierSettings, *, seed: int = 0,
-                        progress: bool = True, desc: str = "finetune") -> TrainStats:
+                        progress: bool = True, desc: str = "finetune") -> common.TrainStats:
     """Train ``model`` in place on the labelled texts (each once per epoch; repeat texts to weight them)."""
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     if len(texts) != len(y):
         raise ValueError(f"{len(texts)} texts but {len(y)} labels")
-    seed_everything(seed)
+    common.seed_everything(seed)
     for p in model.encoder.parameters():
         p.requires_grad_(not settings.freeze_encoder)
-    optimizer = make_optimizer([{"params": list(model.encoder.parameters()), "lr": settings.lr},
+    optimizer = common.make_optimizer([{"params": list(model.encoder.parameters()), "lr": settings.lr},
                                 {"params": list(model.head.parameters()), "lr": settings.head_lr}],
                                settings.weight_decay)
-    sampler = ShuffledSampler(len(texts), settings.batch_size, seed=seed)
+    sampler = common.ShuffledSampler(len(texts), settings.batch_size, seed=seed)
     model.train()
 
     def loss_fn(indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
@@ -92,10 +80,7 @@ def finetune_classifier(model: EncoderClassifier, tokenizer: Any, texts: Sequenc
         per_example = torch.nn.functional.cross_entropy(logits, y[indices], reduction="none")
         return per_example.mean(), per_example.detach().numpy()
 
-    stats = run_steps(list(model.parameters()), optimizer, sampler, loss_fn, epochs=settings.epochs,
-                      max_steps=settings.max_steps, grad_clip=settings.grad_clip, progress=progress, desc=desc)
-    model.eval()
-    return stats
+    return common.train_module(model, settings, optimizer, sampler, loss_fn, progress=progress, desc=desc)
 
 
 @torch.inference_mode()
@@ -105,7 +90,7 @@ def predict_logits(model: EncoderClassifier, tokenizer: Any, texts: Sequence[str
     model.eval()
     out = []
     with progress_bar(progress, desc, len(texts)) as advance:
-        for sl in batch_slices(len(texts), settings.eval_batch_size):
+        for sl in common.batch_slices(len(texts), settings.eval_batch_size):
             out.append(_logits(model, tokenizer, texts[sl], settings.max_length).numpy())
             advance(sl.stop - sl.start)
     return np.concatenate(out) if out else np.zeros((0, model.head.out_features), dtype=np.float32)

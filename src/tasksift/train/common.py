@@ -143,6 +143,19 @@ class ShuffledSampler(Sampler):
         self.rng.bit_generator.state = state["rng"]
 
 
+@dataclass
+class TrainSettings:
+    """What every track's training settings share: how long (``max_steps`` overrides ``epochs`` when set) and the
+    gradient-norm clip (``None``: off). Each track's settings add their own fields after these."""
+
+    epochs: int = 3
+    max_steps: int | None = None
+    grad_clip: float | None = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Where :func:`run_steps` saves its state and when: after a step, once ``every_seconds`` have passed since
@@ -290,6 +303,18 @@ def run_steps(params: Sequence[Any] | Any, optimizer: Any, sampler: Sampler, los
     if stats.losses:
         stats.first_loss, stats.last_loss = stats.losses[0], stats.losses[-1]
         stats.mean_loss = float(np.mean(stats.losses))
+    return stats
+
+
+def train_module(module: torch.nn.Module, settings: TrainSettings, optimizer: Any, sampler: Sampler,
+                 loss_fn: LossFn, *, progress: bool, desc: str,
+                 on_step: Callable[[TrainStats], None] | None = None) -> TrainStats:
+    """:func:`run_steps` over every parameter of ``module`` for as long as ``settings`` say, with their gradient
+    clip; ``module`` is left in eval mode."""
+    stats = run_steps(list(module.parameters()), optimizer, sampler, loss_fn, epochs=settings.epochs,
+                      max_steps=settings.max_steps, grad_clip=settings.grad_clip, progress=progress, desc=desc,
+                      on_step=on_step)
+    module.eval()
     return stats
 
 

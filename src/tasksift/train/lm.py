@@ -36,6 +36,7 @@ import torch
 
 from tasksift.train.common import (
     ShuffledSampler,
+    TrainSettings,
     TrainStats,
     batch_slices,
     length_order,
@@ -51,7 +52,7 @@ PROMPT_FORMATS = ("auto", "chat", "plain")
 
 
 @dataclass
-class LMSettings:
+class LMSettings(TrainSettings):
     """How every selection of a comparison is trained and scored (fp32, seeded).
 
     ``max_steps`` overrides ``epochs`` when set; ``batch_size`` is training pairs per step; ``eval_batch_size`` is
@@ -59,18 +60,18 @@ class LMSettings:
     the tokenizer has a chat template), ``chat`` or ``plain``.
     """
 
-    epochs: int = 3
-    max_steps: int | None = None
     batch_size: int = 8
     lr: float = 3e-4
     weight_decay: float = 0.0
+    #: tokens per training pair (prompt and answer), longer pairs cut
     max_length: int = 256
+
+    #: the LoRA adapter: rank, scale, dropout and the layers it wraps
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     prompt_format: str = "auto"
-    grad_clip: float | None = 1.0
     eval_batch_size: int = 16
 
     def __post_init__(self) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +38,7 @@ import numpy as np
 import torch
 
 from tasksift.index import build_index
-from tasksift.train.common import (
-    Sampler,
-    ShuffledSampler,
-    TrainStats,
-    batch_slices,
-    length_order,
-    make_optimizer,
-    run_steps,
-    seed_everything,
-)
+from tasksift.train import common
 from tasksift.train.models import Encoder, load_encoder
 from tasksift.train.resolve import model_fingerprint
 from tasksift.train.samplers import PRUNING, group_queries, make_sampler, pair_cosines, static_pruning
@@ -57,17 +48,15 @@ from tasksift.util.progress import progress_bar
 
 
 @dataclass
-class RetrieverSettings:
+class RetrieverSettings(common.TrainSettings):
     """How every selection of a comparison is trained (fp32, seeded)."""
 
-    epochs: int = 3
-    max_steps: int | None = None
     batch_size: int = 32
     lr: float = 3e-5
+    #: InfoNCE's temperature over the in-batch and hard-negative similarities
     temperature: float = 0.02
     weight_decay: float = 0.01
     max_length: int = 128
-    grad_clip: float | None = 1.0
     eval_batch_size: int = 64
     #: one mined hard negative per query (ranks ``negatives_from``..``negatives_to`` under the base model)
     hard_negatives: bool = True
@@ -77,9 +66,6 @@ class RetrieverSettings:
     pruning: str = "none"
     #: share of pairs static pruning keeps (OPERA's kept_pct)
     kept_pct: float = 0.5
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def false_negative_mask(query_keys: Sequence[Any], doc_keys: Sequence[Any]) -> torch.Tensor:
@@ -152,10 +138,10 @@ def mine_hard_negatives(query_vectors: np.ndarray, doc_vectors: np.ndarray, posi
 
 def finetune_retriever(encoder: Encoder, tokenizer: Any, queries: Sequence[str], documents: Sequence[str],
                        query_keys: Sequence[Any], doc_keys: Sequence[Any], settings: RetrieverSettings, *,
-                       seed: int = 0, sampler: Sampler | None = None, progress: bool = True,
+                       seed: int = 0, sampler: common.Sampler | None = None, progress: bool = True,
                        desc: str = "finetune", negatives: Sequence[str | None] | None = None,
                        negative_keys: Sequence[Any] | None = None,
-                       on_step: Callable[[TrainStats], None] | None = None) -> TrainStats:
+                       on_step: Callable[[common.TrainStats], None] | None = None) -> common.TrainStats:
     """Train ``encoder`` in place on the pairs ``(queries[i], documents[i])``.
 
     ``query_keys`` / ``doc_keys`` identify queries and documents (to mask false negatives: a candidate that is any
@@ -170,10 +156,11 @@ def finetune_retriever(encoder: Encoder, tokenizer: Any, queries: Sequence[str],
         raise ValueError("queries, documents, query_keys and doc_keys must have one entry per pair")
     if negatives is not None and (negative_keys is None or len(negatives) != n or len(negative_keys) != n):
         raise ValueError("negatives and negative_keys must have one entry per pair")
-    seed_everything(seed)
+    common.seed_everything(seed)
     encoder.normalize = True
-    sampler = sampler if sampler is not None else ShuffledSampler(n, settings.batch_size, seed=seed)
-    optimizer = make_optimizer([{"params": list(encoder.parameters()), "lr": settings.lr}], settings.weight_decay)
+    sampler = sampler if sampler is not None else common.ShuffledSampler(n, settings.batch_size, seed=seed)
+    optimizer = common.make_optimizer([{"params": list(encoder.parameters()), "lr": settings.lr}],
+                                      settings.weight_decay)
     positives: dict[Any, set[Any]] = {}
     for qk, dk in zip(query_keys, doc_keys, strict=True):
         positives.setdefault(qk, set()).add(dk)
@@ -196,16 +183,13 @@ def finetune_retriever(encoder: Encoder, tokenizer: Any, queries: Sequence[str],
         signal = losses.detach().numpy() if wants_loss else positive_cos.numpy()
         return loss, signal
 
-    def after_step(stats: TrainStats) -> None:
+    def after_step(stats: common.TrainStats) -> None:
         if on_step is not None:
             on_step(stats)
             encoder.train()
 
-    stats = run_steps(list(encoder.parameters()), optimizer, sampler, loss_fn, epochs=settings.epochs,
-                      max_steps=settings.max_steps, grad_clip=settings.grad_clip, progress=progress, desc=desc,
-                      on_step=after_step if on_step is not None else None)
-    encoder.eval()
-    return stats
+    return common.train_module(encoder, settings, optimizer, sampler, loss_fn, progress=progress, desc=desc,
+                               on_step=after_step if on_step is not None else None)
 
 
 @torch.inference_mode()
@@ -215,9 +199,9 @@ def encode_texts(encoder: Encoder, tokenizer: Any, texts: Sequence[str], setting
     encoder.eval()
     encoder.normalize = True
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
-    order = length_order([len(t) for t in texts])
+    order = common.length_order([len(t) for t in texts])
     with progress_bar(progress, desc, len(texts)) as advance:
-        for sl in batch_slices(len(order), settings.eval_batch_size):
+        for sl in common.batch_slices(len(order), settings.eval_batch_size):
             rows = order[sl]
             out[rows] = encoder.embed(tokenizer, [texts[i] for i in rows], settings.max_length).numpy()
             advance(len(rows))
@@ -243,7 +227,7 @@ class PairRun:
 
     encoder: Encoder
     tokenizer: Any
-    stats: TrainStats
+    stats: common.TrainStats
     pruning: dict[str, Any]
 
 
@@ -338,7 +322,7 @@ class PairTrainer:
             return int(self.settings.max_steps)
         return math.ceil(n_items / self.settings.batch_size) * int(self.settings.epochs)
 
-    def run(self, seed: int, *, on_step: Callable[[Encoder, Any, TrainStats], None] | None = None,
+    def run(self, seed: int, *, on_step: Callable[[Encoder, Any, common.TrainStats], None] | None = None,
             desc: str = "finetune") -> PairRun:
         """Finetune a fresh copy of the base model with ``seed``; ``on_step(encoder, tokenizer, stats)`` runs
         after every step."""
@@ -363,7 +347,7 @@ class PairTrainer:
         settings = RetrieverSettings(**{**self.settings.to_dict(), "max_steps": total})
         hook = None
         if on_step is not None:
-            def hook(stats: TrainStats) -> None:
+            def hook(stats: common.TrainStats) -> None:
                 on_step(encoder, tokenizer, stats)
         stats = finetune_retriever(encoder, tokenizer, queries, documents, queries, documents, settings, seed=seed,
                                    sampler=sampler, progress=self.progress, desc=desc, negatives=negatives,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasksift.util.errors import InputError
 from tasksift.selectors.harp.hierarchy import build_hierarchy
+from tasksift.util.errors import InputError
 
 
 def blobs(n_per: int = 40, centres: int = 12, dim: int = 8, seed: int = 0) -> np.ndarray:

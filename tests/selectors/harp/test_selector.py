@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import tasksift
-from tasksift.util.errors import InputError
-from tasksift.selectors.harp.probes import EmbeddingClassifierProbe, ProbeRunner
 from tasksift.selectors import get
+from tasksift.selectors.harp.probes import EmbeddingClassifierProbe, ProbeRunner
 from tasksift.selectors.harp.selector import HarpCSelector, HarpESelector, HarpExhaustiveSelector
+from tasksift.util.errors import InputError
 
 
 def data(seed: int = 0) -> dict:
@@ -146,6 +146,7 @@ def test_cli_select_and_methods(tmp_path: Path) -> None:
         "select", "--pool", str(pool), "--target", str(target), "--pool-vectors", str(tmp_path / "x.npy"),
         "--target-vectors", str(tmp_path / "q.npy"), "--method", "harp-c", "--budget", "20",
         "--out", str(tmp_path / "bad"), "--param", "probe=oracle"])
-    assert bad.exit_code == 2 and "unknown probe" in bad.output
+    assert bad.exit_code == 2 and "probe='oracle' is not allowed (probe takes one of lm, embedding-classifier)" \
+        in bad.output
     listed = CliRunner().invoke(app, ["methods"])
     assert "harp-exhaustive" in listed.output

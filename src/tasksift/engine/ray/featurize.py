@@ -13,21 +13,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tasksift.engine.ray.search import RaySearch
 from tasksift.engine.ray.setup import require_ray, worker_setup
+from tasksift.features.cache import CachedFeatures
+from tasksift.features.jobs import FeatureFactory, FeatureJob
 from tasksift.util.errors import InputError
 from tasksift.util.progress import ProgressTask
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from tasksift.engine import FeatureFactory
-    from tasksift.features.cache import CachedFeatures, FeatureCache
 
 
 class _ShardWorker:
@@ -100,12 +95,15 @@ class RayEngine:
             logging.getLogger(name).setLevel(logging.WARNING)
 
     # -- featurization ---------------------------------------------------------------------------------------
-    def featurize(self, cache: FeatureCache, texts: Sequence[str], factory: FeatureFactory, *,
-                  progress: bool | Progress = True, desc: str | None = None,
-                  dim: int | None = None) -> CachedFeatures:
-        """Compute the unfinished shards of ``texts`` on the cluster and store them in ``cache`` as they come."""
+    def featurize(self, job: FeatureJob) -> CachedFeatures:
+        """Compute the job's unfinished shards on the cluster and store them in its cache as they come."""
         import ray
 
+        if job.factory is None:
+            raise InputError("a model loaded in this process cannot be sent to Ray workers",
+                             fix="pass the model's name or path (or its ProxySpec) with --engine ray")
+        cache, texts, factory, progress, desc, dim = job.cache, job.texts, job.factory, job.progress, job.desc, \
+            job.dim
         t0 = time.perf_counter()
         cache.prepare()
         todo = cache.unfinished(texts)

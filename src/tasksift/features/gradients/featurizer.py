@@ -29,6 +29,7 @@ from tasksift.features.gradients.proxy import (
     proxy_spec,
 )
 from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings, cached_warmup, warmup_key
+from tasksift.features.jobs import FeatureJob, run_job
 from tasksift.util.errors import InputError
 from tasksift.util.params import Declarations, Interval, Options, convert_params
 
@@ -262,14 +263,9 @@ def gradient_features(
     def featurize(chunk: list[str], advance: Callable[[int], None]) -> np.ndarray:
         return featurizer()(chunk, advance)
 
-    remote = engine is not None and engine.name != "local"
-    if remote and spec is None:
-        raise InputError("a loaded proxy model cannot be sent to Ray workers",
-                         fix="pass the model's name or path (or its ProxySpec) with --engine ray")
     dim = proj_dim if proj_dim else (featurizer().dim if len(texts) == 0 else None)
-    if remote:
-        return engine.featurize(cache, texts, factory, progress=progress, desc=desc, dim=dim)
-    return cache.compute(texts, featurize, progress=progress, desc=desc, dim=dim, reports_progress=True)
+    job = FeatureJob(cache, texts, featurize, factory if spec is not None else None, desc, dim, progress)
+    return run_job(job, engine)
 
 
 def _rule(precondition: bool | str | None, warmup: WarmupSettings | None) -> str | None:

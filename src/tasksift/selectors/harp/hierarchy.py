@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasksift.util.errors import InputError
 from tasksift.index.search import normalize_rows
+from tasksift.util.errors import InputError
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 
 from tasksift.records import domain_index
 from tasksift.selectors.harp.probes import array_digest, option_item_scores
+from tasksift.train import finetune_lm, score_options
 from tasksift.util.errors import InputError
 
 
@@ -82,8 +83,6 @@ class LMProbe:
                                       self.item_domains)}
 
     def _score(self, model: Any) -> np.ndarray:
-        from tasksift.train import score_options
-
         sums, _ = score_options(model, self.tokenizer, self.proxy_prompts, self.proxy_opts, self.settings,
                                 progress=False)
         return option_item_scores(sums, self.proxy_correct, self.metric)
@@ -92,8 +91,6 @@ class LMProbe:
         return self._score(self.model)
 
     def leaf_scores(self, rows: np.ndarray) -> np.ndarray:
-        from tasksift.train import finetune_lm
-
         rows = np.asarray(rows, dtype=np.int64)
         model, _ = finetune_lm(self.model, self.tokenizer, [self.pool_prompts[i] for i in rows],
                                [self.pool_answers[i] for i in rows], self.settings, seed=self.seed,

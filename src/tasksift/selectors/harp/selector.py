@@ -94,28 +94,7 @@ class _Harp(Selector):
                  envelope: str | None = None, min_leaf_size: int | None = None,
                  max_leaf_size: int | None = None) -> None:
         super().__init__(budget, seed=seed)
-        self.leaf_size = leaf_size
-        self.min_leaf_size = min_leaf_size
-        self.max_leaf_size = max_leaf_size
-        self.leaves_per_parent = leaves_per_parent
-        self.parents_per_region = parents_per_region
-        self.probes = probes
-        self.probe = probe
-        self.probe_steps = probe_steps
-        self.probe_batch_size = probe_batch_size
-        self.probe_lr = probe_lr
-        self.probe_max_length = probe_max_length
-        self.probe_metric = probe_metric
-        self.probe_model = probe_model
-        self.probe_seed = probe_seed
-        self.proxy_options = proxy_options
-        self.domain_field = domain_field
-        self.prompt_template = prompt_template
-        self.answer_field = answer_field
-        self.options_field = options_field
-        self.bootstrap = bootstrap
-        self.fill = fill
-        self.envelope = envelope
+        self._keep(locals())
 
     def prepare(self, inputs: Inputs, ctx: Context) -> Inputs:
         """Build the probe the leaves are trained with, from the pool's and the target's records."""

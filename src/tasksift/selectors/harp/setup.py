@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from tasksift.records import load_records, records_from_dicts
+from tasksift.selectors.harp.lm_probe import LMProbe, proxy_options
 from tasksift.selectors.harp.probes import EmbeddingClassifierProbe, ProbeRunner
+from tasksift.train import LMSettings, load_causal_lm, resolve_lm, setup_torch
+from tasksift.train.resolve import model_fingerprint
 from tasksift.util.errors import InputError
 
 PROBES = ("lm", "embedding-classifier")
@@ -53,9 +56,6 @@ def build_probe(selector: Any, pool_records: Any, target_records: Any, pool_vect
                                               steps=selector.probe_steps, metric=selector.probe_metric)
         return ProbeRunner(probe, pool_records.texts, cache_dir=cache_dir, progress=progress)
 
-    from tasksift.selectors.harp.lm_probe import LMProbe, proxy_options
-    from tasksift.train import LMSettings, load_causal_lm, resolve_lm, setup_torch
-    from tasksift.train.resolve import model_fingerprint
 
     setup_torch()
     prompt_view = {"template": selector.prompt_template}

@@ -79,10 +79,7 @@ class OperaStaticSelector(Selector):
     def __init__(self, budget: int, *, seed: int = 0, mode: str = "easy", query_field: str = "query",
                  doc_field: str = "document", query_id_field: str | None = "query_id") -> None:
         super().__init__(budget, seed=seed)
-        self.mode = mode
-        self.query_field = query_field
-        self.doc_field = doc_field
-        self.query_id_field = query_id_field
+        self._keep(locals())
 
     @classmethod
     def text_view(cls, params: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -72,12 +72,7 @@ class SpiceSelector(Selector):
     def __init__(self, budget: int, *, seed: int = 0, alpha: float = 1.0, lam: float = 0.1, fisher: str = "exact",
                  omega: float | None = None, window: int | None = None, T: int = 10) -> None:  # noqa: N803
         super().__init__(budget, seed=seed)
-        self.alpha = alpha
-        self.lam = lam
-        self.fisher = fisher
-        self.omega = omega
-        self.window = window
-        self.T = T
+        self._keep(locals())
 
     def prepare(self, inputs: Inputs, ctx: Context) -> Inputs:
         """The proxy trainer for the interleaved updates, built when the gradient features were computed here

@@ -121,23 +121,7 @@ class TSDSSelector(Selector):
                  density_coarse_probe: int = 1, density_cell_rows: int = 2048, density_tolerance: float = 1e-3,
                  density_check_rows: int = 64) -> None:
         super().__init__(budget, seed=seed)
-        self.alpha = alpha
-        self.C = C
-        self.sigma = sigma
-        self.max_k = max_k
-        self.kde_k = kde_k
-        self.metric = metric
-        self.density = density
-        self.sampling = sampling
-        self.index = index
-        self.nlist = nlist
-        self.nprobe = nprobe
-        self.density_nlist = density_nlist
-        self.density_nprobe = density_nprobe
-        self.density_coarse_probe = density_coarse_probe
-        self.density_cell_rows = density_cell_rows
-        self.density_tolerance = density_tolerance
-        self.density_check_rows = density_check_rows
+        self._keep(locals())
 
     def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         stages: dict[str, float] = {}
