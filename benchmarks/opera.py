@@ -88,7 +88,7 @@ optimizer steps per run: InfoNCE at temperature {s['temperature']}, in-batch neg
 per query (ranks {s['negatives_from']}-{s['negatives_to']} of the base model's faiss ranking of the training
 documents), batch {s['batch_size']}, learning rate {s['lr']}, {s['max_length']} tokens, AdamW, 3 seeds
 (0, 1, 2) per row. Static pruning keeps the {s['kept_pct']:.0%} of pairs with the highest base cosine; dynamic
-pruning and InfoBatch follow METHODS.md. Final metrics are mean ± sample std over the seeds, on the test
+pruning and InfoBatch follow docs/methods.md. Final metrics are mean ± sample std over the seeds, on the test
 queries; nothing was tuned on them (every setting was fixed before the run).
 
 {markdown_summary(summary)}

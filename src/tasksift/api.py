@@ -176,10 +176,11 @@ def _featurize(cls: type[Selector], inputs: Inputs, request: Request, engine: En
             x = _vectors(request.pool_vectors, None, None, "pool vectors", missing="no pool given")
         return inputs.but(pool=x, target=None, info={"kind": "none"})
     if cls.needs == "texts":
-        if pool_records is None or target_records is None:
-            raise InputError(f"method {cls.name!r} reads text",
-                             fix="pass --pool and --target records (vectors alone are not enough)")
-        return inputs.but(pool=pool_records.texts, target=target_records.texts, info={"kind": "text"})
+        if pool_records is None or (cls.needs_target and target_records is None):
+            wanted = "--pool and --target records" if cls.needs_target else "--pool records"
+            raise InputError(f"method {cls.name!r} reads text", fix=f"pass {wanted} (vectors alone are not enough)")
+        target = target_records.texts if cls.needs_target and target_records is not None else None
+        return inputs.but(pool=pool_records.texts, target=target, info={"kind": "text"})
     return _featurize_vectors(cls, inputs, request, engine, stages)
 
 

@@ -144,7 +144,7 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
 def _keep_earlier_rows(out_dir: Path, result: dict[str, Any]) -> None:
     """Carry over the rows of methods an earlier comparison in ``out_dir`` ran with the same task, budget, seeds
     and training, so that comparing more methods later adds them to the same table instead of replacing it.
-    An earlier comparison with other settings is replaced, as before."""
+    An earlier comparison with other settings is replaced."""
     try:
         earlier = json.loads((out_dir / "comparison.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""Features of texts, cached on disk by content and resumable: embeddings now, per-example gradients later."""
+"""Features of texts, cached on disk by content and resumable: sentence embeddings and per-example gradients."""
 
 from tasksift.features.cache import (
     CACHE_ENV,

@@ -61,10 +61,10 @@ def _reader(path: Path, types: dict[str, pa.DataType]) -> pacsv.CSVStreamingRead
 
 def _stream(path: Path, builder: ViewBuilder, types: dict[str, pa.DataType]) -> None:
     reader = _reader(path, types)
-    binary = [f.name for f in reader.schema if pa.types.is_binary(f.type)]
-    if binary:  # pyarrow infers binary for a column with invalid UTF-8 in its first block
-        raise _utf8_error(path)
-    builder.resolve_default_text(reader.schema.names)
+    names = _names(path, reader)
+    if any(pa.types.is_binary(f.type) for f in reader.schema):  # pyarrow infers binary for a column with invalid
+        raise _utf8_error(path)  # UTF-8 in its first block
+    builder.resolve_default_text(names)
     add_batches(reader, builder, Where(line=2))
 
 
@@ -73,9 +73,17 @@ def _column_to_widen(path: Path, error: pa.ArrowInvalid, types: dict[str, pa.Dat
     match = _CONVERSION.search(str(error))
     if match is None or match.group(2) in ("string", "utf8"):
         return None
-    names = _reader(path, types).schema.names
+    names = _names(path, _reader(path, types))
     column = names[int(match.group(1))]
     return None if column in types else column
+
+
+def _names(path: Path, reader: pacsv.CSVStreamingReader) -> list[str]:
+    """The column names of the header line (InputError when the header is not valid UTF-8)."""
+    try:
+        return reader.schema.names
+    except UnicodeDecodeError:
+        raise _utf8_error(path) from None
 
 
 def _error(path: Path, error: pa.ArrowInvalid) -> InputError:

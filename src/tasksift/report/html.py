@@ -29,25 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from tasksift.report.run import check_rows, page_path, read_eval, read_run, write_page
+from tasksift.selection.manifest import changed_inputs
 from tasksift.util.errors import InputError
 
 MAP_SAMPLE = 5000
 GROUP_FIELDS = ("source", "task", "label", "topic", "category")
-
-
-def _read_run(run_dir: Path) -> tuple[dict[str, Any], Any]:
-    import pyarrow.parquet as pq
-
-    manifest_path = run_dir / "manifest.json"
-    selection_path = run_dir / "selection.parquet"
-    for path in (manifest_path, selection_path):
-        if not path.is_file():
-            raise InputError("not found", path=path, fix="pass a directory written by `tasksift select --out`")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise InputError(f"not valid JSON ({err})", path=manifest_path) from None
-    return manifest, pq.read_table(selection_path).to_pandas()
 
 
 def _png(fig: Any) -> str:
@@ -179,10 +166,9 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _eval_section(run_dir: Path) -> str:
-    path = run_dir / "eval.json"
-    if not path.is_file():
+    result = read_eval(run_dir / "eval.json")
+    if result is None:
         return "<p>No evaluation yet: run <code>tasksift eval --task TASK --selection RUN_DIR</code>.</p>"
-    result = json.loads(path.read_text(encoding="utf-8"))
     means, stds = result.get("mean") or {}, result.get("std") or {}
     n = len(result.get("seeds") or [])
     rows = [[metric, f"{value:.4f}", f"{stds.get(metric, float('nan')):.4f}", n]
@@ -235,9 +221,8 @@ def _curve_figure(summary: dict[str, Any], metric: str) -> str:
 
 def write_training_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.html`` for a ``tasksift retriever train`` directory: quality-vs-steps curves and the table."""
-    from tasksift.util.io import atomic_path
-
     run_dir = Path(run_dir)
+    target = page_path(run_dir, out)
     path = run_dir / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -268,31 +253,31 @@ def write_training_report(run_dir: str | Path, out: str | Path | None = None) ->
 <h2>Final metrics (mean ± std over seeds)</h2>{_table(["training", "seeds", *metrics], rows)}{reach_text}
 <h2>Settings</h2>{_table(["setting", "value"], [[k, v] for k, v in summary.get("settings", {}).items()])}
 <script>{_SCRIPT}</script></body></html>"""
-    target = Path(out) if out is not None else run_dir / "report.html"
-    with atomic_path(target) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return target
+    return write_page(target, page)
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, by: str | None = None,
                  cache_dir: str | Path | None = None) -> Path:
     """Write ``report.html`` for the selection in ``run_dir`` (or to ``out``) and return its path; a
     ``tasksift retriever train`` directory gets :func:`write_training_report`."""
-    from tasksift.util.io import atomic_path
-
     run_dir = Path(run_dir)
     if (run_dir / "summary.json").is_file() and not (run_dir / "selection.parquet").is_file():
         return write_training_report(run_dir, out)
-    manifest, table = _read_run(run_dir)
-    pool_records = _records(manifest, "pool")
-    target_records = _records(manifest, "target")
+    target = page_path(run_dir, out)
+    manifest, table = read_run(run_dir)
     rows = table["row"].to_numpy()
     weights = table["weight"].to_numpy()
     scores = table["score"].to_numpy()
+    changed = changed_inputs(manifest)
+    pool_records = None if changed else _records(manifest, "pool")
+    target_records = None if changed else _records(manifest, "target")
+    if pool_records is not None:
+        check_rows(rows, len(pool_records), "pool records", pool_records.path)
 
     images: list[tuple[str, str]] = []
-    x, q = _vectors(manifest, pool_records, target_records, cache_dir)
+    x, q = (None, None) if changed else _vectors(manifest, pool_records, target_records, cache_dir)
     if x is not None:
+        check_rows(rows, len(x), "pool vectors", manifest.get("call", {}).get("pool_vectors"))
         images.append(("map", _map_figure(x, q, rows, seed=int(manifest.get("seed", 0)))))
     images.append(("scores", _histogram(scores, "Scores of the selected examples", "score")))
     images.append(("weights", _histogram(weights, "Weights (training counts)", "weight")))
@@ -314,8 +299,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, by: str 
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tasksift report: {
         html.escape(str(manifest.get('method')))}</title><style>{_STYLE}</style></head><body>
 <h1>tasksift selection report</h1>
-<p>Method <b>{html.escape(str(manifest.get('method')))}</b>, budget {html.escape(budget)},
-pool {counts.get('pool', '?'):,} examples, target {counts.get('target', '?'):,}, selected {len(table):,}
+{_changed_note(changed)}<p>Method <b>{html.escape(str(manifest.get('method')))}</b>, budget {html.escape(budget)},
+pool {_count(counts.get('pool'))} examples, target {_count(counts.get('target'))}, selected {len(table):,}
 distinct examples (total weight {weights.sum():g}).</p>
 {_table(["parameter", "value"], [[k, v] for k, v in params.items()])}
 <h2>Map</h2>{img.get('map', '<p>No vectors for this run.</p>')}
@@ -325,7 +310,15 @@ distinct examples (total weight {weights.sum():g}).</p>
 <h2>Evaluation</h2>{_eval_section(run_dir)}
 <h2>Top of the selection</h2>{_table(["rank", "id", "weight", "score", "reason"], top)}
 <script>{_SCRIPT}</script></body></html>"""
-    target = Path(out) if out is not None else run_dir / "report.html"
-    with atomic_path(target) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return target
+    return write_page(target, page)
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _changed_note(changed: list[str]) -> str:
+    if not changed:
+        return ""
+    return (f"<p><b>The run's inputs changed since it was made</b> ({html.escape(', '.join(changed))}): the map and "
+            "the composition, which read them, are left out.</p>\n")

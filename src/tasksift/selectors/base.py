@@ -102,7 +102,7 @@ class Selector(ABC):
     #: budgets above the pool's size are allowed (sampling with replacement)
     allows_budget_above_pool: ClassVar[bool] = False
     #: what each parameter accepts; merged with the declarations of the base classes
-    parameters: ClassVar[dict[str, list[Constraint]]] = {"seed": [Interval(int, 0, 2**63 - 1)]}
+    parameters: ClassVar[dict[str, list[Constraint]]] = {"seed": [Interval(int, 0)]}
 
     def __init__(self, budget: int, *, seed: int = 0) -> None:
         self.budget = budget

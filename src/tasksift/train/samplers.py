@@ -248,6 +248,9 @@ class OperaDynamicSampler(QueryPassSampler):
     pass on the schedules).
     """
 
+    summary: ClassVar[str] = ("OPERA dynamic pruning: each pass trains on the queries and positives whose live "
+                              "scores the schedules keep")
+
     def __init__(self, pair_query: Sequence[int] | np.ndarray, base_scores: Sequence[float] | np.ndarray,
                  batch_size: int, total_steps: int, *, seed: int = 0, r0: float = R0, x_start: float = X0,
                  x_end: float = X1, c_start: float = C0, c_end: float = C1, doc_weight: float = DOC_WEIGHT) -> None:
@@ -307,6 +310,7 @@ class InfoBatchSampler(QueryPassSampler):
     """
 
     signal: ClassVar[str] = "loss"
+    summary: ClassVar[str] = "InfoBatch: prune a random share of the below-mean-loss queries per pass, rescale the rest"
 
     def __init__(self, pair_query: Sequence[int] | np.ndarray, batch_size: int, total_steps: int, *,
                  seed: int = 0, ratio: float = INFOBATCH_RATIO, delta: float = INFOBATCH_DELTA) -> None:

@@ -7,7 +7,7 @@
 - :mod:`~tasksift.selectors.harp.envelope`: HARP-C / HARP-E utilities, greedy order, best prefix;
 - :mod:`~tasksift.selectors.harp.setup`: builds a selector's probe from records (used by :func:`tasksift.select`).
 
-What the paper publishes and what is our reconstruction is stated in each module and in METHODS.md.
+What the paper publishes and what is our reconstruction is stated in each module and in docs/methods.md.
 """
 
 from tasksift.selectors.harp.selector import *  # noqa: E402,F403

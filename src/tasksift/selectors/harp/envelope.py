@@ -1,6 +1,6 @@
 """HARP's envelopes: the summed domain utility of a set of leaves, its greedy order and the best prefix.
 
-METHODS.md, "HARP", step 4. With ``phi[g, d]`` the (estimated) effect of leaf ``g`` on domain ``d`` and ``b_d``
+docs/methods.md, "HARP", step 4. With ``phi[g, d]`` the (estimated) effect of leaf ``g`` on domain ``d`` and ``b_d``
 the base model's score on ``d`` (``phi+ = max(phi, 0)``, ``phi- = max(-phi, 0)``):
 
 - ``"c"`` (HARP-C, conservative): ``y_d(S) = clip01(b_d + max_{g in S} phi+[g, d] - sum_{g in S} phi-[g, d])``;

@@ -1,6 +1,6 @@
 """HARP's three-level hierarchy over the pool: regions -> parents -> leaves, by recursive k-means (faiss).
 
-METHODS.md, "HARP", step 1. The paper clusters with approximate nearest neighbours and does not publish how;
+docs/methods.md, "HARP", step 1. The paper clusters with approximate nearest neighbours and does not publish how;
 our reconstruction (documented as such):
 
 - rows are L2-normalised (the embeddings are compared by cosine everywhere else) and clustered with faiss
@@ -19,7 +19,7 @@ our reconstruction (documented as such):
 
 :meth:`Hierarchy.representatives` chooses the leaves to probe: round ``r`` takes every parent's ``r``-th leaf
 nearest to the parent's centroid (parents by decreasing size), until the probe budget is spent. One per parent
-is METHODS.md's default; a larger budget gives several per parent, a smaller one skips the smallest parents.
+is the paper's default; a larger budget gives several per parent, a smaller one skips the smallest parents.
 """
 
 from __future__ import annotations

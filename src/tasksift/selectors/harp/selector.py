@@ -130,45 +130,15 @@ class _Harp(Selector):
         members = h.members()
         probed = np.arange(h.n_leaves) if self.exhaustive else h.representatives(self.probes)
 
-        item_domains = runner.item_domains
-        names = runner.domain_names
-        n_domains = len(names)
-        base_items = runner.base()
-        measured = runner.measure([members[g] for g in probed])
-        diffs = measured.scores - base_items[None, :]
-        counts = np.bincount(item_domains, minlength=n_domains)
-        if np.any(counts == 0):
-            raise InputError(f"{self.name}: a domain of the proxy set has no items")
-
-        def per_domain(values: np.ndarray) -> np.ndarray:  # (..., items) -> (..., domains)
-            sums = np.zeros((*values.shape[:-1], n_domains))
-            for d in range(n_domains):
-                sums[..., d] = values[..., item_domains == d].sum(axis=-1)
-            return sums / counts
-
-        base = per_domain(base_items)
-        phi_measured = per_domain(diffs)
-        noise = bootstrap_noise(diffs, item_domains, n_domains, rounds=int(self.bootstrap), seed=int(seed))
+        item_domains, names = runner.item_domains, runner.domain_names
+        measured, noise, base, phi_measured = self._measure(runner, [members[g] for g in probed], seed)
         est = shrink(phi_measured, probed, h.leaf_parent, h.parent_region, noise)
         greedy = greedy_order(est.effects, base, envelope)
 
-        # points: the kept leaves' rows by closeness to the target, then (fill) the following leaves'
         closeness = nearest_target_similarity(x, q)
-        sizes = h.leaf_sizes()
-        leaves_used = list(greedy.kept)
-        if self.fill:
-            for g in greedy.order[greedy.prefix:]:
-                if sizes[leaves_used].sum() >= self.budget:
-                    break
-                leaves_used.append(int(g))
+        rows, leaves_used = self._points(h, members, greedy, closeness)
         kept = set(int(g) for g in greedy.kept)
         rank_of = {int(g): i + 1 for i, g in enumerate(greedy.order)}
-        blocks = [np.concatenate([members[g] for g in leaves_used if g in kept] or [np.zeros(0, np.int64)]),
-                  np.concatenate([members[g] for g in leaves_used if g not in kept] or [np.zeros(0, np.int64)])]
-        rows: list[int] = []
-        for block in blocks:
-            rows.extend(int(r) for r in block[np.lexsort((block, -closeness[block]))])
-        rows = rows[: int(self.budget)]
         idx = np.array(rows, dtype=np.int64)
 
         def effect(g: int) -> dict[str, float]:
@@ -189,27 +159,58 @@ class _Harp(Selector):
         })
         selection.tables["leaves"] = self._leaf_table(h, est, greedy, probed, phi_measured, names, leaves_used)
         selection.manifest["harp"] = {
-            "envelope": envelope,
-            "exhaustive": self.exhaustive,
-            "probes": int(len(probed)),
-            "probes_trained_now": measured.trained,
-            "probes_from_cache": measured.cached,
-            "probe_seconds": round(measured.seconds, 3),
-            "hierarchy": h.info(),
-            "domains": names,
-            "proxy_items": int(len(item_domains)),
-            "base": base.tolist(),
-            "mu": est.mu.tolist(),
-            "tau2": est.tau2.tolist(),
-            "noise": est.noise.tolist(),
-            "start_utility": greedy.start,
+            "envelope": envelope, "exhaustive": self.exhaustive, "probes": int(len(probed)),
+            "probes_trained_now": measured.trained, "probes_from_cache": measured.cached,
+            "probe_seconds": round(measured.seconds, 3), "hierarchy": h.info(), "domains": names,
+            "proxy_items": int(len(item_domains)), "base": base.tolist(), "mu": est.mu.tolist(),
+            "tau2": est.tau2.tolist(), "noise": est.noise.tolist(), "start_utility": greedy.start,
             "best_utility": float(greedy.totals[greedy.prefix - 1]) if greedy.prefix else greedy.start,
-            "prefix_leaves": [int(g) for g in greedy.kept],
-            "leaves_used": [int(g) for g in leaves_used],
-            "rows_from_prefix": int(sum(1 for r in reasons if r["in_prefix"])),
-            "probe": runner.describe(),
+            "prefix_leaves": [int(g) for g in greedy.kept], "leaves_used": [int(g) for g in leaves_used],
+            "rows_from_prefix": int(sum(1 for r in reasons if r["in_prefix"])), "probe": runner.describe(),
         }
         return selection
+
+    def _measure(self, runner: ProbeRunner, leaves: list[np.ndarray], seed: int
+                 ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+        """Train and score a probe on each of ``leaves``: the runner's result, the bootstrap evaluation noise per
+        domain, the base score per domain and each leaf's measured effect per domain (score after training
+        minus the base score, averaged over the domain's proxy items)."""
+        item_domains = runner.item_domains
+        n_domains = len(runner.domain_names)
+        base_items = runner.base()
+        measured = runner.measure(leaves)
+        diffs = measured.scores - base_items[None, :]
+        counts = np.bincount(item_domains, minlength=n_domains)
+        if np.any(counts == 0):
+            raise InputError(f"{self.name}: a domain of the proxy set has no items")
+
+        def per_domain(values: np.ndarray) -> np.ndarray:  # (..., items) -> (..., domains)
+            sums = np.zeros((*values.shape[:-1], n_domains))
+            for d in range(n_domains):
+                sums[..., d] = values[..., item_domains == d].sum(axis=-1)
+            return sums / counts
+
+        noise = bootstrap_noise(diffs, item_domains, n_domains, rounds=int(self.bootstrap), seed=int(seed))
+        return measured, noise, per_domain(base_items), per_domain(diffs)
+
+    def _points(self, h: Any, members: list[np.ndarray], greedy: Any, closeness: np.ndarray
+                ) -> tuple[list[int], list[int]]:
+        """The chosen rows and the leaves they come from: the kept leaves' rows by closeness to the target, then
+        (``fill``) the rows of the following leaves of the greedy order, cut at the budget."""
+        sizes = h.leaf_sizes()
+        leaves_used = list(greedy.kept)
+        if self.fill:
+            for g in greedy.order[greedy.prefix:]:
+                if sizes[leaves_used].sum() >= self.budget:
+                    break
+                leaves_used.append(int(g))
+        kept = set(int(g) for g in greedy.kept)
+        blocks = [np.concatenate([members[g] for g in leaves_used if g in kept] or [np.zeros(0, np.int64)]),
+                  np.concatenate([members[g] for g in leaves_used if g not in kept] or [np.zeros(0, np.int64)])]
+        rows: list[int] = []
+        for block in blocks:
+            rows.extend(int(r) for r in block[np.lexsort((block, -closeness[block]))])
+        return rows[: int(self.budget)], leaves_used
 
     @staticmethod
     def _leaf_table(h: Any, est: Any, greedy: Any, probed: np.ndarray, phi_measured: np.ndarray,

@@ -1,6 +1,6 @@
 """Empirical-Bayes effects for every leaf from the few that were probed, and the evaluation noise by bootstrap.
 
-METHODS.md, "HARP", step 3, with the reconstruction METHODS.md states (the paper does not publish its
+docs/methods.md, "HARP", step 3, with the reconstruction it states (the paper does not publish its
 estimator). Per domain ``d``, over the measured leaves ``M``:
 
 - ``mu_d`` = mean of the measured effects ``phi[g, d]``, ``tau2_d`` = their spread (variance, ``ddof=1``; 0
@@ -9,7 +9,7 @@ estimator). Per domain ``d``, over the measured leaves ``M``:
   leaf's per-item score differences resampled with replacement; the mean over measured leaves);
 - a leaf ``g`` of parent ``p`` gets ``phi~[g, d] = w * phi_rep + (1 - w) * mu_d`` with
   ``w = tau2_d / (tau2_d + s2_d / m)``, where ``phi_rep`` is the mean effect of the ``m`` measured leaves of
-  ``p`` (for a measured leaf: its own value, ``m = 1``). Our choice where METHODS.md is silent: an unmeasured
+  ``p`` (for a measured leaf: its own value, ``m = 1``). Our choice where the paper is silent: an unmeasured
   leaf whose parent has no measured leaf borrows from the measured leaves of its region, and from ``mu_d``
   alone (``w = 0``) when its region has none either; ``s2 / m`` is the noise of a mean of ``m`` measurements.
 
