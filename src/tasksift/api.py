@@ -21,9 +21,11 @@ from tasksift.engine import Engine, get_engine
 from tasksift.features.embed import embed_texts
 from tasksift.features.gradients.recipe import GradientRecipe, selection_gradients
 from tasksift.records import check_vectors, load_records, load_vectors, records_from_dicts
+from tasksift.selection.exports import check_exports, export_names, write_exports
 from tasksift.selection.manifest import Stages, records_info, versions, where
 from tasksift.selection.run_dir import check_out_dir, replaced_dir
 from tasksift.selectors import Context, Inputs, Selection, Selector, get
+from tasksift.util.device import device_info, resolve_device
 from tasksift.util.errors import InputError, from_os_error
 from tasksift.util.io import write_json_atomic
 
@@ -32,21 +34,24 @@ RecordsLike = str | Path | Sequence[Mapping[str, Any]]
 
 def parse_budget(budget: int | float | str, n: int) -> int:
     """A budget as a count (``500``) or a share of the pool (``"1%"``, ``"0.5%"``) -> a count in ``[1, n]``."""
+    if isinstance(budget, bool) or not isinstance(budget, int | float | str | np.integer | np.floating):
+        raise InputError(f"budget {budget!r} is neither a count nor a percentage",
+                         fix="write it as a count (500) or a share of the pool (1%)")
     text = str(budget).strip()
+    share = text.endswith("%")
     try:
-        if text.endswith("%"):
-            share = float(text[:-1])
-            if not math.isfinite(share) or share <= 0 or share > 100:
-                raise InputError(f"budget {text} must be a share between 0% and 100%")
-            count = int(math.floor(n * share / 100 + 0.5))
-            if count == 0:
-                raise InputError(f"budget {text} of a pool of {n} examples is less than one example",
-                                 fix="ask for a larger share or a count")
-            return count
-        value = float(text)
-    except ValueError:
+        value = float(text[:-1] if share else text)
+    except (ValueError, OverflowError):
         raise InputError(f"budget {text!r} is neither a count nor a percentage",
                          fix="write it as a count (500) or a share of the pool (1%)") from None
+    if share:
+        if not math.isfinite(value) or value <= 0 or value > 100:
+            raise InputError(f"budget {text} must be a share between 0% and 100%")
+        count = int(math.floor(n * value / 100 + 0.5))
+        if count == 0:
+            raise InputError(f"budget {text} of a pool of {n} examples is less than one example",
+                             fix="ask for a larger share or a count")
+        return count
     if not math.isfinite(value) or value != int(value) or value <= 0:
         raise InputError(f"budget {text} must be a positive whole number of examples or a percentage")
     count = int(value)
@@ -73,6 +78,10 @@ class Request:
     progress: bool
     features: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    #: where models run (a resolved ``torch.device``; ``None``: the CPU)
+    device: Any = None
+    export: list[str] = field(default_factory=list)
+    repeat_weights: bool = False
 
 
 def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *,
@@ -83,7 +92,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
            model: str | None = None, cache_dir: str | Path | None = None, index: str = "auto",
            engine: str | Engine = "local", address: str | None = None, workers: int | None = None,
            out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-           features: Mapping[str, Any] | None = None, **params: Any) -> Selection:
+           features: Mapping[str, Any] | None = None, device: Any = None,
+           export: str | Sequence[str] | None = None, repeat_weights: bool = False, **params: Any) -> Selection:
     """Select ``budget`` examples of ``pool`` for the task that ``target`` exemplifies.
 
     ``pool`` and ``target`` are record files (jsonl, json, parquet, csv, a saved HF dataset) or lists of
@@ -94,12 +104,17 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     written there (docs/design.md, "The output contract"), replacing an earlier run there as a whole; a folder
     that holds other files is refused unless ``overwrite``. ``engine``: ``"local"`` (default), ``"ray"`` (on the
     cluster at ``address`` with ``workers`` workers; see :mod:`tasksift.engine`) or an engine object; the
-    selection is the same.
+    selection is the same. ``device``: where the embedding or gradient model runs, ``cpu`` (default), ``auto``,
+    ``cuda`` or ``cuda:N`` (:func:`tasksift.util.device.resolve_device`; a GPU with the local engine only); it is
+    recorded in the manifest and is not part of any cache key. ``export``: formats to write into ``out`` as
+    well, for trainers to load (``jsonl``, ``parquet``, ``hf``, ``messages``, ``alpaca``, ``sharegpt``;
+    :mod:`tasksift.selection.exports`), each example ``weight`` times given ``repeat_weights``.
     """
     cls = get(method)
     request = Request(pool, target, pool_vectors, target_vectors, method, budget, seed,
                       {"text_field": text_field, "template": template, "id_field": id_field}, model, cache_dir,
-                      index, progress, dict(features or {}), dict(params))
+                      index, progress, dict(features or {}), dict(params), resolve_device(device),
+                      export_names(export), bool(repeat_weights))
     try:
         out_dir = None if out is None else check_out_dir(Path(out), overwrite=overwrite)
         if not isinstance(engine, str):
@@ -123,11 +138,12 @@ def _run(cls: type[Selector], request: Request, engine: Engine, out: Path | None
         request.view.update(cls.text_view(params) or {})
     ctx = Context(search=engine.search(), embed=lambda texts: embed_texts(
         texts, model=request.model, cache_dir=request.cache_dir, progress=request.progress,
-        engine=engine).matrix(), cache_dir=request.cache_dir, model=request.model, features=request.features,
-        progress=request.progress)
+        engine=engine, device=request.device).matrix(), cache_dir=request.cache_dir, model=request.model,
+        features=request.features, progress=request.progress, device=request.device)
     try:
         with stages("load"):
             inputs = _load(request)
+        check_exports(request.export, inputs.pool_records, repeat_weights=request.repeat_weights, out=out)
         inputs = _featurize(cls, inputs, request, engine, stages)
         k = parse_budget(request.budget, len(inputs.pool))
         selector = cls(k, seed=seed, **params)
@@ -139,26 +155,35 @@ def _run(cls: type[Selector], request: Request, engine: Engine, out: Path | None
         ctx.search.close()
     selection = selector.selection_
     _fill_ids(selection, inputs.pool_records)
+    selection.records = inputs.pool_records
     selection.manifest.update(_manifest(selector, request, inputs, engine, k))
     selection.manifest["timings"] = stages.seconds
     if out is not None:
         with replaced_dir(out, overwrite=overwrite) as folder:
             with stages("write"):
                 selection.save(folder, inputs.pool_records)
+            if request.export:
+                with stages("export"):
+                    selection.manifest["exports"] = write_exports(selection, folder, inputs.pool_records,
+                                                                  request.export,
+                                                                  repeat_weights=request.repeat_weights)
             selection.manifest["timings"] = stages.seconds
             write_json_atomic(folder / "manifest.json", selection.manifest)
     return selection
 
 
 def _load(request: Request) -> Inputs:
-    def records(source: Any) -> Any:
+    def records(source: Any, side: str) -> Any:
         if source is None:
             return None
         if isinstance(source, str | Path):
             return load_records(source, **request.view)
+        if isinstance(source, bytes | Mapping) or not isinstance(source, Sequence):
+            raise InputError(f"{side} is a {type(source).__name__}, not records",
+                             fix="pass a path to a records file, or a list of dicts")
         return records_from_dicts(list(source), **request.view)
 
-    pool, target = records(request.pool), records(request.target)
+    pool, target = records(request.pool, "pool"), records(request.target, "target")
     return Inputs(pool=pool, target=target, pool_records=pool, target_records=target)
 
 
@@ -214,7 +239,8 @@ def _featurize_vectors(cls: type[Selector], inputs: Inputs, request: Request, en
 def _compute(cls: type[Selector], pool_texts: Sequence[str], target_texts: Sequence[str] | None,
              request: Request, engine: Engine) -> tuple[Any, Any]:
     """Cached features of the pool's and the target's texts, computed by ``engine`` where not cached."""
-    common = {"model": request.model, "cache_dir": request.cache_dir, "progress": request.progress}
+    common = {"model": request.model, "cache_dir": request.cache_dir, "progress": request.progress,
+              "device": request.device}
     if cls.features == "gradients":
         recipe = GradientRecipe.of(cls.feature_defaults, request.features)
         return selection_gradients(pool_texts, target_texts, recipe, engine=engine, **common)
@@ -245,6 +271,7 @@ def _manifest(selector: Selector, request: Request, inputs: Inputs, engine: Engi
         "seed": selector.seed,
         "budget": {"requested": str(request.budget), "count": k},
         "engine": engine.name,
+        "device": device_info(request.device),
         "engine_info": engine.info(),
         "inputs": {"pool": records_info(inputs.pool_records, request.pool_vectors),
                    "target": records_info(inputs.target_records, request.target_vectors)},
@@ -256,7 +283,8 @@ def _manifest(selector: Selector, request: Request, inputs: Inputs, engine: Engi
                  "pool_vectors": where(request.pool_vectors), "target_vectors": where(request.target_vectors),
                  "method": request.method, "budget": str(request.budget), "seed": selector.seed, **request.view,
                  "model": request.model, "index": request.index, "params": params,
-                 "features": dict(request.features)},
+                 "features": dict(request.features),
+                 **({"export": request.export, "repeat_weights": request.repeat_weights} if request.export else {})},
     }
 
 

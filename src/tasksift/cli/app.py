@@ -7,9 +7,16 @@ is left in the output directory.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import exceptions as click_errors
 
 from tasksift.cli.common import DEBUG
 from tasksift.cli.data import data_app
@@ -22,7 +29,32 @@ from tasksift.cli.report import report_command
 from tasksift.cli.retriever import retriever_app
 from tasksift.cli.select import select_command
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class _OneLineErrors(TyperGroup):
+    """The command line's usage errors (a bad option value, a missing option) as one line on stderr, exit 2,
+    like every other error of the command line."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as err:
+            typer.echo(err.ctx.get_help())
+            sys.exit(0)
+        except click_errors.ClickException as err:
+            where = f" (see `{err.ctx.command_path} --help`)" if getattr(err, "ctx", None) is not None else ""
+            message = " ".join(err.format_message().split())
+            sys.stderr.write(f"tasksift: error: {message}{where}\n")
+            sys.exit(err.exit_code)
+        except click_errors.Abort:
+            sys.stderr.write("tasksift: aborted\n")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Select the training examples that serve your target task.")
 
 

@@ -82,9 +82,11 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Sentence-transfor
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Feature cache (default: $TASKSIFT_CACHE or "
                                                                     "~/.cache/tasksift).")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="Where the heavy steps run: local, or ray (pip install "
-                                                         "'tasksift[ray]').")]
+                                                         "'tasksift\\[ray]').")]
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster to use with --engine ray (auto, "
                                                                   "ray://head:10001, host:6379; default: "
                                                                   "$RAY_ADDRESS, else a new local cluster).")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Ray workers per step (default: the cluster's "
                                                                   "CPUs).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where models run: cpu (default), auto (a GPU when torch "
+                                                         "sees one), cuda or cuda:N.")]

@@ -5,8 +5,6 @@ Mounted into the main command line as ``app.add_typer(data_app, name="data")``.
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tasksift.cli.common import user_errors
 from tasksift.eval.taskgen.builder import TRACKS, build_tasks
 from tasksift.util.errors import InputError
 
@@ -60,18 +59,12 @@ def build(
                                                                        "~/.cache/tasksift/downloads).")] = None,
 ) -> None:
     """Download the data packages (once) and write the benchmark tasks to --out; print their sizes."""
-    created = not out.exists()
-    try:
+    with user_errors(out):
         if track not in TRACK_CHOICES:
             raise InputError(f"unknown track {track!r}", fix=f"use --track {' | '.join(TRACK_CHOICES)}")
         tracks = TRACKS if track == "all" else (track,)
         summary = build_tasks(out, seed=seed, tracks=tracks, cache=cache_dir,
                               log=lambda message: typer.echo(message, err=True))
-    except InputError as err:
-        if created and out.is_dir():
-            shutil.rmtree(out, ignore_errors=True)
-        sys.stderr.write(f"tasksift: error: {err.one_line()}\n")
-        raise typer.Exit(2) from None
     console = Console()
     console.print(summary_table(summary))
     inst = summary.get("instruction")

@@ -10,6 +10,7 @@ import typer
 from tasksift.cli.common import (
     AddressOpt,
     CacheOpt,
+    DeviceOpt,
     EngineOpt,
     IdFieldOpt,
     ModelOpt,
@@ -20,8 +21,9 @@ from tasksift.cli.common import (
     user_errors,
 )
 from tasksift.engine import get_engine
-from tasksift.features import embed_texts
+from tasksift.features import CachedFeatures, embed_texts
 from tasksift.records import load_records
+from tasksift.util.device import check_local, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.io import write_npy_atomic
 from tasksift.util.params import Interval
@@ -41,34 +43,57 @@ def embed_command(
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Embed records into the feature cache (resumable on either engine; a second run computes nothing)."""
     with user_errors():
         _check_options(batch_size, shard_size, out)
+        where = resolve_device(device)
+        check_local(where, engine)
         records = load_records(input_path, text_field=text_field, template=template, id_field=id_field)
         runner = get_engine(engine, address=address, workers=workers)
         try:
             result = embed_texts(records.texts, model=model, cache_dir=cache_dir, batch_size=batch_size,
-                                 shard_size=shard_size, progress=True, engine=runner)
+                                 shard_size=shard_size, progress=True, engine=runner, device=where)
         finally:
             runner.close()
-        if out is not None:
-            matrix = result.matrix()  # every shard checked as it is read; a damaged one is recomputed
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_npy_atomic(out, matrix)
-        else:
-            result.verify()
+        write_checked(result, out)
     info = result.info()
     console.print(f"embedded {len(records):,} records from {input_path}: {result.n_computed} shards computed, "
                   f"{result.n_reused} reused, {result.seconds:.1f}s; cache: {info.get('cache_dir', '')}"
                   + (f"; vectors: {out}" if out is not None else ""), soft_wrap=True)
 
 
+def write_checked(result: CachedFeatures, out: Path | None) -> None:
+    """Write the features to ``out`` (every shard checked as it is read), or without ``out`` check every shard;
+    a shard that fails is recomputed either way."""
+    if out is None:
+        result.verify()
+        return
+    matrix = result.matrix()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_npy_atomic(out, matrix)
+
+
 def _check_options(batch_size: int, shard_size: int, out: Path | None) -> None:
-    """Refuse, before any work, sizes below 1 and an ``--out`` that names a directory."""
+    """Refuse, before any work, sizes below 1 and an ``--out`` that cannot be a file."""
     positive = Interval(int, 1)
     for option, value in (("--batch-size", batch_size), ("--shard-size", shard_size)):
         if not positive.accepts(value):
             raise InputError(f"{option} {value} is not allowed", fix=f"{option} takes {positive.describe()}")
-    if out is not None and out.is_dir():
+    check_npy_out(out)
+
+
+def check_npy_out(out: Path | None) -> None:
+    """Refuse an ``--out`` (a ``.npy`` file to write after the work) that names a directory or lies under a
+    file, before any work."""
+    if out is None:
+        return
+    if out.is_dir():
         raise InputError("--out names a directory", path=out, fix="give the path of the .npy file to write")
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError("a part of --out's path is a file, not a directory", path=existing,
+                         fix="give --out a path inside a directory")

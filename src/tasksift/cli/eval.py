@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tasksift.cli.common import CacheOpt, console, user_errors
+from tasksift.cli.common import CacheOpt, DeviceOpt, console, user_errors
 from tasksift.eval import evaluate
 from tasksift.eval.compare import compare as run_compare
 from tasksift.eval.compare import markdown_table
@@ -32,11 +32,13 @@ def eval_command(
     out: Annotated[Path | None, typer.Option("--out", help="Directory for eval.json (default: the run directory, "
                                                            "or <task>/baselines/<full|none>).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore seeds an earlier run finished.")] = False,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Finetune on the selection and score the task's test set; resumes an interrupted evaluation."""
     with user_errors():
         result = evaluate(task, selection, seeds=seeds, model=model, epochs=epochs, max_steps=max_steps,
-                          settings=parse_assignments(param, "--train"), out=out, resume=not fresh, progress=True)
+                          settings=parse_assignments(param, "--train"), out=out, resume=not fresh, progress=True,
+                          device=device)
     print_eval(result)
 
 
@@ -81,6 +83,7 @@ def compare_command(
     train: Annotated[list[str] | None, typer.Option("--train", help="Training setting key=value for every row, "
                                                                     "e.g. max_length=128 or lr=1e-4.")] = None,
     cache_dir: CacheOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Select with each method and seed, finetune, score; write comparison.json and comparison.md."""
     with user_errors():
@@ -94,5 +97,5 @@ def compare_command(
             per_method.setdefault(method, {})[name] = value
         result = run_compare(task, names, budget, seeds=seeds, full_seeds=full_seeds, include_full=full, out=out,
                              params=per_method, model=model, epochs=epochs, max_steps=max_steps,
-                             settings=parse_assignments(train, "--train"), cache_dir=cache_dir)
+                             settings=parse_assignments(train, "--train"), cache_dir=cache_dir, device=device)
     console.print(markdown_table(result), soft_wrap=True)

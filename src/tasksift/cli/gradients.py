@@ -6,6 +6,8 @@ layers to take gradients of. A second run with the same settings computes nothin
 shard it was computing (the cache of ``tasksift embed``). For LESS, compute the pool with ``--feature
 warmup_steps=N --feature precondition=less`` (or ``adam``) and the target with the same warm-up (``--warmup-in
 POOL --feature warmup_steps=N``, no ``precondition``): both then start from the same warmed-up proxy.
+``--device cuda`` runs the proxy on a GPU (with the local engine); its rows go under the same cache key as the
+CPU's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import typer
 from tasksift.cli.common import (
     AddressOpt,
     CacheOpt,
+    DeviceOpt,
     EngineOpt,
     IdFieldOpt,
     TemplateOpt,
@@ -26,10 +29,11 @@ from tasksift.cli.common import (
     console,
     user_errors,
 )
+from tasksift.cli.embed import check_npy_out, write_checked
 from tasksift.engine import get_engine
 from tasksift.features.gradients.recipe import GRADIENT_FEATURE_PARAMETERS, GradientRecipe
 from tasksift.records import load_records
-from tasksift.util.io import write_npy_atomic
+from tasksift.util.device import check_local, resolve_device
 from tasksift.util.params import parse_assignments
 
 #: the feature settings this command takes: those of a gradient method but the proxy trainer's
@@ -57,9 +61,13 @@ def gradients_command(
     engine: EngineOpt = "local",
     address: AddressOpt = None,
     workers: WorkersOpt = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Per-example gradient features of a proxy model into the feature cache (resumable)."""
     with user_errors():
+        check_npy_out(out)
+        where = resolve_device(device)
+        check_local(where, engine)
         recipe = GradientRecipe.of({}, parse_assignments(feature, "--feature"), declarations=CLI_FEATURES)
         view = {"text_field": text_field, "template": template, "id_field": id_field}
         records = load_records(input_path, **view)
@@ -70,11 +78,10 @@ def gradients_command(
         try:
             result = recipe.features(records.texts, model=model, precondition=recipe.precondition,
                                      warmup_texts=warmup_texts, cache_dir=cache_dir, progress=True,
-                                     desc="gradients", engine=runner, target_modules=target_module)
+                                     desc="gradients", engine=runner, target_modules=target_module, device=where)
         finally:
             runner.close()
-        if out is not None:
-            write_npy_atomic(out, result.matrix())
+        write_checked(result, out)
     info = result.info()
     console.print(f"gradients of {len(records):,} records from {input_path}: {result.dim:,} dimensions, "
                   f"{result.n_computed} shards computed, {result.n_reused} reused, {result.seconds:.1f}s; "

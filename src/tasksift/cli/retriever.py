@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tasksift.cli.common import console, user_errors
+from tasksift.cli.common import DeviceOpt, console, user_errors
 from tasksift.eval.pruning import markdown_summary, train_with_pruning
 from tasksift.util.params import parse_assignments
 
@@ -35,6 +35,7 @@ def train_command(
     = None,
     corpus: Annotated[int | None, typer.Option("--corpus", help="Search this many corpus documents (all relevant "
                                                                 "ones kept).")] = None,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Finetune with each pruning and seed, scoring NDCG@10 and Recall@10/20/100 along the way (resumable)."""
     with user_errors():
@@ -42,6 +43,6 @@ def train_command(
                                      out=out if out is not None else task / "pruning", eval_every=eval_every,
                                      model=model, settings=parse_assignments(param, "--train"),
                                      train_queries=train_queries,
-                                     test_queries=test_queries, corpus=corpus, progress=True,
+                                     test_queries=test_queries, corpus=corpus, progress=True, device=device,
                                      log=lambda message: console.print(message, soft_wrap=True))
     console.print(markdown_summary(summary), soft_wrap=True)

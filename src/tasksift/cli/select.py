@@ -13,6 +13,7 @@ from tasksift.api import select
 from tasksift.cli.common import (
     AddressOpt,
     CacheOpt,
+    DeviceOpt,
     EngineOpt,
     IdFieldOpt,
     ModelOpt,
@@ -66,6 +67,14 @@ def select_command(
     = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out even if it holds files that are "
                                                                 "not a tasksift run.")] = False,
+    device: DeviceOpt = "cpu",
+    export: Annotated[list[str] | None, typer.Option("--export", help="Also write the chosen records for a trainer "
+                                                                      "into --out/export: jsonl | parquet | hf | "
+                                                                      "messages | alpaca | sharegpt; repeatable.")]
+    = None,
+    repeat_weights: Annotated[bool, typer.Option("--repeat-weights", help="In the --export files, write each "
+                                                                          "example weight times (for trainers "
+                                                                          "that ignore weights).")] = False,
 ) -> None:
     """Select examples of the pool for the target task and write them to --out."""
     with user_errors(out):
@@ -76,11 +85,12 @@ def select_command(
                       "method": method, "budget": budget, "text_field": text_field,
                       "template": template, "id_field": id_field, "model": model, "index": index,
                       "params": parse_assignments(param, "--param"),
-                      "features": parse_assignments(feature, "--feature")}
+                      "features": parse_assignments(feature, "--feature"), "export": export,
+                      "repeat_weights": repeat_weights}
             kwargs["seed"] = _one_seed(seed, kwargs["params"])
         params = kwargs.pop("params")
         selection = select(**kwargs, engine=engine, address=address, workers=workers, cache_dir=cache_dir,
-                           out=out, overwrite=overwrite, progress=True, **params)
+                           out=out, overwrite=overwrite, progress=True, device=device, **params)
     print_summary(selection, out)
 
 
@@ -113,7 +123,13 @@ def _call_from_manifest(path: Path, allow_changed: bool) -> dict[str, Any]:
         if not isinstance(call.get(key), kind) or isinstance(call.get(key), bool):
             raise InputError(f"the manifest's call has no valid {key!r} ({kind.__name__})", path=path,
                              fix="pass a manifest.json that `tasksift select` wrote, unedited")
+    if not isinstance(manifest.get("inputs", {}), dict):
+        raise InputError("the manifest's 'inputs' is not an object", path=path,
+                         fix="pass a manifest.json that `tasksift select` wrote, unedited")
     for key in ("pool", "target", "pool_vectors", "target_vectors"):
+        if call.get(key) is not None and not isinstance(call.get(key), str):
+            raise InputError(f"the manifest's call.{key} is not a path", path=path,
+                             fix="pass a manifest.json that `tasksift select` wrote, unedited")
         if call.get(key) == "<in memory>":
             raise InputError(f"the run's {key} was passed in memory, not as a file", path=path,
                              fix="rerun it from Python with the same data")
@@ -122,7 +138,7 @@ def _call_from_manifest(path: Path, allow_changed: bool) -> dict[str, Any]:
         raise InputError(f"input changed since the run: {', '.join(changed)}", path=path,
                          fix="restore the file, or pass --allow-changed-inputs to select from it as it is now")
     known = ("pool", "target", "pool_vectors", "target_vectors", "method", "budget", "seed", "text_field",
-             "template", "id_field", "model", "index", "params", "features")
+             "template", "id_field", "model", "index", "params", "features", "export", "repeat_weights")
     return {k: call.get(k) for k in known if k in call or k in ("params", "features")} | {
         "params": dict(call.get("params") or {}), "features": dict(call.get("features") or {})}
 

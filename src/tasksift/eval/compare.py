@@ -11,6 +11,9 @@ kept, so methods can be added to a comparison later.
 Retrieval rows: ``opera-sp`` is a selector like any other (its budget is the share of pairs kept); ``opera-dp``
 and ``infobatch`` select nothing: their rows train on the full pool with the retriever's ``pruning`` setting set
 to ``dynamic`` or ``infobatch`` (``eval.json`` in ``OUT/<method>/seed-<s>/``).
+
+``device`` is where features are computed and models train and score (``cpu`` by default); it is recorded with
+the machine, not with the training settings, so rows finished on one device are kept by a comparison on another.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tasksift.eval.harness import evaluate
 from tasksift.eval.tasks import load_task
 from tasksift.selectors import get
 from tasksift.train.samplers import TRAINING_TIME
+from tasksift.util.device import device_info, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.io import atomic_path, write_json_atomic
 
@@ -69,11 +73,13 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
             include_full: bool = True, include_none: bool = True, out: str | Path | None = None,
             params: Mapping[str, Mapping[str, Any]] | None = None, model: str | None = None,
             epochs: int | None = None, max_steps: int | None = None, settings: Mapping[str, Any] | None = None,
-            cache_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+            cache_dir: str | Path | None = None, progress: bool = True, device: Any = None) -> dict[str, Any]:
     """Run the comparison and return what ``comparison.json`` holds.
 
     ``settings``: training settings besides ``epochs`` / ``max_steps`` (e.g. ``max_length``), the same for every
-    row. Seeds are the outer loop, so an interrupted comparison has every method at its first seeds."""
+    row. Seeds are the outer loop, so an interrupted comparison has every method at its first seeds. ``device``:
+    where features, training and scoring run (module docstring)."""
+    where = resolve_device(device)
     task = load_task(task_dir)
     for method in methods:
         if method in TRAINING_TIME:  # OPERA's dynamic pruning and InfoBatch: the full pool, pruned while training
@@ -93,11 +99,13 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
     target = task.path("target", "target.jsonl")
     view = _text_view(task.spec, task.kind)
     train = {"model": model, "epochs": epochs, "max_steps": max_steps, "settings": dict(settings or {}) or None,
-             "progress": progress}
+             "progress": progress, "device": where}
     result: dict[str, Any] = {
         "task": task.info(), "budget": budget, "seeds": list(range(seeds)), "metric": task.metric,
-        "methods": list(methods), "params": params, "training": {k: v for k, v in train.items() if k != "progress"},
-        "machine": {"platform": platform.platform(), "python": platform.python_version()}, "rows": {},
+        "methods": list(methods), "params": params,
+        "training": {k: v for k, v in train.items() if k not in ("progress", "device")},
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), **device_info(where)},
+        "rows": {},
     }
     _keep_earlier_rows(out_dir, result)
 
@@ -128,7 +136,7 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
                 continue
             if not _finished_selection(run_dir, call):
                 select(task.pool.path, target, method=method, budget=budget, seed=seed, cache_dir=cache_dir,
-                       out=run_dir, progress=progress, **view, **params.get(method, {}))
+                       out=run_dir, progress=progress, device=where, **view, **params.get(method, {}))
             select_seconds = time.perf_counter() - t0
             res = evaluate(task.dir, run_dir, seeds=[seed], **train)
             run = _run_of(res, seed)

@@ -18,6 +18,10 @@ so only the first seed runs.
 
 ``eval.json`` goes into the selection's run directory; for ``"full"`` and ``"none"`` (results that belong to the
 task, shared by every comparison on it) into ``<task>/baselines/<full|none>/``; ``out`` overrides both.
+
+``device`` (``cpu`` by default, ``auto``, ``cuda``, ``cuda:N``) is where the models train and score; it is
+recorded in ``eval.json`` (for the call and for each seed) but is not part of its key, so seeds finished on one
+device are kept by a run on another.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from tasksift.train import (
 from tasksift.train.resolve import model_fingerprint
 from tasksift.train.retriever import PairTrainer
 from tasksift.train.store import RunStore, eval_set_key, run_key
+from tasksift.util.device import device_info, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.io import write_json_atomic
 from tasksift.util.params import convert_params, from_type_hints
@@ -95,18 +100,20 @@ def make_settings(kind: str, *, epochs: int | None = None, max_steps: int | None
 def evaluate(task_dir: str | Path, selection: str | Path | None = None, *, seeds: Sequence[int] | int = (0,),
              model: str | Path | None = None, epochs: int | None = None, max_steps: int | None = None,
              settings: Mapping[str, Any] | None = None, out: str | Path | None = None, resume: bool = True,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, device: Any = None) -> dict[str, Any]:
     """Finetune on ``selection`` and score on the task's test set, once per seed; the result (also in eval.json).
 
     ``selection``: a run directory, ``"full"`` or ``None`` (every pool row once) or ``"none"`` (no finetuning).
     ``seeds``: seed values, or a count n meaning seeds 0..n-1. ``model``: the model to start from (default: the
     track's, see the module docstring). ``epochs`` / ``max_steps`` / ``settings``: training settings (the same
     for every selection of a comparison). ``resume``: reuse seeds a previous run with the same key finished.
+    ``device``: where the models run (module docstring).
 
     The result holds ``runs`` (per seed: metrics, training statistics, seconds), ``mean`` and ``std`` (sample
     standard deviation) of each metric over the seeds, and ``score`` (the mean of the task's metric).
     """
     t0 = time.perf_counter()
+    where = resolve_device(device)
     seed_list = _seed_list(seeds)
     task = load_task(task_dir)
     rows, sel_info = selection_rows(task, selection)
@@ -124,6 +131,7 @@ def evaluate(task_dir: str | Path, selection: str | Path | None = None, *, seeds
         "seeds": seed_list,
         "seed_independent": seed_independent,
         "metric": task.metric,
+        "device": device_info(where),
     }
     # what decides a seed's result, by content (moving the task or the run directory keeps it)
     decides = {"task": task.fingerprint(), "selection": sel_info.get("sha256", sel_info["kind"]),
@@ -134,7 +142,7 @@ def evaluate(task_dir: str | Path, selection: str | Path | None = None, *, seeds
     todo = [s for s in seed_list if str(s) not in runs]
     if todo:
         setup_torch()
-        track = _TRACKS[task.kind](task, model_path, track_settings, progress)
+        track = _TRACKS[task.kind](task, model_path, track_settings, progress, where)
         data = task.training_data(rows) if rows is not None else None
         for seed in todo:
             runs[str(seed)] = track.run(seed, data)
@@ -222,11 +230,12 @@ def _report(progress: bool, task: Task, seed: int, run: dict[str, Any]) -> None:
 # Tracks: one model family each; ``run(seed, data)`` trains (unless data is None) and scores the test set
 # ---------------------------------------------------------------------------------------------------------
 class _Track(ABC):
-    def __init__(self, task: Task, model_path: Path, settings: Any, progress: bool) -> None:
+    def __init__(self, task: Task, model_path: Path, settings: Any, progress: bool, device: Any) -> None:
         self.task = task
         self.model_path = model_path
         self.settings = settings
         self.progress = progress
+        self.device = device
         self.test = task.test_data()
 
     def run(self, seed: int, data: Any) -> dict[str, Any]:
@@ -237,7 +246,7 @@ class _Track(ABC):
         t2 = time.perf_counter()
         return {"seed": seed, "metrics": metrics, "train": stats.to_dict() if stats is not None else None,
                 "train_seconds": round(t1 - t0, 3), "eval_seconds": round(t2 - t1, 3),
-                "seconds": round(t2 - t0, 3)}
+                "seconds": round(t2 - t0, 3), "device": str(self.device)}
 
     @abstractmethod
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
@@ -252,6 +261,7 @@ class _InstructionTrack(_Track):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.base, self.tokenizer = load_causal_lm(self.model_path)
+        self.base.to(self.device)  # each finetuning trains a copy of it where it is
         self._store: Any = None  # the training store of the model last trained; None for the base model
 
         self._eval_set = eval_set_key(self.test.prompts, self.test.options, self.test.correct)
@@ -282,7 +292,8 @@ class _InstructionTrack(_Track):
 
 class _ClassificationTrack(_Track):
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
-        model, self.tokenizer = build_classifier(self.model_path, len(self.task.spec["labels"]), seed=seed)
+        model, self.tokenizer = build_classifier(self.model_path, len(self.task.spec["labels"]), seed=seed,
+                                                 device=self.device)
         if data is None:
             return model, None
         stats = finetune_classifier(model, self.tokenizer, data.texts, data.labels, self.settings, seed=seed,
@@ -296,15 +307,16 @@ class _ClassificationTrack(_Track):
 
 class _RetrievalTrack(_Track):
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
-        encoder, self.tokenizer = load_encoder(self.model_path, normalize=True)
         if data is None:
-            return encoder, None
+            encoder, self.tokenizer = load_encoder(self.model_path, normalize=True)
+            return encoder.to(self.device), None
         # hard negatives, base cosines and pruning as `tasksift retriever train` does; mined once for all seeds
         if getattr(self, "_trainer_of", None) is not data:
             self._trainer_of = data
             self._trainer = PairTrainer(self.model_path, data.queries, data.documents, self.settings,
-                                        progress=self.progress)
+                                        progress=self.progress, device=self.device)
         run = self._trainer.run(seed, desc=f"finetune seed {seed}")
+        self.tokenizer = run.tokenizer
         return run.encoder, run.stats
 
     def score(self, encoder: Any) -> dict[str, float]:

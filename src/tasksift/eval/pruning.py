@@ -21,6 +21,9 @@ The task may be cut down for a small machine, deterministically (a generator see
 ``train_queries`` keeps that many distinct training queries with all their pairs; ``test_queries`` that many
 test queries; ``corpus`` that many corpus documents, always including every relevant document of the kept test
 queries. Nothing here is tuned on the test queries: they are only scored.
+
+``device`` (``cpu`` by default) is where the encoders train and encode; it is recorded in ``summary.json`` and in
+each run's file, not in their keys.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from tasksift.train.models import load_encoder
 from tasksift.train.resolve import model_fingerprint, resolve_model
 from tasksift.train.retriever import PairTrainer, retrieve
 from tasksift.train.samplers import PRUNING
+from tasksift.util.device import device_info, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.io import atomic_path, write_json_atomic
 
@@ -142,8 +146,11 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
                        out: str | Path, eval_every: int = 0, model: str | None = None,
                        settings: dict[str, Any] | None = None, train_queries: int | None = None,
                        test_queries: int | None = None, corpus: int | None = None, data_seed: int = 0,
-                       progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every (pruning, seed) not finished yet and return the summary (also in ``OUT/summary.json``)."""
+                       progress: bool = True, log: Callable[[str], None] | None = None,
+                       device: Any = None) -> dict[str, Any]:
+    """Run every (pruning, seed) not finished yet and return the summary (also in ``OUT/summary.json``);
+    ``device``: where the encoders run (module docstring)."""
+    where = resolve_device(device)
     names = parse_pruning(pruning)
     if seeds < 1:
         raise InputError(f"--seeds {seeds} must be at least 1")
@@ -177,13 +184,14 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
     if base is None:
         t0 = time.perf_counter()
         encoder, tokenizer = load_encoder(model_path, normalize=True)
-        base = {"key": base_key, "metrics": scorer(encoder, tokenizer), "seconds": round(time.perf_counter() - t0, 2)}
+        base = {"key": base_key, "metrics": scorer(encoder.to(where), tokenizer),
+                "seconds": round(time.perf_counter() - t0, 2)}
         write_json_atomic(out_dir / "base.json", base)
     say(f"base model: {_fmt(base['metrics'])}")
 
     trainers = {name: PairTrainer(model_path, data["queries"], data["documents"],
                                   make_settings("retrieval", max_steps=steps, overrides={**overrides, "pruning": name}),
-                                  progress=progress, cache_dir=out_dir / "cache") for name in names}
+                                  progress=progress, cache_dir=out_dir / "cache", device=where) for name in names}
     # seeds outer: an interrupted command has every pruning at its first seeds
     for seed in range(seeds):
         for name, trainer in trainers.items():
@@ -193,7 +201,7 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
             if _stored(path, key) is not None:
                 continue
             record = _one_run(trainer, seed, checkpoints, scorer, base["metrics"])
-            record.update(key=key, pruning=name, seed=seed, settings=run_settings.to_dict())
+            record.update(key=key, pruning=name, seed=seed, settings=run_settings.to_dict(), device=str(where))
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, record)
             say(f"{name} seed {seed}: {_fmt(record['metrics'])} ({record['train']['steps']} steps, "
@@ -202,7 +210,7 @@ def train_with_pruning(task_dir: str | Path, pruning: str | Sequence[str], *, st
     summary.update(task=task.info(), sizes=sizes, steps=steps, evaluation_steps=checkpoints,
                    settings={k: v for k, v in base_settings.to_dict().items() if k != "pruning"},
                    model=str(model_path), machine={"platform": platform.platform(), "threads": threads,
-                                                   "python": platform.python_version()})
+                                                   "python": platform.python_version(), **device_info(where)})
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     with atomic_path(out_dir / "summary.md") as tmp:
         tmp.write_text(markdown_summary(summary), encoding="utf-8")

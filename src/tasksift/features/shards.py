@@ -5,8 +5,8 @@ A shard is float32 rows in a ``.npy`` file. Its marker (``<key>.done``, JSON) re
 ``dim`` and the checksum of its rows' bytes (``"xxh3_64:<hex>"``, from the ``xxhash`` package that ``datasets``
 installs; ``"blake2b:<hex>"`` where xxhash is missing). A shard counts as finished when its marker parses and the
 file's ``.npy`` header and size agree with it (:func:`layout_ok`: cheap, no data is read). Its rows are checked
-when they are read (:func:`read_into`, :func:`load_checked`): bytes that do not match the checksum (flipped,
-overwritten, swapped with another shard's) make the read report a problem instead of returning the rows.
+when they are read (:func:`content_problem`): bytes that do not match the checksum (flipped, overwritten,
+swapped with another shard's) make the read report a problem instead of returning the rows.
 
 A marker without a checksum (written before checksums existed) is still honoured: its shard is checked by shape
 and dtype, and its rows must be finite. It gets a checksum when the shard is next written.
@@ -19,12 +19,14 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from tasksift.util.env import default_threads
 from tasksift.util.errors import InputError
 
 try:
@@ -33,11 +35,11 @@ except ImportError:  # pragma: no cover - xxhash comes with datasets, a dependen
     xxhash = None
 
 _log = logging.getLogger("tasksift")
+#: bytes read (and hashed while still in the CPU cache) at a time
+READ_CHUNK = 256 << 10
 
 #: the checksum algorithm new markers record
 ALGORITHM = "xxh3_64" if xxhash is not None else "blake2b"
-#: bytes read (and hashed while still in the CPU cache) at a time
-READ_CHUNK = 256 << 10
 _FLOAT32 = np.lib.format.dtype_to_descr(np.dtype(np.float32))
 
 
@@ -60,7 +62,9 @@ def checksum(rows: np.ndarray) -> str:
     """The checksum a marker records for ``rows`` (float32, C-contiguous): ``"<algorithm>:<hex>"``."""
     hasher = _hasher(ALGORITHM)
     assert hasher is not None
-    hasher.update(memoryview(np.ascontiguousarray(rows, dtype=np.float32)).cast("B"))
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if rows.size:
+        hasher.update(memoryview(rows).cast("B"))
     return f"{ALGORITHM}:{hasher.hexdigest()}"
 
 
@@ -119,46 +123,67 @@ def layout_ok(path: Path, rows: int, dim: int) -> bool:
         return False
 
 
-def _content_problem(hasher: _Hasher | None, want: str | None, rows: np.ndarray) -> str | None:
-    """What is wrong with rows whose bytes went through ``hasher``: a checksum mismatch, or (without a usable
-    checksum) a NaN or infinite value; ``None`` if nothing."""
-    if hasher is not None:
-        if hasher.hexdigest() != want:
-            return "its bytes do not match the checksum in its marker"
-        return None
-    if not np.isfinite(rows).all():
-        return "it holds NaN or infinite values"
-    return None
+class _Check:
+    """The check of one shard's rows: the checksum in ``digest`` computed as the bytes arrive (:meth:`update`),
+    or, without one this installation can compute, a look for NaN and infinite values."""
+
+    def __init__(self, digest: str | None) -> None:
+        algorithm, _, self.want = (digest or "").partition(":")
+        self.hasher = _hasher(algorithm) if digest else None
+
+    def update(self, data: memoryview) -> None:
+        if self.hasher is not None:
+            self.hasher.update(data)
+
+    def problem(self, rows: np.ndarray) -> str | None:
+        """What is wrong with ``rows`` (all of whose bytes went through :meth:`update`), or ``None``."""
+        if self.hasher is not None:
+            return None if self.hasher.hexdigest() == self.want else "its bytes do not match the checksum in its marker"
+        return None if np.isfinite(rows).all() else "it holds NaN or infinite values"
 
 
-def _expect(digest: str | None) -> tuple[_Hasher | None, str | None]:
-    if digest is None:
-        return None, None
-    algorithm, _, want = digest.partition(":")
-    return _hasher(algorithm), want
+def content_problem(rows: np.ndarray, digest: str | None) -> str | None:
+    """What is wrong with a shard's rows: bytes that do not match ``digest`` or, without a checksum this
+    installation can compute, a NaN or infinite value; ``None`` if nothing."""
+    check = _Check(digest)
+    if rows.size:
+        check.update(memoryview(rows).cast("B"))
+    return check.problem(rows)
 
 
-def read_into(path: Path, dest: np.ndarray, digest: str | None) -> str | None:
-    """Read the shard at ``path`` into ``dest`` (float32, C-contiguous, its shape), hashing each chunk as it
-    arrives; returns what is wrong with it (``dest`` then holds nothing to use), or ``None``."""
+def read_into(path: Path, dest: np.ndarray, digest: str | None, *, check: bool = True) -> str | None:
+    """Read the rows of the shard at ``path`` into ``dest`` (float32, C-contiguous, of the shard's shape); returns
+    what is wrong with it (``dest`` then holds nothing to use), or ``None``. The bytes are hashed a chunk at a time
+    while the chunk is still in the CPU cache; with ``check=False`` only the file is read (the caller checks
+    the rows with :func:`content_problem`)."""
     rows, dim = dest.shape
-    hasher, want = _expect(digest)
+    verdict = _Check(digest) if check else None
     try:
         with open(path, "rb", buffering=0) as f:
             if _data_offset(f, rows, dim) is None:
                 return "its file does not have the shape its marker records"
-            view = memoryview(dest).cast("B")
+            view = memoryview(dest).cast("B") if dest.size else memoryview(b"")
             pos = 0
             while pos < len(view):
                 n = f.readinto(view[pos:pos + READ_CHUNK])
                 if not n:
                     return "its file is shorter than its marker says"
-                if hasher is not None:
-                    hasher.update(view[pos:pos + n])
+                if verdict is not None:
+                    verdict.update(view[pos:pos + n])
                 pos += n
     except OSError as err:
         return f"it cannot be read ({err.strerror or err})"
-    return _content_problem(hasher, want, dest)
+    return None if verdict is None else verdict.problem(dest)
+
+
+def spare_core() -> bool:
+    """Whether a core is likely idle now: this process may use two or more, and the load average leaves one."""
+    cores = default_threads()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return cores >= 2 and load <= cores - 1
 
 
 def load_checked(path: Path, rows: int, dim: int, digest: str | None) -> tuple[np.ndarray | None, str | None]:
@@ -169,10 +194,7 @@ def load_checked(path: Path, rows: int, dim: int, digest: str | None) -> tuple[n
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
         return None, f"it cannot be read ({err})"
-    hasher, want = _expect(digest)
-    if hasher is not None:
-        hasher.update(memoryview(arr).cast("B") if arr.size else b"")
-    problem = _content_problem(hasher, want, arr)
+    problem = content_problem(arr, digest)
     return (None, problem) if problem else (arr, None)
 
 
@@ -238,14 +260,39 @@ class CachedFeatures:
             yield arr
 
     def matrix(self) -> np.ndarray:
-        """All rows as one in-memory float32 array (each shard read, and checked, into its rows)."""
+        """All rows as one in-memory float32 array, each shard read into its rows and checked.
+
+        When a core is likely idle (:func:`spare_core`) a helper thread hashes each shard while the next one is
+        read (hashing releases the GIL); otherwise each chunk is hashed as it is read, while it is still in the
+        CPU cache. See ``benchmarks/cache_verify.py`` for what either costs."""
         out = np.empty(self.shape, dtype=np.float32)
-        for i, path in enumerate(self.shard_paths):
-            rows = out[self._offsets[i]:self._offsets[i + 1]]
-            problem = read_into(path, rows, self.checksums[i])
-            if problem is not None:
-                rows[...] = self._recomputed(i, problem)
+        problems = self._read_checked(out)
+        recomputed: dict[str, np.ndarray] = {}
+        for i, problem in sorted(problems.items()):
+            key = self.shard_keys[i]
+            if key not in recomputed:
+                recomputed[key] = self._recomputed(i, problem)
+            out[self._offsets[i]:self._offsets[i + 1]] = recomputed[key]
         return out
+
+    def _read_checked(self, out: np.ndarray) -> dict[int, str]:
+        """Read every shard into its rows of ``out``; what is wrong with each shard that fails its check."""
+        problems: dict[int, str] = {}
+        helper = ThreadPoolExecutor(max_workers=1) if spare_core() else None
+        try:
+            checks = []
+            for i, path in enumerate(self.shard_paths):
+                rows = out[self._offsets[i]:self._offsets[i + 1]]
+                problem = read_into(path, rows, self.checksums[i], check=helper is None)
+                if problem is None and helper is not None:
+                    checks.append((i, helper.submit(content_problem, rows, self.checksums[i])))
+                elif problem is not None:
+                    problems[i] = problem
+            problems.update((i, p) for i, check in checks if (p := check.result()) is not None)
+        finally:
+            if helper is not None:
+                helper.shutdown()
+        return problems
 
     def verify(self) -> int:
         """Check every shard (recomputing those that fail, as a read would); returns how many failed."""

@@ -98,7 +98,7 @@ def nearest_centroid(x: np.ndarray, centroids: np.ndarray, block: int = ASSIGN_B
     return labels
 
 
-def _grouped(labels: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
+def grouped(labels: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions grouped by label (stable) and the offsets of each label's group."""
     small = np.int16 if cells <= np.iinfo(np.int16).max else np.int64  # a radix sort for 16-bit labels
     order = np.argsort(labels.astype(small), kind="stable")
@@ -132,7 +132,7 @@ class TwoLevelIVF:
         t0 = time.perf_counter()
         self.coarse = kmeans_centroids(x, min(int(coarse_cells), len(x)), self.seed)
         self.coarse_probe = min(int(coarse_probe), len(self.coarse))
-        self.order, self.starts = _grouped(nearest_centroid(x, self.coarse), len(self.coarse))
+        self.order, self.starts = grouped(nearest_centroid(x, self.coarse), len(self.coarse))
         self.fine: dict[int, FineCells] = {}
         self.owner: list[int] = []  # coarse cell of each fine cell, by global number
         self.stats: dict[str, float] = {"assigned": len(x) * len(self.coarse), "fine_assigned": 0,
@@ -163,7 +163,7 @@ class TwoLevelIVF:
                 labels[lo:lo + len(block)] = nearest_centroid(block, centroids)
                 norms[lo:lo + len(block)] = (block * block).sum(axis=1)
             self.stats["fine_assigned"] += len(rows) * len(centroids) if len(centroids) > 1 else 0
-        order, starts = _grouped(labels, len(centroids))
+        order, starts = grouped(labels, len(centroids))
         built = FineCells(centroids=centroids, rows=rows[order], norms=norms[order], starts=starts,
                           first=len(self.owner))
         self.owner.extend([cell] * len(centroids))

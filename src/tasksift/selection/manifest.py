@@ -69,14 +69,14 @@ def changed_inputs(manifest: dict[str, Any]) -> list[str]:
     """The input files of a run (records and vectors, at the paths its ``call`` resolved) whose bytes differ
     from the hashes its manifest recorded, each as ``"<path> (pool records)"``; a file that is gone counts."""
     changed = []
-    call = manifest.get("call") or {}
-    inputs = manifest.get("inputs") or {}
+    call = _mapping(manifest.get("call"))
+    inputs = _mapping(manifest.get("inputs"))
     for side in ("pool", "target"):
-        info = inputs.get(side) or {}
+        info = _mapping(inputs.get(side))
         recorded = [(call.get(side), info.get("sha256"), f"{side} records"),
-                    (call.get(f"{side}_vectors"), (info.get("vectors") or {}).get("sha256"), f"{side} vectors")]
+                    (call.get(f"{side}_vectors"), _mapping(info.get("vectors")).get("sha256"), f"{side} vectors")]
         for path, sha, what in recorded:
-            if not path or not sha or path == "<in memory>":
+            if not isinstance(path, str) or not path or not sha or path == "<in memory>":
                 continue
             p = Path(path)
             try:
@@ -86,3 +86,8 @@ def changed_inputs(manifest: dict[str, Any]) -> list[str]:
             if now != sha:
                 changed.append(f"{path} ({what})")
     return changed
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (a damaged manifest is checked field by field)."""
+    return value if isinstance(value, dict) else {}

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasksift.util.errors import InputError
+from tasksift.util.errors import InputError, from_os_error
 from tasksift.util.io import HOST, fsync_dir, pid_alive
 
 _MARKS = (".run-", ".old-")
@@ -68,13 +68,16 @@ def replaced_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder to write a run into; on success it replaces ``out`` as a whole, on an
     exception it is removed and ``out`` is left as it was."""
     out = check_out_dir(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _sweep(out)
     tag = f"{HOST}.{os.getpid()}"
     tmp = out.parent / f".{out.name}.run-{tag}"
     old = out.parent / f".{out.name}.old-{tag}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as err:  # the user's --out names a place that cannot be written: say so of --out itself
+        raise InputError(err.strerror or type(err).__name__, path=out, fix=from_os_error(err).fix) from err
     try:
         yield tmp
         fsync_dir(tmp)

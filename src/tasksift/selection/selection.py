@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tasksift.selection.exports import Rows, hf_dataset
 from tasksift.selection.writers import write_selection_outputs
+from tasksift.util.errors import InputError
 
 
 @dataclass
@@ -27,7 +29,8 @@ class Selection:
     ``indices`` are row positions in the pool; ``ids`` are the records' stable ids (row numbers as strings
     when the pool came as bare vectors). ``reasons`` holds one JSON-serialisable dict per row. ``tables``
     holds side tables a method wants written next to the selection (for example TSDS's probability of every
-    candidate with non-zero mass), each written as ``<name>.parquet``.
+    candidate with non-zero mass), each written as ``<name>.parquet``. ``records`` is the pool's record set
+    when the pool came as records (``tasksift.select`` sets it), for :meth:`to_hf`.
     """
 
     indices: np.ndarray
@@ -37,6 +40,7 @@ class Selection:
     ids: list[str] | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pa.Table] = field(default_factory=dict)
+    records: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.indices = np.asarray(self.indices, dtype=np.int64)
@@ -72,6 +76,16 @@ class Selection:
         df = self.to_arrow().to_pandas()
         df["reason"] = self.reasons
         return df
+
+    def to_hf(self, records: Any = None, *, repeat_weights: bool = False) -> Any:
+        """The chosen records as a ``datasets.Dataset`` in rank order, with ``_id``, ``_rank`` and ``_weight``
+        columns; each example ``weight`` times (``_weight`` 1) with ``repeat_weights``. ``records``: the pool's
+        record set, by default the one the selection was made from."""
+        records = self.records if records is None else records
+        if records is None:
+            raise InputError("this selection has no records to fetch (its pool came as vectors)",
+                             fix="pass the pool's records: selection.to_hf(tasksift.records.load_records(path))")
+        return hf_dataset(Rows.of(self, records, repeat_weights))
 
     def save(self, out_dir: str | Path, records: Any = None) -> dict[str, Path]:
         """Write ``selection.parquet``, side tables, ``manifest.json`` and, given the pool's records, the

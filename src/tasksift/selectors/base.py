@@ -50,12 +50,14 @@ class Context:
     model: str | None = None
     features: Mapping[str, Any] = field(default_factory=dict)
     progress: bool = False
+    device: Any = None
 
     def embeddings(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts``: through ``embed`` when given, else cached and computed in this process."""
         if self.embed is not None:
             return self.embed(texts)
-        return embed_texts(texts, model=self.model, cache_dir=self.cache_dir, progress=self.progress).matrix()
+        return embed_texts(texts, model=self.model, cache_dir=self.cache_dir, progress=self.progress,
+                           device=self.device).matrix()
 
 
 @dataclass
@@ -102,7 +104,7 @@ class Selector(ABC):
     #: budgets above the pool's size are allowed (sampling with replacement)
     allows_budget_above_pool: ClassVar[bool] = False
     #: what each parameter accepts; merged with the declarations of the base classes
-    parameters: ClassVar[dict[str, list[Constraint]]] = {"seed": [Interval(int, 0)]}
+    parameters: ClassVar[dict[str, list[Constraint]]] = {"seed": [Interval(int, 0, 2**63 - 1)]}
 
     def __init__(self, budget: int, *, seed: int = 0) -> None:
         self.budget = budget

@@ -4,7 +4,10 @@ As in the reference package (``data-selection``, ``HashedNgramDSIR``):
 
 - text is lower-cased and split by the word-punct rule (runs of word characters, runs of other non-space
   characters), unigrams and bigrams (joined by a space) are hashed into ``num_buckets`` buckets by
-  ``sha256(ngram) mod num_buckets``;
+  ``sha256(ngram) mod num_buckets``. The rule runs on the ``regex`` engine, as nltk's ``WordPunctTokenizer``
+  does (nltk 3.10.3 on): its word characters are Unicode's (letters, combining marks, decimal digits, connector
+  punctuation), where the standard ``re`` engine's stop at letters and digits, so a Tamil or Hindi word with a
+  vowel sign, or a decomposed accent, would split into several tokens under ``re``;
 - two bag-of-ngrams models, target and pool: bucket counts over all their texts, normalised;
 - log importance weight of an example: ``sum_b count_b(x) * (log(p_target[b] + 1e-8) - log(p_pool[b] + 1e-8))``;
 - ``budget`` examples by Gumbel top-k (sampling without replacement proportional to the importance weights),
@@ -18,24 +21,25 @@ token are dropped: their weight, an empty sum, would be 0 and beat every real ex
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import regex
 
 from tasksift.selectors.base import Context, Selection, Selector
 from tasksift.selectors.registry import register
 from tasksift.util.errors import InputError
 from tasksift.util.params import Interval, Options
 
-_WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
+#: nltk's WordPunctTokenizer pattern and flags, on the engine nltk compiles it with
+_WORDPUNCT = regex.compile(r"\w+|[^\w\s]+", regex.UNICODE | regex.MULTILINE | regex.DOTALL)
 SMOOTHING = 1e-8
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased word-punct tokens (the rule of nltk's ``WordPunctTokenizer``)."""
+    """Lower-cased word-punct tokens, as nltk's ``WordPunctTokenizer`` gives them."""
     return _WORDPUNCT.findall(text.lower())
 
 

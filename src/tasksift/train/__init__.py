@@ -11,7 +11,8 @@
   (no torch);
 - :mod:`~tasksift.train.common`: seeds, threads, weighted examples, samplers and the one step loop.
 
-Everything runs in float32 on the CPU cores the process may use.
+The loops run where their model is: in float32 on the CPU cores the process may use, or on a GPU the caller
+moved the model to (bfloat16 autocast where the GPU supports it; :mod:`tasksift.util.device`).
 
 The names below load on first use, so importing a torch-free module of this package (:mod:`.samplers`,
 :mod:`.resolve`) does not import torch.

@@ -4,6 +4,8 @@ The encoder is the sentence encoder of :class:`tasksift.train.models.Encoder` (m
 sentence-transformers model does), the head a ``Linear(hidden, n_labels)`` initialised from the seed. The
 encoder and the head train together by default, the head at its own, larger learning rate (it starts from
 random); ``freeze_encoder=True`` trains the head alone on fixed embeddings, the cheap probe HARP can use.
+Training and prediction run where the model is (:func:`build_classifier` puts it on ``device``): float32 on the
+CPU, bfloat16 autocast on a GPU that supports it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from tasksift.train import common
 from tasksift.train.models import Encoder, load_encoder
+from tasksift.util.device import autocast
 from tasksift.util.progress import progress_bar
 
 
@@ -47,23 +50,28 @@ class EncoderClassifier(torch.nn.Module):
         return self.head(self.encoder(input_ids, attention_mask))
 
 
-def build_classifier(encoder_path: Path, n_labels: int, *, seed: int = 0) -> tuple[EncoderClassifier, Any]:
-    """A fresh classifier over the encoder at ``encoder_path`` (head initialised from ``seed``), and its tokenizer."""
+def build_classifier(encoder_path: Path, n_labels: int, *, seed: int = 0,
+                     device: torch.device | None = None) -> tuple[EncoderClassifier, Any]:
+    """A fresh classifier over the encoder at ``encoder_path`` (head initialised from ``seed``) on ``device``
+    (``None``: the CPU), and its tokenizer."""
     encoder, tokenizer = load_encoder(encoder_path)
     common.seed_everything(seed)
-    return EncoderClassifier(encoder, n_labels), tokenizer
+    model = EncoderClassifier(encoder, n_labels)
+    return (model if device is None else model.to(device)), tokenizer
 
 
 def _logits(model: EncoderClassifier, tokenizer: Any, texts: Sequence[str], max_length: int) -> torch.Tensor:
+    where = common.module_device(model)
     batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return model(batch["input_ids"], batch["attention_mask"])
+    with autocast(where):
+        return model(batch["input_ids"].to(where), batch["attention_mask"].to(where))
 
 
 def finetune_classifier(model: EncoderClassifier, tokenizer: Any, texts: Sequence[str],
                         labels: Sequence[int] | np.ndarray, settings: ClassifierSettings, *, seed: int = 0,
                         progress: bool = True, desc: str = "finetune") -> common.TrainStats:
     """Train ``model`` in place on the labelled texts (each once per epoch; repeat texts to weight them)."""
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=common.module_device(model))
     if len(texts) != len(y):
         raise ValueError(f"{len(texts)} texts but {len(y)} labels")
     common.seed_everything(seed)
@@ -77,8 +85,8 @@ def finetune_classifier(model: EncoderClassifier, tokenizer: Any, texts: Sequenc
 
     def loss_fn(indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         logits = _logits(model, tokenizer, [texts[i] for i in indices], settings.max_length)
-        per_example = torch.nn.functional.cross_entropy(logits, y[indices], reduction="none")
-        return per_example.mean(), per_example.detach().numpy()
+        per_example = torch.nn.functional.cross_entropy(logits.float(), y[indices], reduction="none")
+        return per_example.mean(), per_example.detach().cpu().numpy()
 
     return common.train_module(model, settings, optimizer, sampler, loss_fn, progress=progress, desc=desc)
 
@@ -91,6 +99,6 @@ def predict_logits(model: EncoderClassifier, tokenizer: Any, texts: Sequence[str
     out = []
     with progress_bar(progress, desc, len(texts)) as advance:
         for sl in common.batch_slices(len(texts), settings.eval_batch_size):
-            out.append(_logits(model, tokenizer, texts[sl], settings.max_length).numpy())
+            out.append(_logits(model, tokenizer, texts[sl], settings.max_length).float().cpu().numpy())
             advance(sl.stop - sl.start)
     return np.concatenate(out) if out else np.zeros((0, model.head.out_features), dtype=np.float32)

@@ -13,6 +13,8 @@
   atomically every few minutes, and a later call with the same checkpoint resumes from it: the run ends with
   the same tensors, to the bit, as one never interrupted (a sampler must implement :meth:`Sampler.state` for
   this; OPERA's, which learns from what it saw, does not, and its runs cannot take a checkpoint).
+- :func:`module_device` / :func:`to_device`: the loops run where their model is (the caller moves it, see
+  :func:`tasksift.util.device.resolve_device`); batches follow it, and what goes back to numpy comes to the CPU.
 """
 
 from __future__ import annotations
@@ -328,6 +330,18 @@ def make_optimizer(groups: Sequence[dict[str, Any]], weight_decay: float = 0.0) 
     if not kept:
         raise ValueError("no trainable parameters")
     return torch.optim.AdamW(kept, weight_decay=weight_decay)
+
+
+def module_device(module: Any) -> torch.device:
+    """Where ``module``'s parameters are (the CPU for a module without any)."""
+    for param in module.parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of ``batch`` on ``device`` (the same tensors when they are there already)."""
+    return {name: value.to(device) for name, value in batch.items()}
 
 
 def batch_slices(n: int, batch_size: int) -> Iterator[slice]:

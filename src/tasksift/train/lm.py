@@ -21,6 +21,10 @@ rule against its longest option, and all its options share that prompt.
 
 Scoring runs each test prompt once: its key/value cache is copied to every option of the item
 (:func:`score_items`), which gives the same numbers as one sequence per option at a fraction of the cost.
+
+Training and scoring run where the model is (``finetune_lm`` trains a copy of the base model where the base model
+is; move it with ``.to(device)``): in float32 on the CPU, under bfloat16 autocast on a GPU that supports it
+(:func:`tasksift.util.device.autocast`; log-probabilities are taken in float32 either way).
 """
 
 from __future__ import annotations
@@ -41,10 +45,13 @@ from tasksift.train.common import (
     batch_slices,
     length_order,
     make_optimizer,
+    module_device,
     run_steps,
     seed_everything,
+    to_device,
 )
 from tasksift.train.store import RunStore
+from tasksift.util.device import autocast
 from tasksift.util.errors import InputError
 from tasksift.util.progress import progress_bar
 
@@ -211,7 +218,8 @@ def finetune_lm(base_model: Any, tokenizer: Any, prompts: Sequence[str], answers
                 desc: str = "finetune", store: RunStore | None = None) -> tuple[Any, TrainStats]:
     """LoRA-finetune a copy of ``base_model`` on the pairs (each pair once per epoch; repeat pairs to weight).
 
-    The base model is left as it was. Returns the LoRA-wrapped copy in eval mode and the run's statistics.
+    The base model is left as it was; the copy trains on the base model's device. Returns the LoRA-wrapped copy
+    in eval mode and the run's statistics.
     ``store``: where this run is kept (:mod:`tasksift.train.store`): a finished run there is loaded instead of
     trained, an unfinished one resumes from its checkpoint, and a run finished here is kept there.
     """
@@ -230,12 +238,15 @@ def finetune_lm(base_model: Any, tokenizer: Any, prompts: Sequence[str], answers
     sampler = ShuffledSampler(len(encoded), settings.batch_size, seed=seed)
     pad = pad_id_of(tokenizer)
 
+    where = module_device(model)
+
     def loss_fn(indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        batch = collate(encoded, indices, pad)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        batch = to_device(collate(encoded, indices, pad), where)
+        with autocast(where):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         sums, counts = answer_logprobs(logits, batch["labels"])
         loss = -sums.sum() / counts.sum().clamp(min=1)
-        per_example = (-sums.detach() / counts.clamp(min=1)).numpy()
+        per_example = (-sums.detach() / counts.clamp(min=1)).cpu().numpy()
         return loss, per_example
 
     stats = run_steps(trainable, optimizer, sampler, loss_fn, epochs=settings.epochs, max_steps=settings.max_steps,
@@ -273,15 +284,15 @@ def encode_items(tokenizer: Any, prompts: Sequence[str], options: Sequence[Seque
     return items
 
 
-def _padded(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and their attention mask."""
+def _padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask, on ``device``."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
         mask[i, :len(r)] = 1
-    return ids, mask
+    return ids.to(device), mask.to(device)
 
 
 @torch.inference_mode()
@@ -290,26 +301,31 @@ def score_items(model: Any, items: Sequence[OptionItem], pad: int) -> list[tuple
 
     The prompts go through the model once (right-padded) and their key/value cache is copied to every option of
     the item; the options then run on that cache, with positions continuing from each prompt's own length and
-    the prompt's padding masked. The last prompt position's logits predict each option's first token.
+    the prompt's padding masked. The last prompt position's logits predict each option's first token. The
+    batch runs where the model is.
     """
-    prompt_ids, prompt_mask = _padded([it.prompt for it in items], pad)
+    where = module_device(model)
+    prompt_ids, prompt_mask = _padded([it.prompt for it in items], pad, where)
     lengths = prompt_mask.sum(dim=1)
     keep = torch.unique(lengths - 1)
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True, logits_to_keep=keep,
-                position_ids=torch.arange(prompt_ids.shape[1]).expand_as(prompt_ids))
-    last = out.logits[torch.arange(len(items)), torch.searchsorted(keep, lengths - 1)]
-    owner = torch.tensor([b for b, it in enumerate(items) for _ in it.options], dtype=torch.long)
+    with autocast(where):
+        out = model(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True, logits_to_keep=keep,
+                    position_ids=torch.arange(prompt_ids.shape[1], device=where).expand_as(prompt_ids))
+    last = out.logits[torch.arange(len(items), device=where), torch.searchsorted(keep, lengths - 1)]
+    owner = torch.tensor([b for b, it in enumerate(items) for _ in it.options], dtype=torch.long, device=where)
     cache = out.past_key_values
     cache.batch_select_indices(owner)
-    option_ids, option_mask = _padded([o for it in items for o in it.options], pad)
-    positions = lengths[owner].unsqueeze(1) + torch.arange(option_ids.shape[1])
-    out2 = model(input_ids=option_ids, attention_mask=torch.cat([prompt_mask[owner], option_mask], dim=1),
-                 position_ids=positions, past_key_values=cache, use_cache=False)
+    option_ids, option_mask = _padded([o for it in items for o in it.options], pad, where)
+    positions = lengths[owner].unsqueeze(1) + torch.arange(option_ids.shape[1], device=where)
+    with autocast(where):
+        out2 = model(input_ids=option_ids, attention_mask=torch.cat([prompt_mask[owner], option_mask], dim=1),
+                     position_ids=positions, past_key_values=cache, use_cache=False)
     # logits[:, j] predicts labels[:, j + 1]: the prompt's last logits predict option token 0, and so on
     logits = torch.cat([last[owner].unsqueeze(1), out2.logits], dim=1)
-    labels = torch.cat([torch.full((len(owner), 1), -100), option_ids.masked_fill(option_mask == 0, -100)], dim=1)
+    start = torch.full((len(owner), 1), -100, device=where)
+    labels = torch.cat([start, option_ids.masked_fill(option_mask == 0, -100)], dim=1)
     sums, counts = answer_logprobs(logits, labels)
-    sums, counts = sums.double().numpy(), counts.numpy()
+    sums, counts = sums.double().cpu().numpy(), counts.cpu().numpy()
     out_rows, k = [], 0
     for it in items:
         out_rows.append((sums[k:k + len(it.options)], counts[k:k + len(it.options)]))

@@ -29,7 +29,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tasksift.train.common import module_device
 from tasksift.train.resolve import resolve_model
+from tasksift.util.device import autocast
 from tasksift.util.env import default_cache_root
 from tasksift.util.errors import InputError
 from tasksift.util.io import move_into_place, temp_path
@@ -240,9 +242,12 @@ class Encoder(torch.nn.Module):
         return pooled
 
     def embed(self, tokenizer: Any, texts: Sequence[str], max_length: int) -> torch.Tensor:
-        """Tokenise ``texts`` (truncated to ``max_length`` tokens, padded) and encode them in one batch."""
+        """Tokenise ``texts`` (truncated to ``max_length`` tokens, padded) and encode them in one batch, where the
+        encoder is (under bfloat16 autocast on a GPU that supports it); rows in float32."""
+        where = module_device(self)
         batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        return self(batch["input_ids"], batch["attention_mask"])
+        with autocast(where):
+            return self(batch["input_ids"].to(where), batch["attention_mask"].to(where)).float()
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

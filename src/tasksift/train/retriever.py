@@ -23,6 +23,9 @@ harness and ``tasksift retriever train`` both train through it).
 
 Evaluation: the corpus and the queries are encoded, and an exact inner-product index over the normalised
 document vectors (:func:`tasksift.index.build_index`, ``flat``) returns each query's ranking.
+
+Training and encoding run where the encoder is (:class:`PairTrainer` puts it on its ``device``): float32 on the
+CPU, bfloat16 autocast on a GPU that supports it; the searches (hard negatives, evaluation) run on the CPU.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def info_nce_terms(queries: torch.Tensor, documents: torch.Tensor, temperature: 
     logits = sims / temperature
     if exclude is not None:
         logits = logits.masked_fill(exclude, float("-inf"))
-    target = torch.arange(len(queries))
+    target = torch.arange(len(queries), device=queries.device)
     losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     return losses, sims.diagonal().detach()
 
@@ -176,11 +179,12 @@ def finetune_retriever(encoder: Encoder, tokenizer: Any, queries: Sequence[str],
             keys += [negative_keys[i] for i in extra]
         q = encoder.embed(tokenizer, [queries[i] for i in indices], settings.max_length)
         d = encoder.embed(tokenizer, texts, settings.max_length)
-        exclude = positive_mask([query_keys[i] for i in indices], keys, positives)
+        exclude = positive_mask([query_keys[i] for i in indices], keys, positives).to(q.device)
         losses, positive_cos = info_nce_terms(q, d, settings.temperature, exclude)
         weights = sampler.loss_weights(indices) if hasattr(sampler, "loss_weights") else None
-        loss = losses.mean() if weights is None else (losses * torch.as_tensor(weights, dtype=losses.dtype)).mean()
-        signal = losses.detach().numpy() if wants_loss else positive_cos.numpy()
+        scale = None if weights is None else torch.as_tensor(weights, dtype=losses.dtype, device=losses.device)
+        loss = losses.mean() if scale is None else (losses * scale).mean()
+        signal = losses.detach().cpu().numpy() if wants_loss else positive_cos.cpu().numpy()
         return loss, signal
 
     def after_step(stats: common.TrainStats) -> None:
@@ -203,7 +207,7 @@ def encode_texts(encoder: Encoder, tokenizer: Any, texts: Sequence[str], setting
     with progress_bar(progress, desc, len(texts)) as advance:
         for sl in common.batch_slices(len(order), settings.eval_batch_size):
             rows = order[sl]
-            out[rows] = encoder.embed(tokenizer, [texts[i] for i in rows], settings.max_length).numpy()
+            out[rows] = encoder.embed(tokenizer, [texts[i] for i in rows], settings.max_length).cpu().numpy()
             advance(len(rows))
     return out
 
@@ -241,10 +245,12 @@ class PairTrainer:
     start from. ``settings.pruning`` picks how pairs are visited: ``none`` and ``static`` (on the pairs static
     pruning keeps) make plain shuffled passes over the pairs, so repeated pairs (selection weights) count;
     ``dynamic`` and ``infobatch`` visit queries through :func:`tasksift.train.samplers.make_sampler`.
+    ``device``: where the encoders run (``None``: the CPU); not part of the base vectors' cache key.
     """
 
     def __init__(self, model_path: Any, queries: Sequence[str], documents: Sequence[str],
-                 settings: RetrieverSettings, *, progress: bool = True, cache_dir: Any = None) -> None:
+                 settings: RetrieverSettings, *, progress: bool = True, cache_dir: Any = None,
+                 device: torch.device | None = None) -> None:
         if len(queries) != len(documents) or not len(queries):
             raise ValueError("give one document per query and at least one pair")
         if settings.pruning not in PRUNING:
@@ -254,10 +260,16 @@ class PairTrainer:
         self.settings = settings
         self.progress = progress
         self.cache_dir = cache_dir
+        self.device = device
         self.pair_query, self.query_texts = group_queries(self.queries)
         self.pair_doc, self.doc_texts = group_queries(self.documents)
         self._base: tuple[np.ndarray, np.ndarray] | None = None
         self._negatives: np.ndarray | None = None
+
+    def load(self) -> tuple[Encoder, Any]:
+        """A fresh base encoder (normalised) on the trainer's device, and its tokenizer."""
+        encoder, tokenizer = load_encoder(Path(self.model_path), normalize=True)
+        return (encoder if self.device is None else encoder.to(self.device)), tokenizer
 
     # -- the base model's view ------------------------------------------------------------------------------
     def base_vectors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +290,7 @@ class PairTrainer:
             if path.is_file():
                 with np.load(path) as stored:
                     return stored["queries"], stored["documents"]
-        encoder, tokenizer = load_encoder(Path(self.model_path), normalize=True)
+        encoder, tokenizer = self.load()
         qv = encode_texts(encoder, tokenizer, self.query_texts, self.settings, progress=self.progress,
                           desc="base: encode queries")
         dv = encode_texts(encoder, tokenizer, self.doc_texts, self.settings, progress=self.progress,
@@ -343,7 +355,7 @@ class PairTrainer:
             neg = self.hard_negatives()[self.pair_query[rows]]
             negatives = [self.doc_texts[d] if d >= 0 else None for d in neg]
             negative_keys = [self.doc_texts[d] if d >= 0 else None for d in neg]
-        encoder, tokenizer = load_encoder(Path(self.model_path), normalize=True)
+        encoder, tokenizer = self.load()
         settings = RetrieverSettings(**{**self.settings.to_dict(), "max_steps": total})
         hook = None
         if on_step is not None:

@@ -74,7 +74,7 @@ class RunStore:
     def save(self, model: Any, stats: TrainStats) -> None:
         """Keep the trainable tensors of ``model`` (by parameter name) and ``stats``, then drop the checkpoint."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+        trained = {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
         with atomic_path(self.dir / "trained.pt") as tmp:
             torch.save(trained, tmp)
         record = asdict(stats)

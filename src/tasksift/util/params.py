@@ -51,9 +51,12 @@ class Interval:
             return False
         if self.kind is int and not isinstance(value, numbers.Integral):
             return False
-        v = float(value)
-        if not math.isfinite(v):
-            return False
+        if isinstance(value, numbers.Integral):
+            v: Any = int(value)  # compared exactly: a whole number beyond float range is not infinite
+        else:
+            v = float(value)
+            if not math.isfinite(v):
+                return False
         left = self.closed in ("both", "left")
         right = self.closed in ("both", "right")
         if self.low is not None and (v < self.low or (v == self.low and not left)):
@@ -176,7 +179,7 @@ Declarations = Mapping[str, Sequence[Constraint]]
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x) == int(x) else repr(float(x))
+    return str(x) if isinstance(x, int) else (str(int(x)) if float(x) == int(x) else repr(float(x)))
 
 
 def describe(constraints: Sequence[Constraint]) -> str:
@@ -219,7 +222,7 @@ def _from_text(text: str, constraints: Sequence[Constraint]) -> Any:
             continue
         try:
             value = c.parse(stripped)
-        except (ValueError, TypeError, json.JSONDecodeError, OverflowError):
+        except (ValueError, TypeError, json.JSONDecodeError, OverflowError, RecursionError):
             continue
         if c.accepts(value):
             return c.normalize(value)

@@ -5,6 +5,10 @@ A feature row is built by one chain, :class:`GradientFactory`: the proxy (:mod:`
 optional). :func:`gradient_features` runs it shard by shard into the feature cache (kind ``"gradients"``), here
 or on an engine's workers; :func:`tasksift.features.gradients.recipe.proxy_trainer` builds the same chain for
 SPICE's proxy trainer.
+
+On a GPU (``device="cuda"``) the proxy, its warm-up and each batch's forward and backward pass run there in
+float32; the raw rows come back to the CPU, where they are preconditioned and projected. The device is not part
+of the cache key.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from tasksift.features.gradients.proxy import (
 )
 from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings, cached_warmup, warmup_key
 from tasksift.features.jobs import FeatureJob, run_job
+from tasksift.util.device import check_local, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.params import Declarations, Interval, Options, convert_params
 
@@ -165,12 +170,16 @@ class GradientFactory:
         return cls(spec, warm, texts, rule, proj_dim or None, seed, projection, batch_size, settings,
                    None if cache_dir is None else str(cache_dir))
 
-    def build(self, proxy: ProxyModel | None = None, *, progress: bool = False) -> GradientFeaturizer:
-        """The featurizer: ``proxy`` (default: ``spec`` loaded) warmed up, preconditioned and projected."""
+    def build(self, proxy: ProxyModel | None = None, *, progress: bool = False,
+              device: str | torch.device | None = None) -> GradientFeaturizer:
+        """The featurizer: ``proxy`` (default: ``spec`` loaded) warmed up, preconditioned and projected.
+        ``device``: where the proxy runs (``None``: where it is, the CPU for one loaded here)."""
         if proxy is None:
             if self.spec is None:
                 raise ValueError("a chain planned for a loaded proxy builds only with that proxy")
             proxy = self.spec.load()
+        if device is not None:
+            proxy.to(resolve_device(device))
         prec = None
         if self.warmup is not None and self.warmup_texts is not None:
             warm = cached_warmup(proxy, self.warmup_texts, self.warmup, cache_dir=self.cache_dir, progress=progress)
@@ -215,6 +224,7 @@ def gradient_features(
     progress: bool | Progress = True,
     desc: str = "gradients",
     engine: Any = None,
+    device: str | torch.device | None = None,
 ) -> CachedFeatures:
     """Gradient features of ``texts``, computed shard by shard into the feature cache (kind ``"gradients"``).
 
@@ -230,8 +240,12 @@ def gradient_features(
 
     Finished shards are reused and a killed run resumes; when every shard is cached the model is not loaded.
     ``engine``: where missing shards are computed (a :mod:`tasksift.engine` engine; ``None`` or local: here).
+    ``device``: where the proxy runs (module docstring; ``None``: the CPU, or a loaded proxy's own device); a
+    GPU runs with the local engine only.
     """
     rule = _rule(precondition, warmup)
+    where = None if device is None else resolve_device(device)
+    check_local(where if where is not None else torch.device("cpu"), engine)
     v = convert_params("gradient features", FEATURE_PARAMETERS, {
         "seed": seed, "proj_dim": proj_dim, "projection": projection, "batch_size": batch_size,
         "shard_size": shard_size})
@@ -257,7 +271,7 @@ def gradient_features(
 
     def featurizer() -> GradientFeaturizer:
         if not built:
-            built.append(factory.build(proxy, progress=bool(progress)))
+            built.append(factory.build(proxy, progress=bool(progress), device=where))
         return built[0]
 
     def featurize(chunk: list[str], advance: Callable[[int], None]) -> np.ndarray:

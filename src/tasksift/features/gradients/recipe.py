@@ -104,34 +104,36 @@ class GradientRecipe:
 
     def features(self, texts: Sequence[str], *, model: str | Path | None, precondition: str | None,
                  warmup_texts: Sequence[str], cache_dir: Any, progress: bool, desc: str,
-                 engine: Any = None, target_modules: Sequence[str] | None = None) -> CachedFeatures:
+                 engine: Any = None, target_modules: Sequence[str] | None = None, device: Any = None
+                 ) -> CachedFeatures:
         """:func:`gradient_features` of ``texts`` with these settings (``precondition``: the rule, or ``None``;
-        ``target_modules``: the layers to take gradients of, ``None``: the proxy's default LoRA targets)."""
+        ``target_modules``: the layers to take gradients of, ``None``: the proxy's default LoRA targets;
+        ``device``: where the proxy runs, ``None``: the CPU)."""
         return gradient_features(texts, model=model, **{**self.spec_kwargs(), **self.chain_kwargs()},
                                  target_modules=target_modules, warmup_texts=warmup_texts, precondition=precondition,
                                  shard_size=self.values["shard_size"], cache_dir=cache_dir, progress=progress,
-                                 desc=desc, engine=engine)
+                                 desc=desc, engine=engine, device=device)
 
 
 def selection_gradients(pool_texts: Sequence[str], target_texts: Sequence[str] | None, recipe: GradientRecipe, *,
-                        model: str | Path | None, cache_dir: Any, progress: bool, engine: Any = None
-                        ) -> tuple[CachedFeatures, CachedFeatures | None]:
+                        model: str | Path | None, cache_dir: Any, progress: bool, engine: Any = None,
+                        device: Any = None) -> tuple[CachedFeatures, CachedFeatures | None]:
     """Pool features (preconditioned when the recipe says so) and target features (plain), one proxy space;
-    ``engine``: where missing shards are computed (:mod:`tasksift.engine`)."""
-    pool = recipe.features(pool_texts, model=model, precondition=recipe.precondition, warmup_texts=pool_texts,
-                           cache_dir=cache_dir, progress=progress, desc="pool gradients", engine=engine)
+    ``engine``: where missing shards are computed (:mod:`tasksift.engine`); ``device``: where the proxy runs."""
+    common = {"model": model, "warmup_texts": pool_texts, "cache_dir": cache_dir, "progress": progress,
+              "engine": engine, "device": device}
+    pool = recipe.features(pool_texts, precondition=recipe.precondition, desc="pool gradients", **common)
     target = None
     if target_texts is not None:
-        target = recipe.features(target_texts, model=model, precondition=None, warmup_texts=pool_texts,
-                                 cache_dir=cache_dir, progress=progress, desc="target gradients", engine=engine)
+        target = recipe.features(target_texts, precondition=None, desc="target gradients", **common)
     return pool, target
 
 
 def proxy_trainer(pool_texts: Sequence[str], recipe: GradientRecipe, *, model: str | Path | None, cache_dir: Any,
-                  progress: bool) -> ProxyTrainer:
-    """The proxy SPICE steps and re-reads: loaded, warmed up (from the warm-up cache) and wrapped with the
-    projection and preconditioning the pool's cached features used."""
+                  progress: bool, device: Any = None) -> ProxyTrainer:
+    """The proxy SPICE steps and re-reads: loaded (on ``device``, ``None``: the CPU), warmed up (from the
+    warm-up cache) and wrapped with the projection and preconditioning the pool's cached features used."""
     spec = proxy_spec(model, **recipe.spec_kwargs())
     factory = GradientFactory.plan(spec.identity(), spec, warmup_texts=pool_texts, rule=recipe.precondition,
                                    cache_dir=cache_dir, **recipe.chain_kwargs())
-    return ProxyTrainer(factory.build(progress=progress), pool_texts, lr=recipe.values["proxy_lr"])
+    return ProxyTrainer(factory.build(progress=progress, device=device), pool_texts, lr=recipe.values["proxy_lr"])

@@ -120,7 +120,7 @@ def adam_warmup(proxy: ProxyModel, texts: Sequence[str], settings: WarmupSetting
 
     def loss_fn(indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         losses = proxy.losses([sample[i] for i in indices])
-        return losses.mean(), losses.detach().numpy()
+        return losses.mean(), losses.detach().cpu().numpy()
 
     proxy.module.eval()
     epochs = -(-settings.steps // sampler.batches_per_pass())
@@ -132,11 +132,12 @@ def adam_warmup(proxy: ProxyModel, texts: Sequence[str], settings: WarmupSetting
     firsts, seconds = [], []
     for p in params:
         state = optimizer.state.get(p, {})
-        firsts.append(state["exp_avg"].reshape(-1) if "exp_avg" in state else torch.zeros(p.numel()))
-        seconds.append(state["exp_avg_sq"].reshape(-1) if "exp_avg_sq" in state else torch.zeros(p.numel()))
+        firsts.append(state["exp_avg"].reshape(-1).cpu() if "exp_avg" in state else torch.zeros(p.numel()))
+        seconds.append(state["exp_avg_sq"].reshape(-1).cpu() if "exp_avg_sq" in state else torch.zeros(p.numel()))
     optimizer.zero_grad(set_to_none=True)
-    return WarmupState([p.detach().clone() for p in params], torch.cat(firsts).float(), torch.cat(seconds).float(),
-                       stats.steps, (betas[0], betas[1]), stats.losses)
+    # the moments and values on the CPU, where the raw gradient rows are preconditioned
+    return WarmupState([p.detach().cpu().clone() for p in params], torch.cat(firsts).float(),
+                       torch.cat(seconds).float(), stats.steps, (betas[0], betas[1]), stats.losses)
 
 
 def _warmup_path(cache_root: Path, key: dict[str, Any]) -> Path:

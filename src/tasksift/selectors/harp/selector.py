@@ -100,7 +100,7 @@ class _Harp(Selector):
         """Build the probe the leaves are trained with, from the pool's and the target's records."""
         self._validate_params()
         probe = build_probe(self, inputs.pool_records, inputs.target_records, inputs.pool, inputs.target,
-                            cache_dir=ctx.cache_dir, progress=ctx.progress)
+                            cache_dir=ctx.cache_dir, progress=ctx.progress, device=ctx.device)
         return inputs.but(helpers={**inputs.helpers, "probe": probe})
 
     # -- settings ------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def _view(records: Any, **view: Any) -> list[str]:
 
 def build_probe(selector: Any, pool_records: Any, target_records: Any, pool_vectors: np.ndarray,
                 target_vectors: np.ndarray, *, cache_dir: str | Path | None = None,
-                progress: bool = False) -> ProbeRunner:
+                progress: bool = False, device: Any = None) -> ProbeRunner:
     """The :class:`ProbeRunner` that ``selector`` (a HARP selector) trains its probes with."""
     name = selector.name
     if pool_records is None or target_records is None:
@@ -65,6 +65,8 @@ def build_probe(selector: Any, pool_records: Any, target_records: Any, pool_vect
     options, correct = proxy_options(target_answers, given, n_options=selector.proxy_options, seed=seed)
     _, path = resolve_lm(selector.probe_model, progress=progress)
     base, tokenizer = load_causal_lm(path)
+    if device is not None:  # the probes train and score wherever the model is
+        base = base.to(device)
     settings = LMSettings(max_steps=selector.probe_steps, batch_size=selector.probe_batch_size,
                           lr=selector.probe_lr, max_length=selector.probe_max_length)
     view = {"prompt_template": selector.prompt_template, "answer_field": selector.answer_field}

@@ -83,7 +83,7 @@ class SpiceSelector(Selector):
             return inputs
         recipe = GradientRecipe.of(type(self).feature_defaults, ctx.features)
         trainer = proxy_trainer(inputs.pool_records.texts, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
-                                progress=ctx.progress)
+                                progress=ctx.progress, device=ctx.device)
         return inputs.but(helpers={**inputs.helpers, "proxy": trainer})
 
     def _select(self, pool: Any, target: Any, ctx: Context, proxy: GradientProxy | None = None) -> Selection:
