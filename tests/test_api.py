@@ -1,3 +1,4 @@
+import json
 import sys
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 
 import tasksift
 from tasksift.api import parse_budget
+from tasksift.records import load_records
 from tasksift.selectors.dsir import DSIRSelector
 from tasksift.selectors.knn import KNNSelector
 from tasksift.util.errors import InputError
@@ -79,3 +81,64 @@ def test_gradient_methods_get_gradient_features_from_text() -> None:
     sel = tasksift.select(pool, [{"text": "my cat"}], method="fishersft", budget=3)
     assert sel.manifest["features"]["kind"] == "gradients"
     assert len(sel) == 3
+
+
+TOPICS = ["my cat likes fish", "the stock market fell", "bake bread with flour", "a goal in the football match"]
+
+
+def _pool_rows() -> list[dict]:
+    return [{"id": f"p{i}", "text": f"{TOPICS[i % 4]} ({i})", "n": i} for i in range(16)]
+
+
+def _selected(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "selected.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["dataset", "iterable", "dataframe"])
+def test_select_from_datasets_and_dataframes(tmp_path, kind: str) -> None:
+    import datasets
+    import pandas as pd
+
+    rows = _pool_rows()
+    pool = {"dataset": lambda: datasets.Dataset.from_list(rows),
+            "iterable": lambda: datasets.IterableDataset.from_generator(lambda: iter(rows)),
+            "dataframe": lambda: pd.DataFrame(rows)}[kind]()
+    target = datasets.Dataset.from_list([{"id": "t0", "text": "my cat eats fish"}])
+    sel = tasksift.select(pool, target, method="knn", budget=4, id_field="id", out=tmp_path / "run")
+    assert sel.ids == [f"p{i}" for i in sel.indices] and all(i % 4 == 0 for i in sel.indices)
+    chosen = _selected(tmp_path / "run")
+    assert [{k: r[k] for k in ("id", "text", "n")} for r in chosen] == [rows[i] for i in sel.indices]
+    assert sel.manifest["call"]["pool"] == "<in memory>"
+    assert sel.manifest["inputs"]["pool"]["format"] == ("hf" if kind == "dataset" else "memory")
+
+
+def test_an_iterable_dataset_is_streamed_not_held(tmp_path) -> None:
+    import datasets
+
+    reads = []
+
+    def rows():
+        reads.append(0)
+        yield from _pool_rows()
+
+    pool = datasets.IterableDataset.from_generator(rows)
+    records = load_records(pool, id_field="id")
+    assert records.ids == [f"p{i}" for i in range(16)] and records._state is pool and len(reads) == 1
+    assert records.take([9, 2]) == [_pool_rows()[9], _pool_rows()[2]] and len(reads) == 2
+
+
+@pytest.mark.parametrize("layout", ["messages", "sharegpt"])
+def test_chat_pools_select_with_knn_without_a_template(tmp_path, layout: str) -> None:
+    def chat(question: str, answer: str) -> dict:
+        if layout == "messages":
+            return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+        return {"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]}
+
+    pool = [chat(f"{TOPICS[i % 4]}? ({i})", "yes") for i in range(12)]
+    target = [chat("why does my cat like fish?", "it does")]
+    sel = tasksift.select(pool, target, method="knn", budget=3, out=tmp_path / "run")
+    assert all(i % 4 == 0 for i in sel.indices)
+    field = "messages" if layout == "messages" else "conversations"
+    assert sel.manifest["inputs"]["pool"]["text_rule"] == f"chat:{field}"
+    assert sel.manifest["inputs"]["target"]["text_rule"] == f"chat:{field}"
+    assert "text_view" not in sel.manifest["call"]

@@ -20,7 +20,7 @@ import pyarrow as pa
 from tasksift.engine import Engine, get_engine
 from tasksift.features.embed import embed_texts
 from tasksift.features.gradients.recipe import GradientRecipe, selection_gradients
-from tasksift.records import check_vectors, load_records, load_vectors, records_from_dicts
+from tasksift.records import check_vectors, dataset_kind, load_records, load_vectors, records_from_dicts
 from tasksift.selection.exports import check_exports, export_names, write_exports
 from tasksift.selection.manifest import Stages, records_info, versions, where
 from tasksift.selection.run_dir import check_out_dir, replaced_dir
@@ -29,7 +29,10 @@ from tasksift.util.device import device_info, resolve_device
 from tasksift.util.errors import InputError, from_os_error
 from tasksift.util.io import write_json_atomic
 
-RecordsLike = str | Path | Sequence[Mapping[str, Any]]
+#: records: a path, a glob, ``hf://org/name``, a list of paths or of dicts, a Dataset, IterableDataset or DataFrame
+RecordsLike = str | Path | Sequence[str | Path] | Sequence[Mapping[str, Any]] | Any
+#: the view and source settings recorded (in the manifest's call) only when given
+_OPTIONAL_VIEW = ("text_view", "split", "subset", "target_split", "target_subset")
 
 
 def parse_budget(budget: int | float | str, n: int) -> int:
@@ -89,6 +92,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
            target_vectors: np.ndarray | str | Path | None = None,
            method: str = "tsds", budget: int | float | str = "1%", seed: int = 0,
            text_field: str | None = None, template: str | None = None, id_field: str | None = None,
+           text_view: str | None = None, split: str | None = None, subset: str | None = None,
+           target_split: str | None = None, target_subset: str | None = None,
            model: str | None = None, cache_dir: str | Path | None = None, index: str = "auto",
            engine: str | Engine = "local", address: str | None = None, workers: int | None = None,
            out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
@@ -96,8 +101,14 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
            export: str | Sequence[str] | None = None, repeat_weights: bool = False, **params: Any) -> Selection:
     """Select ``budget`` examples of ``pool`` for the task that ``target`` exemplifies.
 
-    ``pool`` and ``target`` are record files (jsonl, json, parquet, csv, a saved HF dataset) or lists of
-    dicts; ``pool_vectors`` / ``target_vectors`` are arrays or ``.npy`` paths aligned with the records (with
+    ``pool`` and ``target`` are record files (jsonl, also gzip / zstd compressed; json; parquet; csv; a saved HF
+    dataset), globs or lists of files, folders laid out like hub datasets (``split`` and ``subset`` choose the
+    files; ``target_split`` / ``target_subset`` for the target, default the same), ``hf://org/name`` (from the
+    local Hugging Face cache), ``datasets.Dataset`` / ``IterableDataset`` (streamed, never held whole),
+    ``pandas.DataFrame`` or lists of dicts (:func:`tasksift.records.load_records`). ``text_view="chat"`` reads
+    ``messages`` / ``conversations`` records as their turns with role tags (chosen by itself when records have
+    no ``text`` field but one of those; with the chat template of ``model`` when it is a local directory with
+    one); ``pool_vectors`` / ``target_vectors`` are arrays or ``.npy`` paths aligned with the records (with
     only vectors, ids are row numbers). ``features``: feature settings on top of the selector's
     ``feature_defaults`` (for gradient selectors, :mod:`tasksift.features.gradients.recipe`). Remaining keyword
     arguments are the method's parameters (``tasksift methods`` lists them). With ``out``, the selection is
@@ -111,8 +122,11 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     :mod:`tasksift.selection.exports`), each example ``weight`` times given ``repeat_weights``.
     """
     cls = get(method)
-    request = Request(pool, target, pool_vectors, target_vectors, method, budget, seed,
-                      {"text_field": text_field, "template": template, "id_field": id_field}, model, cache_dir,
+    optional = {"text_view": text_view, "split": split, "subset": subset, "target_split": target_split,
+                "target_subset": target_subset}
+    view = {"text_field": text_field, "template": template, "id_field": id_field,
+            **{key: value for key, value in optional.items() if value is not None}}
+    request = Request(pool, target, pool_vectors, target_vectors, method, budget, seed, view, model, cache_dir,
                       index, progress, dict(features or {}), dict(params), resolve_device(device),
                       export_names(export), bool(repeat_weights))
     try:
@@ -173,15 +187,31 @@ def _run(cls: type[Selector], request: Request, engine: Engine, out: Path | None
 
 
 def _load(request: Request) -> Inputs:
+    """Pool and target records; ``split`` / ``subset`` choose within a dataset folder or ``hf://`` dataset
+    (``target_split`` / ``target_subset`` for the target, default the pool's); a model that is a local directory
+    with a chat template renders the ``chat`` view."""
+    given = request.view
+    view = {key: value for key, value in given.items() if key not in _OPTIONAL_VIEW[1:]}
+    view["chat_model"] = request.model
+
     def records(source: Any, side: str) -> Any:
         if source is None:
             return None
-        if isinstance(source, str | Path):
-            return load_records(source, **request.view)
-        if isinstance(source, bytes | Mapping) or not isinstance(source, Sequence):
+        if isinstance(source, bytes | Mapping) or not (isinstance(source, str | Path | Sequence)
+                                                       or dataset_kind(source)):
             raise InputError(f"{side} is a {type(source).__name__}, not records",
-                             fix="pass a path to a records file, or a list of dicts")
-        return records_from_dicts(list(source), **request.view)
+                             fix="pass a path, a glob, hf://org/name, a list of paths or of dicts, a datasets "
+                                 "Dataset or IterableDataset, or a pandas DataFrame")
+        if isinstance(source, Sequence) and not isinstance(source, str):
+            if not (source and all(isinstance(item, str | Path) for item in source)):
+                return records_from_dicts(list(source), **view)
+            if not Path(source[0]).exists():
+                raise InputError(f"{side} record 0 is a {type(source[0]).__name__}, not a dict, nor a file that "
+                                 f"exists: {str(source[0])[:80]!r}", fix="pass a list of dicts, or of record files")
+        split, subset = given.get("split"), given.get("subset")
+        if side == "target":
+            split, subset = given.get("target_split", split), given.get("target_subset", subset)
+        return load_records(source, **view, split=split, subset=subset)
 
     pool, target = records(request.pool, "pool"), records(request.target, "target")
     return Inputs(pool=pool, target=target, pool_records=pool, target_records=target)

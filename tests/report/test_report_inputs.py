@@ -41,10 +41,13 @@ def test_changed_inputs_are_left_out_and_named(run_dir: Path) -> None:
     page = write_report(run_dir).read_text(encoding="utf-8")
     assert images(page) == ["scores", "weights"]
     assert "inputs changed since it was made" in page and "pool.jsonl (pool records)" in page
+    # the texts of the chosen examples come from the run's own selected.jsonl
+    first = pq.read_table(run_dir / "selection.parquet").column("row")[0].as_py()
+    assert f'<div class="text">t{first}</div>' in page
 
 
 def test_unchanged_inputs_give_every_figure(run_dir: Path) -> None:
-    assert images(write_report(run_dir).read_text(encoding="utf-8")) == ["map", "scores", "weights", "composition"]
+    assert images(write_report(run_dir).read_text(encoding="utf-8")) == ["scores", "weights", "composition"]
 
 
 def test_a_page_path_that_is_a_directory_is_refused_before_any_work(run_dir: Path, tmp_path: Path) -> None:

@@ -63,16 +63,12 @@ def test_command_line_text_for_every_kind_of_declaration(text: str) -> None:
             pass
 
 
-@pytest.mark.xfail(strict=True, reason="lead: util/params.py Interval.accepts calls float(value), which raises "
-                                       "OverflowError for an int beyond float range; return False instead")
 @pytest.mark.parametrize("value", [10**400, "1" * 400], ids=["python int", "text"])
 def test_an_int_beyond_float_range_is_refused(value: Any) -> None:
     with pytest.raises(InputError):
         convert_params("tsds", SELECTORS["tsds"].declarations(), {"seed": value})
 
 
-@pytest.mark.xfail(strict=True, reason="lead: util/params.py _from_text does not catch RecursionError from "
-                                       "json.loads of deeply nested text (Items.parse)")
 def test_deeply_nested_list_text_is_refused() -> None:
     with pytest.raises(InputError):
         convert_params("less", SELECTORS["less"].declarations(), {"domains": "[" * 100_000})

@@ -70,9 +70,26 @@ def user_errors(out: Path | None = None) -> Iterator[None]:
         _fail(f"internal error: {message} ({where}; --debug prints it)", 1, out, created)
 
 
-PoolOpt = Annotated[Path | None, typer.Option("--pool", help="Pool records: jsonl, json, parquet, csv or a saved "
-                                                               "HF dataset directory.")]
-TargetOpt = Annotated[Path | None, typer.Option("--target", help="Target-task examples, same formats.")]
+PoolOpt = Annotated[list[str] | None, typer.Option("--pool", help="Pool records: a jsonl (.jsonl.gz, .jsonl.zst), "
+                                                                   "json, parquet or csv file, a quoted glob "
+                                                                   "('data/*.jsonl.gz'), a saved HF dataset, a folder "
+                                                                   "laid out like a hub dataset, or hf://org/name "
+                                                                   "(from the local HF cache); repeat for several "
+                                                                   "files.")]
+TargetOpt = Annotated[list[str] | None, typer.Option("--target", help="Target-task examples, same forms.")]
+TextViewOpt = Annotated[str | None, typer.Option("--text-view", help="chat: read 'messages' (role/content) or "
+                                                                     "'conversations' (from/value) as turns with "
+                                                                     "role tags, or the --model's chat template "
+                                                                     "(default: chat when records have no 'text' "
+                                                                     "field but one of those).")]
+SplitOpt = Annotated[str | None, typer.Option("--split", help="Split of a dataset folder or hf:// dataset "
+                                                              "(default: train, or the only one).")]
+SubsetOpt = Annotated[str | None, typer.Option("--subset", help="Subset (configuration) of a dataset folder or "
+                                                                "hf:// dataset.")]
+TargetSplitOpt = Annotated[str | None, typer.Option("--target-split", help="Split of the target (default: "
+                                                                           "--split).")]
+TargetSubsetOpt = Annotated[str | None, typer.Option("--target-subset", help="Subset of the target (default: "
+                                                                             "--subset).")]
 TextFieldOpt = Annotated[str | None, typer.Option("--text-field", help="Field holding the text (default: text).")]
 TemplateOpt = Annotated[str | None, typer.Option("--template", help='Text view, e.g. "{instruction}\\n{output}".')]
 IdFieldOpt = Annotated[str | None, typer.Option("--id-field", help="Field holding a unique id (default: a hash "

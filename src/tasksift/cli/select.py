@@ -18,9 +18,14 @@ from tasksift.cli.common import (
     IdFieldOpt,
     ModelOpt,
     PoolOpt,
+    SplitOpt,
+    SubsetOpt,
     TargetOpt,
+    TargetSplitOpt,
+    TargetSubsetOpt,
     TemplateOpt,
     TextFieldOpt,
+    TextViewOpt,
     WorkersOpt,
     console,
     user_errors,
@@ -47,6 +52,11 @@ def select_command(
     text_field: TextFieldOpt = None,
     template: TemplateOpt = None,
     id_field: IdFieldOpt = None,
+    text_view: TextViewOpt = None,
+    split: SplitOpt = None,
+    subset: SubsetOpt = None,
+    target_split: TargetSplitOpt = None,
+    target_subset: TargetSubsetOpt = None,
     pool_vectors: Annotated[Path | None, typer.Option("--pool-vectors", help=".npy rows aligned with the pool.")]
     = None,
     target_vectors: Annotated[Path | None, typer.Option("--target-vectors", help=".npy rows aligned with the "
@@ -81,9 +91,11 @@ def select_command(
         if from_manifest is not None:
             kwargs = _call_from_manifest(from_manifest, allow_changed_inputs)
         else:
-            kwargs = {"pool": pool, "target": target, "pool_vectors": pool_vectors, "target_vectors": target_vectors,
-                      "method": method, "budget": budget, "text_field": text_field,
-                      "template": template, "id_field": id_field, "model": model, "index": index,
+            kwargs = {"pool": _one_or_list(pool), "target": _one_or_list(target), "pool_vectors": pool_vectors,
+                      "target_vectors": target_vectors, "method": method, "budget": budget, "text_field": text_field,
+                      "template": template, "id_field": id_field, "text_view": text_view, "split": split,
+                      "subset": subset, "target_split": target_split, "target_subset": target_subset,
+                      "model": model, "index": index,
                       "params": parse_assignments(param, "--param"),
                       "features": parse_assignments(feature, "--feature"), "export": export,
                       "repeat_weights": repeat_weights}
@@ -92,6 +104,13 @@ def select_command(
         selection = select(**kwargs, engine=engine, address=address, workers=workers, cache_dir=cache_dir,
                            out=out, overwrite=overwrite, progress=True, device=device, **params)
     print_summary(selection, out)
+
+
+def _one_or_list(values: list[str] | None) -> str | list[str] | None:
+    """One ``--pool`` (a file, glob, folder or hub id) as given; several as the list of files."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)
 
 
 def _one_seed(seed: int | None, params: dict[str, Any]) -> Any:
@@ -138,7 +157,8 @@ def _call_from_manifest(path: Path, allow_changed: bool) -> dict[str, Any]:
         raise InputError(f"input changed since the run: {', '.join(changed)}", path=path,
                          fix="restore the file, or pass --allow-changed-inputs to select from it as it is now")
     known = ("pool", "target", "pool_vectors", "target_vectors", "method", "budget", "seed", "text_field",
-             "template", "id_field", "model", "index", "params", "features", "export", "repeat_weights")
+             "template", "id_field", "text_view", "split", "subset", "target_split", "target_subset", "model",
+             "index", "params", "features", "export", "repeat_weights")
     return {k: call.get(k) for k in known if k in call or k in ("params", "features")} | {
         "params": dict(call.get("params") or {}), "features": dict(call.get("features") or {})}
 

@@ -54,7 +54,7 @@ UNION_FACTOR = 2.0
 #: the projection is used when its estimated cost is below this share of the brute force
 BRUTE_SHARE = 0.75
 #: queries per block: one projected scan and one exact search on the union of the block's candidates
-BLOCK_ROWS = 256
+BLOCK_ROWS = 128
 #: when the cells kept hold more than this share of the pool, the whole projected pool is scanned (no copy)
 SCAN_ALL_SHARE = 0.5
 #: the unit roundoff of float32
@@ -170,6 +170,8 @@ class PrunedRangeSearch:
 
     def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         y = np.ascontiguousarray(y, dtype=np.float32)
+        if len(y) == 0:
+            return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         if not self.built:
             self._build(y)
         self.stats["brute_force"] += len(y) * len(self.x)

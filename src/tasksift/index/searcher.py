@@ -13,7 +13,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from tasksift.index.exact import InPlaceSearch, RangeSearch, pool_range_search
+from tasksift.index.pruned import PrunedRangeSearch
 from tasksift.index.search import NeighbourIndex, build_index
+
+#: pools with fewer rows are range-searched by brute force: the pruned search's set-up costs more than it saves
+PRUNE_MIN_ROWS = 50_000
 
 
 class SearchIndex(Protocol):
@@ -47,7 +51,14 @@ class Search(Protocol):
 
 
 class LocalSearch:
-    """Every search in this process with faiss."""
+    """Every search in this process with faiss. The exact range search over a whole pool of at least
+    ``PRUNE_MIN_ROWS`` rows is :class:`tasksift.index.pruned.PrunedRangeSearch` (the same hits as the brute
+    force, most of the pool skipped), unless ``prune`` is False."""
+
+    prune = True
+
+    def __init__(self, prune: bool = True) -> None:
+        self.prune = prune
 
     def build(self, x: np.ndarray, *, metric: str = "l2", kind: str = "auto", seed: int = 0,
               **settings: Any) -> NeighbourIndex:
@@ -58,6 +69,8 @@ class LocalSearch:
 
     def range_search(self, x: np.ndarray, radius: float, stats: dict[str, int],
                      among: np.ndarray | None = None) -> RangeSearch:
+        if self.prune and among is None and len(x) >= PRUNE_MIN_ROWS:
+            return PrunedRangeSearch(x, radius, stats)
         return pool_range_search(x, radius, stats, among=among)
 
     def info(self) -> dict[str, Any]:

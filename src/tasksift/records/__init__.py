@@ -1,7 +1,10 @@
 """Records and vectors in: stable ids, a text view per record, optional domains; vectors the user already has.
 
-- :func:`load_records` reads jsonl / json / parquet / csv / ``save_to_disk`` directories into a
-  :class:`RecordSet` and fetches chosen records again (one module per format, chosen in :mod:`.formats`);
+- :func:`load_records` reads jsonl (also gzip / zstd) / json / parquet / csv files, globs and lists of them,
+  ``save_to_disk`` directories, folders laid out like hub datasets, ``hf://`` hub datasets and in-memory
+  ``Dataset`` / ``IterableDataset`` / ``DataFrame`` into a :class:`RecordSet` and fetches chosen records again
+  (one module per format, chosen in :mod:`.formats`; which files, in :mod:`.sources`);
+- a text view is a field, a template or a conversation (:mod:`.chat`);
 - :func:`domain_index` numbers the domain labels of records;
 - :func:`load_vectors` / :func:`check_vectors` check vectors the user already has.
 """
@@ -9,6 +12,7 @@
 from tasksift.records.domains import domain_index
 from tasksift.records.files import file_sha256, hf_dir_sha256
 from tasksift.records.load import EXTENSIONS, FORMATS, detect_format, load_records, records_from_dicts
+from tasksift.records.memory import kind_of as dataset_kind
 from tasksift.records.recordset import RecordSet
 from tasksift.records.vectors import check_vectors, load_vectors
 from tasksift.records.view import compile_template, content_hash
@@ -20,6 +24,7 @@ __all__ = [
     "check_vectors",
     "compile_template",
     "content_hash",
+    "dataset_kind",
     "detect_format",
     "domain_index",
     "file_sha256",

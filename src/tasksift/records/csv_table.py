@@ -25,16 +25,17 @@ def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
     """The records and, as the state, the column types the read settled on."""
     sha = file_sha256(path)
     types: dict[str, pa.DataType] = {}
+    start = builder.snapshot()
     while True:
-        fresh = builder.fresh()
         try:
-            _stream(path, fresh, types)
-            return Loaded(fresh, sha, types)
+            _stream(path, builder, types)
+            return Loaded(builder, sha, types)
         except pa.ArrowInvalid as e:
             column = _column_to_widen(path, e, types)
             if column is None:
                 raise _error(path, e) from e
             types[column] = pa.string()
+            builder.restore(start)
 
 
 def take(path: Path, types: dict[str, pa.DataType] | None, idx: np.ndarray) -> pa.Table:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 from pathlib import Path
 from typing import BinaryIO
 
@@ -11,6 +13,8 @@ from tasksift.util.errors import InputError
 
 #: the UTF-8 byte order mark some tools write at the start of a text file
 BOM = b"\xef\xbb\xbf"
+#: compressed-file extensions and the compression each one means (read as a stream, never whole)
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 
 
 def unreadable(path: Path, error: OSError) -> InputError:
@@ -24,6 +28,25 @@ def open_binary(path: Path) -> BinaryIO:
         return open(path, "rb")
     except OSError as e:
         raise unreadable(path, e) from e
+
+
+def compression(path: Path) -> str | None:
+    """``gzip`` or ``zstd`` for a compressed file (by its extension), else None."""
+    return COMPRESSIONS.get(path.suffix.lower())
+
+
+def open_stream(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed as they are read when it is compressed (``.gz``, ``.zst``)."""
+    f = open_binary(path)
+    kind = compression(path)
+    if kind == "gzip":
+        f.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if kind == "zstd":
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(f, closefd=True))  # type: ignore
+    return f
 
 
 def file_sha256(path: Path) -> str:

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from tasksift.records.files import hf_dir_sha256
 from tasksift.records.readers import Loaded, add_batches, needed_columns
+from tasksift.records.sources import choose_split
 from tasksift.records.view import ViewBuilder, Where
 from tasksift.util.errors import InputError
 
@@ -40,4 +41,31 @@ def _load(path: Path) -> Any:
     if isinstance(dataset, datasets.DatasetDict):
         raise InputError(f"this is a DatasetDict with splits {sorted(dataset)}, not one dataset", path=path,
                          fix="point to one split's directory")
+    return dataset
+
+
+#: how a source names a dataset on the Hugging Face hub
+HUB_PREFIX = "hf://"
+
+
+def load_hub(spec: str, split: str | None, subset: str | None) -> Any:
+    """The dataset ``hf://org/name`` names (one split, one subset), through the local Hugging Face cache.
+
+    Offline (``HF_HUB_OFFLINE=1``, or no network), a dataset that is not in the cache is an InputError saying so.
+    """
+    import datasets
+
+    name = spec[len(HUB_PREFIX):].strip("/")
+    name = name[len("datasets/"):] if name.startswith("datasets/") else name
+    try:
+        dataset = datasets.load_dataset(name, subset, split=split)
+    except ConnectionError as e:
+        raise InputError("not in the local Hugging Face cache and there is no network", path=spec,
+                         fix=f"load it once where there is network (datasets.load_dataset({name!r})) or copy the "
+                             "cache, then point HF_HOME at that cache") from e
+    except Exception as e:  # datasets raises many kinds: a missing dataset, split or subset, a damaged cache
+        raise InputError(f"cannot load the dataset: {' '.join(str(e).split())[:300]}", path=spec,
+                         fix="check the name, --split and --subset") from e
+    if isinstance(dataset, datasets.DatasetDict):
+        dataset = dataset[choose_split(spec, None, sorted(dataset))]
     return dataset

@@ -1,5 +1,8 @@
 """``.jsonl`` / ``.ndjson``: one JSON object a line. Records are fetched again from their line's byte offset.
 
+A compressed file (``.jsonl.gz``, ``.jsonl.zst``) is decompressed as a stream; its offsets count decompressed
+bytes, and fetching rows streams it again up to the last row wanted. Its hash is that of the compressed bytes.
+
 A line longer than :data:`DEFAULT_MAX_LINE_BYTES` (64 MiB, newline included; ``$TASKSIFT_MAX_LINE_BYTES``
 changes it) is refused as soon as that many bytes have been read, so a file without newlines cannot exhaust
 memory.
@@ -16,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.records.files import BOM, open_binary
+from tasksift.records.files import BOM, compression, file_sha256, open_stream
 from tasksift.records.readers import Loaded
 from tasksift.records.view import ViewBuilder, Where
 from tasksift.util.errors import InputError
@@ -45,15 +48,14 @@ def max_line_bytes() -> int:
 def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
     """One JSON object per line; blank lines skipped. Keeps each record line's byte offset; hashes the bytes."""
     offsets = array("q")
+    packed = compression(path) is not None
     digest = hashlib.sha256()
     pos = 0
     limit = max_line_bytes()
-    with open_binary(path) as f:
-        for lineno, raw in enumerate(iter(lambda: f.readline(limit + 1), b""), start=1):
-            if len(raw) > limit:
-                raise InputError(f"the line is longer than {limit:,} bytes", path=path, line=lineno,
-                                 fix=f"split the record, or raise the limit with {MAX_LINE_ENV}=BYTES")
-            digest.update(raw)
+    with open_stream(path) as f:
+        for lineno, raw in enumerate(_lines(f, path, limit), start=1):
+            if not packed:
+                digest.update(raw)
             start, pos = pos, pos + len(raw)
             body = raw
             if lineno == 1 and raw.startswith(BOM):
@@ -62,18 +64,47 @@ def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
                 continue
             builder.add(_parse_line(body, path, lineno), Where(line=lineno), check_surrogates=b"\\u" in body)
             offsets.append(start)
-    return Loaded(builder, digest.hexdigest(), np.frombuffer(offsets, dtype=np.int64).copy())
+    sha = file_sha256(path) if packed else digest.hexdigest()
+    return Loaded(builder, sha, np.frombuffer(offsets, dtype=np.int64).copy())
 
 
 def take(path: Path, offsets: np.ndarray, idx: np.ndarray) -> list[dict[str, Any]]:
     """The records at ``idx``, each line re-read at its offset and parsed again (exactly as written)."""
     unique, inverse = np.unique(idx, return_inverse=True)
     lines: list[bytes] = []
-    with open(path, "rb") as f:
-        for i in unique:  # increasing offsets: one forward pass over the file
-            f.seek(int(offsets[i]))
-            lines.append(f.readline())
+    if compression(path) is not None:
+        wanted, pos = iter(offsets[unique].tolist()), 0
+        target = next(wanted, None)
+        with open_stream(path) as f:
+            for raw in _lines(f, path, max_line_bytes()):
+                if target is None:
+                    break
+                if pos <= target < pos + len(raw):  # the first line may start after a byte order mark
+                    lines.append(raw[target - pos:])
+                    target = next(wanted, None)
+                pos += len(raw)
+    else:
+        with open(path, "rb") as f:
+            for i in unique:  # increasing offsets: one forward pass over the file
+                f.seek(int(offsets[i]))
+                lines.append(f.readline())
     return [json.loads(lines[j]) for j in inverse]
+
+
+def _lines(f: Any, path: Path, limit: int) -> Any:
+    """The file's lines, refusing one longer than ``limit`` bytes and a file that cannot be decompressed."""
+    lineno = 0
+    try:
+        for lineno, raw in enumerate(iter(lambda: f.readline(limit + 1), b""), start=1):
+            if len(raw) > limit:
+                raise InputError(f"the line is longer than {limit:,} bytes", path=path, line=lineno,
+                                 fix=f"split the record, or raise the limit with {MAX_LINE_ENV}=BYTES")
+            yield raw
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - gzip raises OSError or EOFError, zstandard its own ZstdError
+        raise InputError(f"cannot read the file after line {lineno}: {e}", path=path,
+                         fix="check that the file is complete and compressed as its extension says") from e
 
 
 def json_type(value: Any) -> str:

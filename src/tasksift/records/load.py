@@ -1,60 +1,87 @@
-"""Records in: :func:`load_records` for a file or ``save_to_disk`` directory, :func:`records_from_dicts` for
-records already in memory.
+"""Records in: :func:`load_records` for files, folders, hub datasets and in-memory datasets,
+:func:`records_from_dicts` for lists of dicts.
 
-A file is read in batches and only each record's id and text view (and its domain when asked) are kept.
-Everything else stays on disk: :meth:`RecordSet.take` fetches chosen records again from the byte offset of
-their line (jsonl) or their row position (parquet, csv, HF), so a large pool never sits in memory as Python
-objects.
+A source is read in batches (or streamed) and only each record's id and text view (and its domain when asked)
+are kept. Everything else stays where it is: :meth:`RecordSet.take` fetches chosen records again from the byte
+offset of their line (jsonl) or their row position (parquet, csv, HF), so a large pool never sits in memory as
+Python objects.
 
 Every problem with the input raises :class:`~tasksift.util.errors.InputError` naming the file and the line (jsonl,
-csv, malformed json) or the record's 0-based position (``record N``: json lists, parquet, HF datasets).
+csv, malformed json) or the record's 0-based position (``record N``: json lists, parquet, HF datasets); for a
+source of several files, the file is the one holding the record.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from tasksift.records import memory, multi
 from tasksift.records.formats import READERS, Take
+from tasksift.records.hf_dataset import HUB_PREFIX, load_hub
+from tasksift.records.readers import Loaded
 from tasksift.records.recordset import RecordSet
-from tasksift.records.view import ViewBuilder, Where, canonical_record
-from tasksift.util.errors import InputError
-from tasksift.util.io import to_jsonable
+from tasksift.records.sources import EXTENSIONS, detect_format, input_files
+from tasksift.records.view import ViewBuilder
 
-#: file extensions and the format each one means
-EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 FORMATS = ("jsonl", "json", "parquet", "csv", "hf", "memory")
+#: in-memory objects (:func:`tasksift.records.memory.kind_of`): reader, row fetcher, format name
+_IN_MEMORY: dict[str, tuple[Callable[[Any, ViewBuilder, int], Loaded], Take, str]] = {
+    "dataset": (memory.read_dataset, memory.take_dataset, "hf"),
+    "iterable": (memory.read_iterable, memory.take_iterable, "memory"),
+    "dataframe": (memory.read_frame, memory.take_frame, "memory"),
+}
 
 
-def load_records(path: str | Path, *, text_field: str | None = None, template: str | None = None,
-                 id_field: str | None = None, domain_field: str | None = None,
+def load_records(source: Any, *, text_field: str | None = None, template: str | None = None,
+                 id_field: str | None = None, domain_field: str | None = None, text_view: str | None = None,
+                 chat_model: str | Path | None = None, split: str | None = None, subset: str | None = None,
                  batch_size: int = 10_000) -> RecordSet:
-    """Read a records file in batches and return its ids and text views.
+    """Read records and return their ids and text views.
+
+    ``source`` is a file (jsonl, also ``.jsonl.gz`` / ``.jsonl.zst``; json; parquet; csv), a glob or a list of
+    files (:mod:`.sources`), a ``save_to_disk`` directory, a folder laid out like a hub dataset (``split`` and
+    ``subset`` choose its files), ``hf://org/name`` (from the local Hugging Face cache), or a
+    ``datasets.Dataset``, ``datasets.IterableDataset`` or ``pandas.DataFrame`` (:mod:`.memory`).
 
     ``text_field`` names the field holding the text; ``template`` (``str.format`` style, e.g.
-    ``"{instruction}\\n{input}\\n{output}"``) builds it from several; with neither, field ``text`` is used.
-    ``id_field`` names a field of unique ids; without it ids hash the record's content. ``domain_field``
-    names a field whose value is kept as the record's domain. ``batch_size`` rows are converted to Python at a
-    time (parquet, HF datasets).
+    ``"{instruction}\\n{input}\\n{output}"``) builds it from several; ``text_view="chat"`` reads a conversation
+    (:mod:`.chat`, rendered with the chat template of ``chat_model`` when it is a local directory with one);
+    with none, field ``text`` is used, or the conversation when records have no ``text`` but ``messages`` or
+    ``conversations``. ``id_field`` names a field of unique ids; without it ids hash the record's content.
+    ``domain_field`` names a field whose value is kept as the record's domain. ``batch_size`` rows are converted
+    to Python at a time (parquet, HF datasets, DataFrames).
     """
-    p = Path(path)
-    fmt = detect_format(p)
-    builder = ViewBuilder(p, text_field=text_field, template=template, id_field=id_field,
-                          domain_field=domain_field)
-    reader = READERS[fmt]
-    loaded = reader.read(p, builder, batch_size)
-    return _record_set(loaded.builder, p, fmt, loaded.sha256, reader.take, loaded.state)
+    view = {"text_field": text_field, "template": template, "id_field": id_field, "domain_field": domain_field,
+            "text_view": text_view, "chat_model": chat_model}
+
+    def again(**other: Any) -> RecordSet:
+        return load_records(source, **{**view, **other}, split=split, subset=subset, batch_size=batch_size)
+
+    kind = memory.kind_of(source)
+    if kind is not None:
+        read, take, fmt = _IN_MEMORY[kind]
+        return _record_set(read(source, ViewBuilder(None, **view), batch_size), None, fmt, take, again)
+    if isinstance(source, str) and source.startswith(HUB_PREFIX):
+        dataset = load_hub(source, split, subset)
+        loaded = memory.read_dataset(dataset, ViewBuilder(source, **view), batch_size)  # type: ignore[arg-type]
+        return _record_set(loaded, None, "hf", memory.take_dataset, again)
+    files = input_files(source, split, subset)
+    if len(files) == 1 and isinstance(source, str | Path):
+        fmt = detect_format(files[0])
+        loaded = READERS[fmt].read(files[0], ViewBuilder(files[0], **view), batch_size)
+        return _record_set(loaded, files[0], fmt, READERS[fmt].take, again)
+    fmt = multi.common_format(files)
+    loaded = multi.read(files, fmt, ViewBuilder(files[0], **view), batch_size)
+    same = isinstance(source, str | Path) and split is None and subset is None
+    return _record_set(loaded, Path(source) if same else None, fmt, multi.take, again)
 
 
 def records_from_dicts(records: Sequence[dict[str, Any]], *, text_field: str | None = None,
                        template: str | None = None, id_field: str | None = None,
-                       domain_field: str | None = None) -> RecordSet:
+                       domain_field: str | None = None, text_view: str | None = None,
+                       chat_model: str | Path | None = None) -> RecordSet:
     """A RecordSet over records already in memory (the Python API's lists of dicts), same rules as files.
 
     The list is kept by reference; ``take`` returns deep copies. ``file_sha256`` hashes the records' canonical
@@ -62,62 +89,23 @@ def records_from_dicts(records: Sequence[dict[str, Any]], *, text_field: str | N
     numbers and arrays, paths, sets and dates are converted), since the chosen records are written to
     ``selected.jsonl``: a record holding ``bytes`` (or another object) is refused here, before any work.
     """
-    builder = ViewBuilder(None, text_field=text_field, template=template, id_field=id_field,
-                          domain_field=domain_field)
-    digest = hashlib.sha256()
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise InputError(f"record {i} is a {type(rec).__name__}, not a dict",
-                             fix="pass records as dicts of field -> value")
-        builder.add(rec, Where(index=i), check_surrogates=True)
-        _check_writable(rec, i)
-        digest.update(canonical_record(rec) + b"\n")
-    return _record_set(builder, None, "memory", digest.hexdigest(), _take_in_memory, list(records))
+    view = {"text_field": text_field, "template": template, "id_field": id_field, "domain_field": domain_field,
+            "text_view": text_view, "chat_model": chat_model}
+
+    def again(**other: Any) -> RecordSet:
+        return records_from_dicts(records, **{**view, **other})
+
+    loaded = memory.read_dicts(records, ViewBuilder(None, **view))
+    return _record_set(loaded, None, "memory", memory.take_dicts, again)
 
 
-def _check_writable(rec: dict[str, Any], i: int) -> None:
-    """Raise InputError naming the field of record ``i`` that JSON cannot hold."""
-    try:
-        json.dumps(rec, default=to_jsonable)
-        return
-    except (TypeError, ValueError, RecursionError):
-        pass
-    for key, value in rec.items():
-        try:
-            json.dumps({key: value}, default=to_jsonable)
-        except (TypeError, ValueError, RecursionError):
-            raise InputError(f"record {i}: field {str(key)[:80]!r} holds a {type(value).__name__} value that cannot "
-                             "be written to selected.jsonl", fix="convert it to text, a number, a list or a dict "
-                             "(decode bytes), or drop the field") from None
-    raise InputError(f"record {i} cannot be written as JSON", fix="give fields of text, numbers, lists and dicts")
-
-
-def _take_in_memory(path: None, rows: list[dict[str, Any]], idx: np.ndarray) -> list[dict[str, Any]]:
-    return [copy.deepcopy(rows[i]) for i in idx]
-
-
-def _record_set(builder: ViewBuilder, path: Path | None, fmt: str, sha256: str, take: Take, state: Any) -> RecordSet:
+def _record_set(loaded: Loaded, path: Path | None, fmt: str, take: Take,
+                again: Callable[..., RecordSet]) -> RecordSet:
+    builder = loaded.builder
     builder.check_not_empty()
     return RecordSet(path=path, format=fmt, ids=builder.ids, texts=builder.texts, domains=builder.domains,
-                     id_rule=builder.id_rule, text_rule=builder.text_rule, file_sha256=sha256, _take=take,
-                     _state=state)
+                     id_rule=builder.id_rule, text_rule=builder.text_rule, file_sha256=loaded.sha256, _take=take,
+                     _state=loaded.state, _again=again)
 
 
-def detect_format(path: Path) -> str:
-    """The format of ``path`` from its extension, or ``hf`` for a ``save_to_disk`` directory."""
-    if not path.exists():
-        raise InputError("file not found", path=path, fix="check the path")
-    if path.is_dir():
-        if (path / "dataset_dict.json").exists():
-            splits = sorted(p.name for p in path.iterdir() if p.is_dir())
-            raise InputError(f"this is a DatasetDict with splits {splits}, not one dataset", path=path,
-                             fix=f"point to one split, e.g. {path / (splits[0] if splits else 'train')}")
-        if not (path / "state.json").exists():
-            raise InputError("this directory is not a dataset written by datasets.save_to_disk", path=path,
-                             fix="give a .jsonl, .json, .parquet or .csv file, or a save_to_disk directory")
-        return "hf"
-    fmt = EXTENSIONS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"unknown records format '{path.suffix or '(no extension)'}'", path=path,
-                         fix="use .jsonl, .json, .parquet, .csv or a datasets.save_to_disk directory")
-    return fmt
+__all__ = ["EXTENSIONS", "FORMATS", "detect_format", "load_records", "records_from_dicts"]

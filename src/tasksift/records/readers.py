@@ -11,8 +11,8 @@ from tasksift.records.view import ViewBuilder, Where
 
 
 class Loaded(NamedTuple):
-    """A format reader's result: the builder holding ids and text views (csv may restart with a fresh one), the
-    sha256 of the input, and what the format's ``take`` needs to fetch records again."""
+    """A format reader's result: the builder holding ids and text views, the sha256 of the input, and what the
+    format's ``take`` needs to fetch records again."""
 
     builder: ViewBuilder
     sha256: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ class RecordSet:
     ``id_rule`` is ``"field:<name>"`` or ``"content-sha1"``; ``text_rule`` is ``"field:<name>"`` or
     ``"template:<template>"``; ``file_sha256`` hashes the file's bytes (the ``.arrow`` files of an HF dataset
     directory, the canonical JSON of in-memory records) and goes into the run's manifest. ``_take`` is the
-    format's row fetcher and ``_state`` what it needs (line offsets, csv column types, a dataset, the records).
+    format's row fetcher and ``_state`` what it needs (line offsets, csv column types, a dataset, the records);
+    ``_again`` reads the same records again under other view settings (:meth:`with_view`).
     """
 
     path: Path | None
@@ -33,6 +34,7 @@ class RecordSet:
     file_sha256: str
     _take: Take | None = field(default=None)
     _state: Any = field(default=None)
+    _again: Callable[..., RecordSet] | None = field(default=None)
 
     @property
     def n(self) -> int:
@@ -43,6 +45,13 @@ class RecordSet:
 
     def __repr__(self) -> str:
         return f"RecordSet(path={str(self.path)!r}, format={self.format!r}, n={self.n}, id_rule={self.id_rule!r})"
+
+    def with_view(self, **view: Any) -> RecordSet:
+        """The same records, same rows, read again with other view settings (``text_field``, ``template``,
+        ``text_view``, ``id_field``, ``domain_field``; those not given are kept)."""
+        if self._again is None:
+            raise ValueError("these records cannot be read again")
+        return self._again(**view)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
         """The original records at ``indices`` (row positions), parsed, in the order of ``indices``.

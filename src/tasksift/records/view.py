@@ -6,6 +6,10 @@ distinct ids by position. The same record content gives the same id whatever the
 
 Null values render as the empty string in the text view (a text view that is empty is allowed); a record that
 lacks the text field, a template field, the id field or the domain field altogether is an error.
+
+The text view is a field, a template, or a conversation (``chat``, :mod:`.chat`): chosen with
+``text_view="chat"``, or automatically when records have no ``text`` field but one of ``messages`` and
+``conversations``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tasksift.records.chat import CHAT_FIELDS, chat_field, renderer, turns
 from tasksift.util.errors import InputError
+
+#: the text views a builder takes (``None``: a field or template, or chat when that is all records have)
+TEXT_VIEWS = ("auto", "chat")
 
 
 def compile_template(template: str) -> tuple[str, list[str]]:
@@ -76,12 +84,13 @@ class ViewBuilder:
     """Computes and keeps the id, text view and domain of each record, raising InputError on bad records."""
 
     def __init__(self, path: Path | None, *, text_field: str | None, template: str | None,
-                 id_field: str | None, domain_field: str | None) -> None:
+                 id_field: str | None, domain_field: str | None, text_view: str | None = None,
+                 chat_model: str | Path | None = None) -> None:
         if text_field is not None and template is not None:
             raise InputError("give either a text field or a template, not both",
                              fix="drop --text-field or --template")
-        self._settings = {"text_field": text_field, "template": template, "id_field": id_field,
-                          "domain_field": domain_field}
+        if text_view not in (None, *TEXT_VIEWS):
+            raise InputError(f"unknown text view {text_view!r}", fix=f"use one of {', '.join(TEXT_VIEWS)}")
         self.label = str(path) if path is not None else "<records>"
         self.path = path
         self.text_field = text_field
@@ -97,11 +106,39 @@ class ViewBuilder:
         self.ids: list[str] = []
         self.texts: list[str] = []
         self.domains: list[str] | None = [] if domain_field is not None else None
-        self._seen: dict[str, int] = {}  # id -> its first line or position; content hash -> repeat count
+        self._seen: dict[str, Any] = {}  # id -> (file, first line or position); content hash -> repeat count
+        self.text_view = text_view
+        self.chat_model = chat_model
+        self.chat_field: str | None = None
+        if text_view == "chat":
+            if template is not None:
+                raise InputError("give either a template or --text-view chat, not both", fix="drop one of them")
+            if text_field is not None:
+                if text_field not in CHAT_FIELDS:
+                    raise InputError(f"--text-view chat reads 'messages' or 'conversations', not {text_field!r}",
+                                     fix="drop --text-field, or name one of those fields")
+                self._use_chat(text_field)
 
-    def fresh(self) -> ViewBuilder:
-        """A new, empty builder with the same settings (to read a file again from the start)."""
-        return ViewBuilder(self.path, **self._settings)
+    def at(self, path: Path | None) -> None:
+        """Name ``path`` in the errors that follow (the file being read, for a source of several files)."""
+        self.path = path
+        self.label = str(path) if path is not None else "<records>"
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """The state to go back to with :meth:`restore` (to read one file again from its start)."""
+        return len(self.ids), dict(self._seen), self.text_field, self.text_rule, self.chat_field
+
+    def restore(self, state: tuple[Any, ...]) -> None:
+        n, seen, self.text_field, self.text_rule, self.chat_field = state
+        del self.ids[n:], self.texts[n:]
+        if self.domains is not None:
+            del self.domains[n:]
+        self._seen = seen
+
+    def _use_chat(self, name: str) -> None:
+        self._render, source = renderer(self.chat_model)
+        self.text_field = self.chat_field = name
+        self.text_rule = f"chat:{name}" if source is None else f"chat-template:{source}:{name}"
 
     @property
     def id_rule(self) -> str:
@@ -111,13 +148,19 @@ class ViewBuilder:
         return InputError(what, path=self.path, line=where.line, fix=fix)
 
     def resolve_default_text(self, fields: Iterable[str]) -> None:
-        """Without a text field or template, use ``text`` if the first record has it; else tell the user."""
+        """Without a text field or template, use ``text`` if the first record has it, else its conversation
+        (``messages`` or ``conversations``); else tell the user."""
         if self.template is not None or self.text_field is not None:
             return
         fields = list(fields)
-        if "text" not in fields:
+        chat = chat_field(fields)
+        if chat is not None and (self.text_view == "chat" or "text" not in fields):
+            self._use_chat(chat)
+            return
+        if "text" not in fields or self.text_view == "chat":
             shown = ", ".join(fields[:30]) + (", ..." if len(fields) > 30 else "")
-            raise InputError(f"records have no 'text' field (fields found in the first record: {shown})",
+            wanted = "'messages' or 'conversations'" if self.text_view == "chat" else "'text'"
+            raise InputError(f"records have no {wanted} field (fields found in the first record: {shown})",
                              path=self.path,
                              fix='pass --text-field NAME or --template "{field1}\\n{field2}"')
         self.text_field = "text"
@@ -145,6 +188,8 @@ class ViewBuilder:
                 raise self.fail(f"{where.subject()} has no text field '{self.text_field}'", where,
                                 fix="pass --text-field or --template naming fields every record has")
             value = rec[self.text_field]
+            if self.chat_field is not None:
+                return self._chat_text(value, where)
             return value if isinstance(value, str) else "" if value is None else str(value)
         for name in self.template_fields:
             if name not in rec:
@@ -157,6 +202,13 @@ class ViewBuilder:
             raise self.fail(f"the template cannot be filled from {where.subject()}: {e!r}", where,
                             fix="check the template's fields and format specs") from e
 
+    def _chat_text(self, value: Any, where: Where) -> str:
+        conversation = turns(value, self.chat_field)
+        if isinstance(conversation, str):
+            raise self.fail(f"{where.subject()}: {conversation}", where,
+                            fix="give turns as role/content (messages) or from/value (conversations) objects")
+        return self._render(conversation)
+
     def _required(self, rec: dict[str, Any], name: str, role: str, where: Where) -> str:
         value = rec.get(name)
         if value is None:
@@ -168,10 +220,11 @@ class ViewBuilder:
     def _id(self, rec: dict[str, Any], where: Where) -> str:
         if self.id_field is not None:
             rid = self._required(rec, self.id_field, "id", where)
-            first = self._seen.setdefault(rid, where.position())
-            if first != where.position():
+            first_path, first = self._seen.setdefault(rid, (self.label, where.position()))
+            if (first_path, first) != (self.label, where.position()):
+                place = where.describe(first) if first_path == self.label else f"{first_path} {where.describe(first)}"
                 raise self.fail(f"{where.subject()} repeats id {rid!r} of field '{self.id_field}' "
-                                f"(first at {where.describe(first)})", where,
+                                f"(first at {place})", where,
                                 fix="ids must be unique; pick another --id-field or drop it to hash content")
             return rid
         digest = content_hash(rec)

@@ -89,12 +89,29 @@ def read_eval(path: Path) -> dict[str, Any] | None:
     """``eval.json`` of the run, ``None`` when there is none."""
     if not path.is_file():
         return None
+    return read_json_object(path, "an evaluation written by `tasksift eval`", "run `tasksift eval` again")
+
+
+def read_comparison(folder: Path) -> dict[str, Any]:
+    """``comparison.json`` of a ``tasksift compare`` folder (or that file), its ``rows`` a JSON object."""
+    path = folder / "comparison.json" if folder.is_dir() else folder
+    fix = "pass --compare the folder written by `tasksift compare --out`"
+    if not path.is_file():
+        raise InputError("not found", path=path, fix=fix)
+    result = read_json_object(path, "a comparison written by `tasksift compare`", fix)
+    if not isinstance(result.get("rows"), dict) or not all(isinstance(r, dict) for r in result["rows"].values()):
+        raise InputError("the comparison's 'rows' is not a JSON object of rows", path=path, fix=fix)
+    return result
+
+
+def read_json_object(path: Path, what: str, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path``; anything else (unreadable, not JSON, not an object) is one InputError."""
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise InputError(f"not valid JSON ({err})", path=path, fix="run `tasksift eval` again") from None
+        raise InputError(f"not valid JSON ({err})", path=path, fix=fix) from None
     if not isinstance(result, dict):
-        raise InputError("not an evaluation written by `tasksift eval`", path=path, fix="run `tasksift eval` again")
+        raise InputError(f"not {what}", path=path, fix=fix)
     return result
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tasksift.index import searcher
 from tasksift.index.exact import pool_range_search
 from tasksift.selectors.tsds.density import CheckedDensity, brute_density, radius_density
 from tasksift.selectors.tsds.selector import TSDSSelector
-from tests.selectors.tsds.helpers import rho_of_computed_rows, with_planted_copies
+from tasksift.selectors.base import Context
+from tests.selectors.tsds.helpers import clustered, rho_of_computed_rows, with_planted_copies
 
 
 def test_approximate_density_probing_every_cell_equals_the_exact_one() -> None:
@@ -123,3 +125,24 @@ def test_brute_density_equals_the_range_search_density() -> None:
     by_hand = 1.0 + np.maximum(1.0 - d2 / sigma**2, 0.0).sum(axis=1)
     assert (exact > 1.5).sum() >= 3  # rows with neighbours within sigma
     assert np.allclose(brute, exact, rtol=1e-5) and np.allclose(brute, by_hand, rtol=1e-5)
+
+
+def test_pruned_exact_density_selects_as_the_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, q = clustered(13, n=3000, m=12, dim=192)
+    rng = np.random.default_rng(13)
+    copies = rng.choice(len(x), 300, replace=False)
+    x[copies] = x[rng.integers(0, len(x), 300)] + 0.05 * rng.normal(size=(300, 192)).astype(np.float32)
+    common = {"sigma": 3.0, "C": 20.0}
+    brute = TSDSSelector(50, **common).fit(x, q, ctx=Context(search=searcher.LocalSearch(prune=False)))
+    monkeypatch.setattr(searcher, "PRUNE_MIN_ROWS", 0)
+    pruned = TSDSSelector(50, **common).fit(x, q)
+    info = pruned.selection_.manifest["density"]
+    assert "exact_search" not in brute.selection_.manifest["density"]
+    assert info["exact_search"]["projection_dims"] > 0 and info["exact_search"]["cells"] == int(np.sqrt(len(x)))
+    assert info["exact_search"]["brute_force_distances"] == info["rows_computed"] * len(x)
+    assert info["compared_distances"] < 0.2 * info["exact_search"]["brute_force_distances"]
+    assert (pruned.probability_.density > 1.5).sum() > 5  # rows with near-copies
+    assert np.array_equal(pruned.probability_.rows, brute.probability_.rows)
+    # float32 distances (|y|^2 + |x|^2 - 2 y.x, norms ~260 here), summed in another order than faiss's
+    assert np.allclose(pruned.probability_.density, brute.probability_.density, rtol=1e-4)
+    assert pruned.selection_.indices.tolist() == brute.selection_.indices.tolist()
