@@ -31,8 +31,8 @@ from tasksift.util.io import write_json_atomic
 
 #: records: a path, a glob, ``hf://org/name``, a list of paths or of dicts, a Dataset, IterableDataset or DataFrame
 RecordsLike = str | Path | Sequence[str | Path] | Sequence[Mapping[str, Any]] | Any
-#: the view and source settings recorded (in the manifest's call) only when given
-_OPTIONAL_VIEW = ("text_view", "split", "subset", "target_split", "target_subset")
+#: which split and subset of a dataset folder or hub dataset to read (in the manifest's call only when given)
+_SOURCE_KEYS = ("split", "subset", "target_split", "target_subset")
 
 
 def parse_budget(budget: int | float | str, n: int) -> int:
@@ -191,7 +191,7 @@ def _load(request: Request) -> Inputs:
     (``target_split`` / ``target_subset`` for the target, default the pool's); a model that is a local directory
     with a chat template renders the ``chat`` view."""
     given = request.view
-    view = {key: value for key, value in given.items() if key not in _OPTIONAL_VIEW[1:]}
+    view = {key: value for key, value in given.items() if key not in _SOURCE_KEYS}
     view["chat_model"] = request.model
 
     def records(source: Any, side: str) -> Any:

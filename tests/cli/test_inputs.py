@@ -58,8 +58,9 @@ def test_glob_and_repeated_pool_of_compressed_jsonl(tmp_path: Path) -> None:
     (tmp_path / "data" / "a.jsonl.gz").write_bytes(gzip.compress(jsonl(ROWS[:8])))
     (tmp_path / "data" / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(jsonl(ROWS[8:])))
     (tmp_path / "target.jsonl").write_bytes(jsonl([{"text": "bread and flour"}]))
-    for n, pool in enumerate([["--pool", tmp_path / "data" / "*.jsonl.*"],
-                              ["--pool", tmp_path / "data" / "a.jsonl.gz", "--pool", tmp_path / "data" / "b.jsonl.zst"]]):
+    data = tmp_path / "data"
+    for n, pool in enumerate([["--pool", data / "*.jsonl.*"],
+                              ["--pool", data / "a.jsonl.gz", "--pool", data / "b.jsonl.zst"]]):
         out = tmp_path / f"run{n}"
         result = run("select", *pool, "--target", tmp_path / "target.jsonl", "--method", "knn", "--budget", "4",
                      "--out", out)

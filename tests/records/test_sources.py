@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from tasksift.records import load_records
+from tasksift.records import load_records, source_sha256
 from tasksift.util.errors import InputError
 
 ROWS = [{"id": f"r{i}", "text": f"example number {i}", "n": i} for i in range(12)]
@@ -72,6 +72,9 @@ def test_glob_and_list_number_rows_across_files(tmp_path: Path) -> None:
     listed = load_records([tmp_path / "data" / "c.jsonl", tmp_path / "data" / "a.jsonl.gz"], id_field="id")
     assert listed.ids == [r["id"] for r in ROWS[9:] + ROWS[:5]] and listed.path is None
     assert listed.with_view(text_field="id").texts == listed.ids
+    assert source_sha256(str(tmp_path / "data" / "*.jsonl*")) == rs.file_sha256
+    assert source_sha256([tmp_path / "data" / "c.jsonl", tmp_path / "data" / "a.jsonl.gz"]) == listed.file_sha256
+    assert source_sha256(tmp_path / "data" / "c.jsonl") == load_records(tmp_path / "data" / "c.jsonl").file_sha256
 
 
 def test_multi_file_errors_name_the_file_and_line(tmp_path: Path) -> None:
@@ -106,6 +109,7 @@ def test_hub_layout_folder_reads_one_split(tmp_path: Path) -> None:
     assert train.take_table([5, 1]).column("id").to_pylist() == ["r5", "r1"]
     test = load_records(folder, id_field="id", split="test")
     assert test.ids == [f"r{i}" for i in range(8, 12)] and test.path == folder / "data" / "test-00000-of-00001.parquet"
+    assert source_sha256(folder) == train.file_sha256 and source_sha256(folder, "test") == test.file_sha256
     with pytest.raises(InputError, match=r"no split 'dev' \(splits found: test, train\)"):
         load_records(folder, split="dev")
 

@@ -146,7 +146,9 @@ def _call_from_manifest(path: Path, allow_changed: bool) -> dict[str, Any]:
         raise InputError("the manifest's 'inputs' is not an object", path=path,
                          fix="pass a manifest.json that `tasksift select` wrote, unedited")
     for key in ("pool", "target", "pool_vectors", "target_vectors"):
-        if call.get(key) is not None and not isinstance(call.get(key), str):
+        value = call.get(key)
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise InputError(f"the manifest's call.{key} is not a path", path=path,
                              fix="pass a manifest.json that `tasksift select` wrote, unedited")
         if call.get(key) == "<in memory>":

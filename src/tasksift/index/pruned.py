@@ -1,247 +1,238 @@
-"""Exact range search that skips most of the pool: the pool rows within a radius that the brute force finds.
+"""Exact range search that computes few distances in full: the pool rows within a radius that the brute force
+finds, after a screen in bfloat16 that rules most pairs out.
 
-Two lower bounds on the distance decide which pairs get their distance computed. Both are exact (a pair the
-brute force finds within the radius is never skipped), so the hits are those of
-:func:`tasksift.index.exact.pool_range_search`, in the same order (increasing row per query), their distances
-computed by the same faiss function in float32.
+The brute force (:func:`tasksift.index.exact.pool_range_search`) computes every query-row distance in float32.
+Here a screen rules pairs out first, by a bound that never rules out a pair the brute force finds:
 
-- Projection: ``z = V^T (x - mu)``, with ``V`` the ``dims`` leading principal directions of the pool
-  (orthonormal columns), so ``||z_q - z_x|| <= ||q - x||`` (Pythagoras). A faiss range search over the
-  projected pool (``dims`` numbers per row instead of ``d``) keeps the pairs within the radius in projection;
-  the others are farther apart in full.
-- Cells: k-means on the projected pool, ``cells`` cells (default ``sqrt(N)``, as an inverted file's lists),
-  each with its radius (the largest projected distance of a member from its centroid). A block of queries
-  skips a cell whose centroid is farther from each of its queries than the search radius plus the cell's
-  radius (triangle inequality).
-- The pairs kept get their distance from faiss's brute force, block by block: the queries, sorted by their
-  nearest cell (neighbours share candidates), against the union of their candidates only.
+- Screen: query and pool rows, centred on the pool's mean, are rounded to bfloat16 and multiplied (torch, on the
+  CPU's bfloat16 units, float32 sums), which gives every pair's squared distance within a known error
+  (:func:`screen_threshold`: the rounding of the vectors, of the sums and of the result). A pair whose screened
+  value is at or above the radius plus that error is not within the radius.
+- Exact: the pairs left get their float32 squared distance as the brute force computes it
+  (``|y|^2 + |x|^2 - 2 y.x``, clipped at 0), in blocks of ``SUB_BLOCK`` queries against the union of their
+  candidates. The queries are grouped first by the nearest of ``sqrt(N)`` pool rows drawn at random (cells), so
+  the queries of a block share candidates.
 
-Rounding: the bounds are computed in float32, so each comparison is widened by a worst-case bound of the
-float32 rounding in the projection, in the projected distances and in faiss's own distances
-(:meth:`PrunedRangeSearch.reach`): rounding never skips a pair the brute force would find.
+The hits are the brute force's: the same rows, in increasing row order per query, their distances equal up to
+the float32 rounding of two matrix products (which may also move a pair lying within that rounding of the
+radius across it, as two batch sizes of the brute force may). The screen runs where the CPU multiplies
+bfloat16 in hardware (:func:`fast_bfloat16`); elsewhere every pair is computed in full by the brute force.
+``stats`` counts the work: ``brute_force`` (the pairs of the brute force), ``screened`` (pairs screened in
+bfloat16), ``compared`` (distances computed in float32), ``cells`` and ``screen`` (1 when the screen runs).
 
-What is skipped depends on the data. In high dimensions a cell's radius is large next to the distances between
-cells, so cells skip little unless clusters are tight and far apart; the projection skips the pairs that differ
-along the pool's leading directions, as rows of different topics do. ``dims`` is chosen on a sample: the
-candidates ``PROJECTION_DIMS`` are tried on ``SAMPLE_QUERIES`` of the first queries against ``SAMPLE_ROWS`` pool
-rows, and the one with the smallest estimated cost is kept, with ``dims = 0`` (the brute force, every pair in
-full) when none would save ``1 - BRUTE_SHARE`` of it. ``stats`` counts the work: ``compared`` (distances in
-full), ``projected`` (distances in projection), ``brute_force`` (what the brute force computes), ``cells``,
-``cell_visits`` (query x cell pairs not skipped) and ``dims``.
+A cell bound (skipping the cells whose centre is farther than the radius plus their own radius, by the
+triangle inequality) is not used: on the clustered benchmarks of docs/performance.md, with ``sqrt(N)`` k-means
+cells, it left 95-100% of the pool to visit, because in hundreds of dimensions a cell's radius is close to the
+distance between cells.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tasksift.index.exact import range_search_l2
-from tasksift.index.two_level import grouped, kmeans_centroids, nearest_centroid, squared_distances
+from tasksift.util.env import default_threads
 
-#: projection widths tried (those below the vectors' width)
-PROJECTION_DIMS = (32, 64, 128)
-#: pool rows sampled for the principal directions and the choice of ``dims``
-SAMPLE_ROWS = 16384
-#: queries sampled (from the first call) for the choice of ``dims``
-SAMPLE_QUERIES = 256
-#: faiss's range scan costs, per pair, about as much beyond the product as a product over this many numbers
-#: (measured on one core: 2.0 ns per pair over 64 numbers, 6.1 ns over 384)
-SCAN_OVERHEAD_DIMS = 96
-#: a kept pair costs about this many full distances: a block's candidates are the union of its queries'
-UNION_FACTOR = 2.0
-#: the projection is used when its estimated cost is below this share of the brute force
-BRUTE_SHARE = 0.75
-#: queries per block: one projected scan and one exact search on the union of the block's candidates
-BLOCK_ROWS = 128
-#: when the cells kept hold more than this share of the pool, the whole projected pool is scanned (no copy)
-SCAN_ALL_SHARE = 0.5
-#: the unit roundoff of float32
-UNIT = 2.0**-24
+#: queries screened together against one tile of the pool (a bfloat16 product of QUERY_BLOCK x POOL_TILE)
+QUERY_BLOCK = 1024
+#: pool rows per tile: with QUERY_BLOCK, the product's result (4 MB) stays in the cache
+POOL_TILE = 2048
+#: queries that share one exact product against the union of their candidates
+SUB_BLOCK = 128
+#: rows sampled for the pool's mean
+MEAN_ROWS = 16384
+#: the unit roundoffs of float32 and bfloat16
+UNIT32, UNIT16 = 2.0**-24, 2.0**-9
 
 
 def _gamma(n: int) -> float:
     """The worst-case relative error of a float32 sum of ``n`` products."""
-    return n * UNIT / (1 - n * UNIT)
+    return n * UNIT32 / (1 - n * UNIT32)
 
 
-def _max_sq_norm(a: np.ndarray) -> float:
-    return float(np.einsum("ij,ij->i", a, a, dtype=np.float64).max()) if len(a) else 0.0
+def _max_sq(a: np.ndarray) -> float:
+    """The largest squared norm of a row of ``a`` (float32 sums, raised by their worst-case error)."""
+    return float(np.einsum("ij,ij->i", a, a).max()) * (1 + _gamma(a.shape[1])) if len(a) else 0.0
+
+
+def screen_threshold(radius2: float, dim: int, max_sq: float, max_centred_sq: float) -> float:
+    """The screened squared distance below which a pair may be within ``radius2`` for the brute force.
+
+    A brute-force hit has float32 ``f < radius2``, so its exact squared distance is below ``radius2 + E_f``
+    (``E_f = 2 gamma_{d+2} (|y|^2 + |x|^2)``, the error of ``|y|^2 + |x|^2 - 2 y.x``); rounding the centred
+    vectors to bfloat16 moves each by at most ``(2^-9 + 2^-23)`` of its norm, so the rounded pair is within
+    ``R = sqrt(radius2 + E_f) + 2 (2^-9 + 2^-23) sqrt(max_centred_sq)``. The screen's value is that distance
+    squared, up to the rounding of the squared norms to bfloat16, the float32 sums and the bfloat16 result:
+    at most ``E_c = 1.01 (3 * 2^-9 + 3 gamma_{d+2}) 2 max_centred_sq``. ``max_sq`` and ``max_centred_sq``: the
+    largest squared norm of a query or pool row, before and after centring."""
+    full = 2 * _gamma(dim + 2) * 2 * max_sq
+    reach = math.sqrt(radius2 + full) + 2 * (UNIT16 + UNIT32) * math.sqrt(max_centred_sq)
+    error = 1.01 * (3 * UNIT16 + 3 * _gamma(dim + 2)) * 2 * max_centred_sq * (1 + 2 * UNIT16)
+    return (reach * reach + error) * (1 + 8 * UNIT32)
+
+
+@functools.cache
+def fast_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (x86 ``amx_bf16`` or ``avx512_bf16``, Arm
+    ``bf16``, as ``cpuinfo`` lists them), where torch's bfloat16 products run several times faster than float32
+    ones (5x with AMX on the machine of docs/performance.md); elsewhere they are emulated, and slower."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & {"amx_bf16", "avx512_bf16", "bf16"})
+
+
+@contextlib.contextmanager
+def _torch_on_one_thread() -> Iterator[None]:
+    """torch on one thread while inside: work is spread over cores by :func:`_on_each_core` instead, because on
+    busy cores torch's own threads wait on each other (several times slower than one thread here)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _on_each_core(function: Callable[[int], Any], items: range) -> list[Any]:
+    """``function`` over ``items`` on ``default_threads()`` threads (torch and numpy release the interpreter)."""
+    with ThreadPoolExecutor(max_workers=default_threads()) as pool:
+        return list(pool.map(function, items))
 
 
 class PrunedRangeSearch:
-    """Exact range search (Euclidean ``radius``) of batches of vectors over the pool ``x``: a
-    :data:`tasksift.index.exact.RangeSearch`. The projection and the cells are built at the first call, whose
-    queries are the sample that chooses ``dims`` (given ``dims``: that width, 0 for the brute force; given
-    ``cells``: that many cells)."""
+    """Exact range search (Euclidean ``radius``) of batches of vectors over the pool ``x``, a
+    :data:`tasksift.index.exact.RangeSearch`. ``screen``: True or False to use the bfloat16 screen or not,
+    None (default): where the CPU multiplies bfloat16 in hardware (:func:`fast_bfloat16`)."""
 
-    def __init__(self, x: np.ndarray, radius: float, stats: dict[str, int], *, dims: int | None = None,
-                 cells: int | None = None, seed: int = 0, block: int = BLOCK_ROWS) -> None:
+    def __init__(self, x: np.ndarray, radius: float, stats: dict[str, int], *, screen: bool | None = None,
+                 cells: int | None = None, seed: int = 0) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.float32)
         self.radius2 = float(radius) ** 2
         self.stats = stats
-        self.dims, self.cells, self.seed, self.block = dims, cells, int(seed), int(block)
-        self.basis: np.ndarray | None = None
+        self.screen, self.cells, self.seed = screen, cells, int(seed)
         self.built = False
 
-    # -- build ------------------------------------------------------------------------------------------------
-    def _build(self, queries: np.ndarray) -> None:
+    def _build(self) -> None:
+        """The pool's mean, its squared norms (before and after centring) and the cells' centres."""
         t0 = time.perf_counter()
         n, d = self.x.shape
-        rng = np.random.default_rng([self.seed, 17])
-        sample = self.x if n <= SAMPLE_ROWS else self.x[np.sort(rng.choice(n, SAMPLE_ROWS, replace=False))]
-        self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
-        centred = sample - self.mean
-        _, vectors = np.linalg.eigh((centred.T @ centred).astype(np.float64))
-        vectors = vectors[:, ::-1]  # leading directions first
-        dims = self.dims if self.dims is not None else self._choose_dims(vectors, centred, queries, rng)
-        for key in ("brute_force", "projected", "cells", "cell_visits", "compared", "build_ms"):
+        for key in ("brute_force", "screened", "compared", "cells", "build_ms"):
             self.stats.setdefault(key, 0)
-        self.stats["dims"] = int(dims) if 0 < dims < d else 0
+        if self.screen is None:
+            self.screen = fast_bfloat16()
+        self.stats["screen"] = int(self.screen)
         self.built = True
-        if self.stats["dims"]:
-            self._project(vectors[:, :dims])
+        if self.screen:
+            rng = np.random.default_rng([self.seed, 17])
+            sample = self.x if n <= MEAN_ROWS else self.x[np.sort(rng.choice(n, MEAN_ROWS, replace=False))]
+            self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+            self.norms = np.empty(n, dtype=np.float32)
+            self.max_centred_sq = 0.0
+            for lo in range(0, n, 65536):
+                part = self.x[lo:lo + 65536]
+                self.norms[lo:lo + len(part)] = np.einsum("ij,ij->i", part, part)
+                self.max_centred_sq = max(self.max_centred_sq, _max_sq(part - self.mean))
+            self.max_sq = float(self.norms.max()) * (1 + _gamma(d))
+            with _torch_on_one_thread():  # the pool in bfloat16, tile by tile: half its size in float32
+                self.tiles = _on_each_core(
+                    lambda lo: _augmented(self.x[lo:lo + POOL_TILE] - self.mean, query=False), range(0, n, POOL_TILE))
+            count = self.cells if self.cells is not None else max(1, math.isqrt(n))
+            self.centres = self.x[np.sort(rng.choice(n, min(int(count), n), replace=False))] - self.mean
+            self.stats["cells"] = len(self.centres)
         self.stats["build_ms"] += round(1000 * (time.perf_counter() - t0))
-
-    def _project(self, basis: np.ndarray) -> None:
-        """The projected pool, grouped by cell, and the cells with their radii."""
-        n, dims = len(self.x), basis.shape[1]
-        self.basis = np.ascontiguousarray(basis, dtype=np.float32)
-        self.basis_norm = float(np.linalg.norm(self.basis.astype(np.float64), 2)) * (1 + 1e-9)
-        z = np.empty((n, dims), dtype=np.float32)
-        self.pool_sq, self.pool_centred_sq = 0.0, 0.0
-        for lo in range(0, n, 65536):
-            part = self.x[lo:lo + 65536]
-            self.pool_sq = max(self.pool_sq, _max_sq_norm(part))
-            part = part - self.mean
-            self.pool_centred_sq = max(self.pool_centred_sq, _max_sq_norm(part))
-            z[lo:lo + len(part)] = part @ self.basis
-        count = self.cells if self.cells is not None else max(1, math.isqrt(n))
-        self.centroids = kmeans_centroids(z, min(int(count), n), self.seed)
-        labels = nearest_centroid(z, self.centroids)
-        self.rows, self.starts = grouped(labels, len(self.centroids))
-        self.z = np.ascontiguousarray(z[self.rows])  # projected pool, grouped by cell
-        del z
-        cell = labels[self.rows]
-        spread = self.z - self.centroids[cell]
-        self.cell_radius = np.zeros(len(self.centroids))
-        np.maximum.at(self.cell_radius, cell, np.sqrt(np.einsum("ij,ij->i", spread, spread, dtype=np.float64)))
-        self.cell_radius *= 1 + _gamma(dims + 3)
-        self.z_sq = max(_max_sq_norm(self.z), _max_sq_norm(self.centroids))
-        self.norms = np.concatenate([np.einsum("ij,ij->i", self.x[lo:lo + 65536], self.x[lo:lo + 65536])
-                                     for lo in range(0, n, 65536)])
-        self.stats["cells"] = len(self.centroids)
-
-    def _choose_dims(self, vectors: np.ndarray, centred: np.ndarray, queries: np.ndarray,
-                     rng: np.random.Generator) -> int:
-        """The width of the smallest estimated cost: per pair, a projected scan (``dims`` numbers plus the scan's
-        overhead) plus ``UNION_FACTOR`` full distances per pair kept, against the brute force's one full
-        distance; 0 (the brute force) when no width costs less than ``BRUTE_SHARE`` of it."""
-        d = self.x.shape[1]
-        widths = [k for k in PROJECTION_DIMS if k < d]
-        if not widths:
-            return 0
-        basis = np.ascontiguousarray(vectors[:, :max(widths)], dtype=np.float32)
-        pick = queries if len(queries) <= SAMPLE_QUERIES else queries[
-            np.sort(rng.choice(len(queries), SAMPLE_QUERIES, replace=False))]
-        zq, zs = (pick - self.mean) @ basis, centred @ basis
-        best, best_cost = 0, BRUTE_SHARE
-        for k in widths:
-            kept = float((squared_distances(zq[:, :k], zs[:, :k]) <= self.radius2).mean())
-            cost = (k + SCAN_OVERHEAD_DIMS) / (d + SCAN_OVERHEAD_DIMS) + UNION_FACTOR * kept
-            if cost < best_cost:
-                best, best_cost = k, cost
-        return best
-
-    # -- search ---------------------------------------------------------------------------------------------
-    def reach(self, y: np.ndarray, zq: np.ndarray) -> tuple[float, float]:
-        """``(R, E)``: a pair the brute force finds (faiss's float32 ``d2 < radius^2``) has its computed projected
-        vectors within ``R`` of each other; ``E`` bounds the float32 error of a computed squared distance between
-        projected vectors (or a centroid). Worst-case bounds: ``E_f`` on faiss's distance, ``E_z`` on each
-        projected vector, and the basis's norm ``||V|| >= 1 - ...`` as computed."""
-        d, k = self.x.shape[1], self.basis.shape[1]
-        full = 2 * _gamma(d + 2) * (_max_sq_norm(y) + self.pool_sq)
-        centred = math.sqrt(max(self.pool_centred_sq, _max_sq_norm(y - self.mean)))
-        each = (_gamma(d) * math.sqrt(k) + 2 * UNIT) * centred
-        reach = self.basis_norm * math.sqrt(self.radius2 + full) + 2 * each
-        error = 2 * _gamma(k + 2) * (_max_sq_norm(zq) + self.z_sq)
-        return reach, error
 
     def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         y = np.ascontiguousarray(y, dtype=np.float32)
         if len(y) == 0:
             return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         if not self.built:
-            self._build(y)
+            self._build()
         self.stats["brute_force"] += len(y) * len(self.x)
-        if self.basis is None:
+        if not self.screen:
             self.stats["compared"] += len(y) * len(self.x)
             return range_search_l2(y, self.x, self.radius2)
-        zq = (y - self.mean) @ self.basis
-        reach, error = self.reach(y, zq)
-        order = np.argsort(nearest_centroid(zq, self.centroids), kind="stable")
-        blocks = [(lo, min(lo + self.block, len(y))) for lo in range(0, len(y), self.block)]
-        unions = self._candidates(np.ascontiguousarray(zq[order]), blocks, reach, error)
+        centred = y - self.mean
+        nearest = np.argmin(np.einsum("ij,ij->i", self.centres, self.centres) - 2 * (centred @ self.centres.T), axis=1)
+        order = np.argsort(nearest, kind="stable")  # queries grouped by cell
+        threshold = screen_threshold(self.radius2, y.shape[1], max(self.max_sq, _max_sq(y)),
+                                     max(self.max_centred_sq, _max_sq(centred)))
+        candidates = self._screen(centred[order], threshold)
         y_norms = np.einsum("ij,ij->i", y, y)
         counts = np.zeros(len(y), dtype=np.int64)
         d2_parts, id_parts = [], []
-        for (lo, hi), union in zip(blocks, unions, strict=True):
-            block = order[lo:hi]
+        for block, union in zip(range(0, len(y), SUB_BLOCK), candidates, strict=True):
+            rows = order[block:block + SUB_BLOCK]
             if len(union) == 0:
                 continue
-            d2 = y[block] @ np.ascontiguousarray(self.x[union]).T
+            d2 = y[rows] @ np.ascontiguousarray(self.x[union]).T
             d2 *= -2.0
-            d2 += np.add.outer(y_norms[block], self.norms[union])  # (|y|^2 + |x|^2) - 2 y.x, as faiss rounds it
+            d2 += np.add.outer(y_norms[rows], self.norms[union])  # (|y|^2 + |x|^2) - 2 y.x, as faiss rounds it
             np.maximum(d2, 0.0, out=d2)
             self.stats["compared"] += d2.size
             i, j = np.nonzero(d2 < np.float32(self.radius2))
-            counts[block] = np.bincount(i, minlength=len(block))
+            counts[rows] = np.bincount(i, minlength=len(rows))
             d2_parts.append(d2[i, j])
             id_parts.append(union[j])
         return _in_query_order(order, counts, d2_parts, id_parts)
 
-    def _kept_cells(self, zq: np.ndarray, reach: float, error: float) -> np.ndarray | None:
-        """Positions in ``self.z`` of the cells some query of ``zq`` may reach; None when they hold more than
-        ``SCAN_ALL_SHARE`` of the pool (the whole pool is scanned)."""
-        gap = squared_distances(zq, self.centroids) - error
-        keep = (gap <= (reach + self.cell_radius[None, :]) ** 2).any(axis=0)
-        self.stats["cell_visits"] += len(zq) * int(keep.sum())
-        sizes = np.diff(self.starts)
-        if sizes[keep].sum() > SCAN_ALL_SHARE * len(self.z):
-            return None
-        cells = np.flatnonzero(keep)
-        return np.repeat(self.starts[cells] - np.cumsum(sizes[cells]) + sizes[cells], sizes[cells]) + np.arange(
-            int(sizes[cells].sum()))
+    def _screen(self, centred: np.ndarray, threshold: float) -> list[np.ndarray]:
+        """For each block of ``SUB_BLOCK`` (centred, grouped) queries: the pool rows (ascending) that the
+        bfloat16 screen keeps for at least one of them. Each product is ``[y, |y|^2, 1] . [-2 x, 1, |x|^2]``,
+        the squared distance, in bfloat16, reduced to its least value per block and pool row; the pool's tiles
+        are shared among the cores (:func:`_on_each_core`)."""
+        import torch
 
-    def _candidates(self, zq: np.ndarray, blocks: list[tuple[int, int]], reach: float, error: float
-                    ) -> list[np.ndarray]:
-        """For each block of (sorted) queries, the pool rows (ascending) that some query of it may find: in a
-        cell not skipped and within ``reach`` in projection. Consecutive blocks that scan the whole pool share
-        one faiss call (faiss scans a few thousand queries at once several times faster than a few hundred)."""
-        threshold = reach * reach * (1 + 4 * UNIT) + error  # faiss keeps the projected d2 below it
-        kept = [self._kept_cells(zq[lo:hi], reach, error) for lo, hi in blocks]
-        unions: list[np.ndarray] = []
-        b = 0
-        while b < len(blocks):
-            if kept[b] is not None:
-                lo, hi = blocks[b]
-                pool = np.ascontiguousarray(self.z[kept[b]])
-                _, _, idx = range_search_l2(zq[lo:hi], pool, threshold) if len(pool) else (None, None, [])
-                self.stats["projected"] += (hi - lo) * len(pool)
-                unions.append(np.unique(self.rows[kept[b][idx]]))
-                b += 1
-                continue
-            last = b
-            while last + 1 < len(blocks) and kept[last + 1] is None:
-                last += 1
-            first_row = blocks[b][0]
-            lims, _, idx = range_search_l2(zq[first_row:blocks[last][1]], self.z, threshold)
-            self.stats["projected"] += (blocks[last][1] - first_row) * len(self.z)
-            for lo, hi in blocks[b:last + 1]:
-                unions.append(np.unique(self.rows[idx[lims[lo - first_row]:lims[hi - first_row]]]))
-            b = last + 1
-        return unions
+        blocks = -(-len(centred) // SUB_BLOCK)
+        padded = np.concatenate([centred, np.repeat(centred[-1:], blocks * SUB_BLOCK - len(centred), axis=0)])
+        keep = torch.zeros((blocks, len(self.x)), dtype=torch.bool)
+
+        def screen(number: int) -> None:
+            tile, lo = self.tiles[number], number * POOL_TILE
+            for q0 in range(0, len(padded), QUERY_BLOCK):
+                least = (queries[q0:q0 + QUERY_BLOCK] @ tile.T).view(-1, SUB_BLOCK, len(tile))
+                while least.shape[1] > 1:  # halving: twice as fast as amin on bfloat16
+                    half = least.shape[1] // 2
+                    least = torch.minimum(least[:, :half], least[:, half:])
+                # compared in float32: a bfloat16 comparison would round the threshold
+                keep[q0 // SUB_BLOCK:q0 // SUB_BLOCK + len(least), lo:lo + len(tile)] = least[:, 0].float() < threshold
+
+        with _torch_on_one_thread():
+            queries = _augmented(padded, query=True)
+            _on_each_core(screen, range(len(self.tiles)))
+        self.stats["screened"] += len(centred) * len(self.x)
+        return [np.flatnonzero(row) for row in keep.numpy()]
+
+
+def _augmented(v: np.ndarray, *, query: bool) -> Any:
+    """``[v, |v|^2, 1]`` for queries and ``[-2 v, 1, |v|^2]`` for pool rows, in bfloat16 (a torch tensor; its
+    products are squared distances), the norms those of ``v`` rounded to bfloat16."""
+    import torch
+
+    rounded = torch.from_numpy(np.ascontiguousarray(v)).to(torch.bfloat16)
+    wide = rounded.float()
+    out = torch.empty((len(v), v.shape[1] + 2), dtype=torch.bfloat16)
+    out[:, :-2] = rounded if query else -2 * rounded
+    norms = torch.einsum("ij,ij->i", wide, wide)
+    out[:, -2], out[:, -1] = (norms, 1.0) if query else (1.0, norms)
+    return out
 
 
 def _in_query_order(order: np.ndarray, counts: np.ndarray, d2_parts: list[np.ndarray],

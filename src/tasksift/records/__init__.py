@@ -14,6 +14,7 @@ from tasksift.records.files import file_sha256, hf_dir_sha256
 from tasksift.records.load import EXTENSIONS, FORMATS, detect_format, load_records, records_from_dicts
 from tasksift.records.memory import kind_of as dataset_kind
 from tasksift.records.recordset import RecordSet
+from tasksift.records.sources import source_sha256
 from tasksift.records.vectors import check_vectors, load_vectors
 from tasksift.records.view import compile_template, content_hash
 
@@ -32,4 +33,5 @@ __all__ = [
     "load_records",
     "load_vectors",
     "records_from_dicts",
+    "source_sha256",
 ]

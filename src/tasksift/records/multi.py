@@ -7,7 +7,6 @@ files that hold them.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +15,7 @@ import pyarrow as pa
 
 from tasksift.records.formats import READERS
 from tasksift.records.readers import Loaded
-from tasksift.records.sources import detect_format
+from tasksift.records.sources import detect_format, sha256_of_parts
 from tasksift.records.view import ViewBuilder
 from tasksift.util.errors import InputError
 
@@ -42,18 +41,17 @@ def common_format(files: list[Path]) -> str:
 
 def read(files: list[Path], fmt: str, builder: ViewBuilder, batch_size: int) -> Loaded:
     """Every file in turn; the hash is over the files' names and hashes, in order."""
-    digest = hashlib.sha256()
-    parts = []
+    parts, hashes = [], []
     for file in files:
         builder.at(file)
         start = len(builder.ids)
         loaded = READERS[fmt].read(file, builder, batch_size)
         builder = loaded.builder
         parts.append(Part(file, loaded.state, start))
-        digest.update(f"{file.name}\0{loaded.sha256}\n".encode())
+        hashes.append((file.name, loaded.sha256))
     builder.at(None)
     builder.label = ", ".join(str(f) for f in files[:3]) + (", ..." if len(files) > 3 else "")
-    return Loaded(builder, digest.hexdigest(), (fmt, parts))
+    return Loaded(builder, sha256_of_parts(hashes), (fmt, parts))
 
 
 def take(path: None, state: tuple[str, list[Part]], idx: np.ndarray) -> list[dict[str, Any]] | pa.Table:

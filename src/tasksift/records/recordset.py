@@ -53,6 +53,11 @@ class RecordSet:
             raise ValueError("these records cannot be read again")
         return self._again(**view)
 
+    def with_text(self, *, text_field: str | None = None, template: str | None = None) -> RecordSet:
+        """The same records under another text: a field or a template, in place of the view they were read
+        with (ids and the rest of the view kept)."""
+        return self.with_view(text_field=text_field, template=template, text_view=None, chat_model=None)
+
     def take(self, indices: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:
         """The original records at ``indices`` (row positions), parsed, in the order of ``indices``.
 

@@ -16,11 +16,12 @@ A ``split`` or ``subset`` given with a plain file or a glob is not used.
 from __future__ import annotations
 
 import glob
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasksift.records.files import COMPRESSIONS
+from tasksift.records.files import COMPRESSIONS, file_sha256, hf_dir_sha256
 from tasksift.util.errors import InputError
 
 #: file extensions and the format each one means
@@ -28,6 +29,8 @@ EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet"
 #: the formats that may be compressed (read as a stream)
 COMPRESSIBLE = ("jsonl",)
 _SPLIT_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_]*?)[-.]")
+#: files of a dataset folder that describe it and hold no records
+_METADATA = {"dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"}
 
 
 def input_files(source: str | Path | Sequence[str | Path], split: str | None = None,
@@ -51,6 +54,26 @@ def input_files(source: str | Path | Sequence[str | Path], split: str | None = N
             raise InputError("no file matches the pattern", path=source, fix="check the pattern and the folder")
         return matches
     return [path]
+
+
+def source_sha256(source: str | Path | Sequence[str | Path], split: str | None = None,
+                  subset: str | None = None) -> str:
+    """The hash :func:`tasksift.records.load_records` records for a source of files, computed from the files
+    alone (to tell whether a run's input changed): one file's own hash, or one over the names and hashes of
+    several."""
+    files = input_files(source, split, subset)
+    hashes = [hf_dir_sha256(f) if f.is_dir() else file_sha256(f) for f in files]
+    if len(files) == 1 and isinstance(source, str | Path):
+        return hashes[0]
+    return sha256_of_parts([(f.name, h) for f, h in zip(files, hashes, strict=True)])
+
+
+def sha256_of_parts(parts: Sequence[tuple[str, str]]) -> str:
+    """The hash of a source of several files, over each file's name and hash in reading order."""
+    digest = hashlib.sha256()
+    for name, sha in parts:
+        digest.update(f"{name}\0{sha}\n".encode())
+    return digest.hexdigest()
 
 
 def detect_format(path: Path) -> str:
@@ -90,7 +113,8 @@ def hub_files(folder: Path, split: str | None, subset: str | None) -> list[Path]
     by_split: dict[str, list[Path]] = {}
     for file in sorted(root.rglob("*")):
         rel = file.relative_to(root)
-        if file.is_file() and _format_of(file) and not any(part.startswith(".") for part in rel.parts):
+        hidden = any(part.startswith(".") for part in rel.parts) or file.name in _METADATA
+        if file.is_file() and _format_of(file) and not hidden:
             by_split.setdefault(_split_of(rel), []).append(file)
     if not by_split:
         raise InputError("this directory holds no data files (.parquet, .jsonl, .json, .csv) and is not a dataset "

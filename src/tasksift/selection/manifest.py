@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.records import file_sha256, hf_dir_sha256
+from tasksift.records import file_sha256, source_sha256
 from tasksift.util.errors import InputError
 
 _PACKAGES = ("tasksift", "numpy", "faiss-cpu", "pyarrow", "torch", "sentence-transformers", "transformers")
@@ -58,11 +58,18 @@ def records_info(records: Any, vectors: Any) -> dict[str, Any]:
     return info
 
 
-def where(source: Any) -> str | None:
-    """A source as the manifest's call records it: a resolved path, or a mark for in-memory data."""
+def where(source: Any) -> Any:
+    """A source as the manifest's call records it: a resolved path (a hub id and a glob as given), a list of
+    them, or a mark for in-memory data."""
     if source is None:
         return None
-    return str(Path(source).resolve()) if isinstance(source, str | Path) else "<in memory>"
+    if isinstance(source, str) and (source.startswith("hf://") or any(c in source for c in "*?[")):
+        return source
+    if isinstance(source, str | Path):
+        return str(Path(source).resolve())
+    if isinstance(source, list | tuple) and source and all(isinstance(s, str | Path) for s in source):
+        return [where(s) for s in source]
+    return "<in memory>"
 
 
 def changed_inputs(manifest: dict[str, Any]) -> list[str]:
@@ -73,19 +80,29 @@ def changed_inputs(manifest: dict[str, Any]) -> list[str]:
     inputs = _mapping(manifest.get("inputs"))
     for side in ("pool", "target"):
         info = _mapping(inputs.get(side))
-        recorded = [(call.get(side), info.get("sha256"), f"{side} records"),
-                    (call.get(f"{side}_vectors"), _mapping(info.get("vectors")).get("sha256"), f"{side} vectors")]
-        for path, sha, what in recorded:
-            if not isinstance(path, str) or not path or not sha or path == "<in memory>":
+        split, subset = call.get("split"), call.get("subset")
+        if side == "target":  # the target's split and subset default to the pool's
+            split, subset = call.get("target_split", split), call.get("target_subset", subset)
+        recorded = [(call.get(side), info.get("sha256"), f"{side} records", True),
+                    (call.get(f"{side}_vectors"), _mapping(info.get("vectors")).get("sha256"), f"{side} vectors",
+                     False)]
+        for path, sha, what, records in recorded:
+            if not sha or not _is_source(path) or (isinstance(path, str) and path.startswith("hf://")):
                 continue
-            p = Path(path)
             try:
-                now = hf_dir_sha256(p) if p.is_dir() else file_sha256(p)
+                now = source_sha256(path, split, subset) if records else file_sha256(Path(path))
             except InputError:
                 now = None
             if now != sha:
                 changed.append(f"{path} ({what})")
     return changed
+
+
+def _is_source(path: Any) -> bool:
+    """A recorded input that names files (a path, a glob or a list of them), not in-memory data."""
+    if isinstance(path, list):
+        return bool(path) and all(isinstance(p, str) for p in path)
+    return isinstance(path, str) and bool(path) and path != "<in memory>"
 
 
 def _mapping(value: Any) -> dict[str, Any]:

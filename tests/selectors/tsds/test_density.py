@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tasksift.index import pruned as pruned_module
 from tasksift.index import searcher
 from tasksift.index.exact import pool_range_search
+from tasksift.selectors.base import Context
 from tasksift.selectors.tsds.density import CheckedDensity, brute_density, radius_density
 from tasksift.selectors.tsds.selector import TSDSSelector
-from tasksift.selectors.base import Context
 from tests.selectors.tsds.helpers import clustered, rho_of_computed_rows, with_planted_copies
 
 
@@ -135,10 +136,11 @@ def test_pruned_exact_density_selects_as_the_brute_force(monkeypatch: pytest.Mon
     common = {"sigma": 3.0, "C": 20.0}
     brute = TSDSSelector(50, **common).fit(x, q, ctx=Context(search=searcher.LocalSearch(prune=False)))
     monkeypatch.setattr(searcher, "PRUNE_MIN_ROWS", 0)
+    monkeypatch.setattr(pruned_module, "fast_bfloat16", lambda: True)  # the screen runs on any CPU (slowly)
     pruned = TSDSSelector(50, **common).fit(x, q)
     info = pruned.selection_.manifest["density"]
     assert "exact_search" not in brute.selection_.manifest["density"]
-    assert info["exact_search"]["projection_dims"] > 0 and info["exact_search"]["cells"] == int(np.sqrt(len(x)))
+    assert info["exact_search"]["screen"] and info["exact_search"]["cells"] == int(np.sqrt(len(x)))
     assert info["exact_search"]["brute_force_distances"] == info["rows_computed"] * len(x)
     assert info["compared_distances"] < 0.2 * info["exact_search"]["brute_force_distances"]
     assert (pruned.probability_.density > 1.5).sum() > 5  # rows with near-copies

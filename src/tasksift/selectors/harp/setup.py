@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.records import load_records, records_from_dicts
 from tasksift.selectors.harp.lm_probe import LMProbe, proxy_options
 from tasksift.selectors.harp.probes import EmbeddingClassifierProbe, ProbeRunner
 from tasksift.train import LMSettings, load_causal_lm, resolve_lm, setup_torch
@@ -29,10 +28,8 @@ PROBES = ("lm", "embedding-classifier")
 
 
 def _view(records: Any, **view: Any) -> list[str]:
-    """The texts of ``records`` under another text view (same rows)."""
-    if records.path is not None and records.format != "memory":
-        return load_records(records.path, **view).texts
-    return records_from_dicts(records.take(np.arange(len(records))), **view).texts
+    """The texts of ``records`` under another text view (same rows, whatever the records came from)."""
+    return records.with_text(**view).texts
 
 
 def build_probe(selector: Any, pool_records: Any, target_records: Any, pool_vectors: np.ndarray,

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from tasksift.features.embed import embed_texts
-from tasksift.records import load_records
 from tasksift.selectors.base import Context, Inputs, Selection, Selector
 from tasksift.selectors.registry import register
 from tasksift.train.samplers import MODES, group_queries, kept_positives, pair_cosines, static_keep, static_summary
@@ -92,18 +91,18 @@ class OperaStaticSelector(Selector):
         this process), queries keyed by ``query_id_field`` when every record has it, else by their text."""
         self._validate_params()
         records = inputs.pool_records
-        if records is None or records.path is None:
+        if records is None:
             raise InputError(f"method {self.name!r} reads query-document pairs",
                              fix="pass --pool records of pairs (fields such as query and document)")
-        queries = load_records(records.path, text_field=self.query_field)
-        docs = load_records(records.path, text_field=self.doc_field)
+        queries = records.with_text(text_field=self.query_field)
+        docs = records.with_text(text_field=self.doc_field)
         keys: list[Any] = list(queries.texts)
         if self.query_id_field:
             rows = queries.take(np.arange(len(queries)))
             if all(self.query_id_field in r for r in rows):
                 keys = [str(r[self.query_id_field]) for r in rows]
-        q, d = (embed_texts(texts, model=ctx.model, cache_dir=ctx.cache_dir, progress=ctx.progress)
-                for texts in (queries.texts, docs.texts))
+        q, d = (embed_texts(texts, model=ctx.model, cache_dir=ctx.cache_dir, progress=ctx.progress,
+                            device=ctx.device) for texts in (queries.texts, docs.texts))
         return inputs.but(pool=PairFeatures(q.matrix(), d.matrix(), keys), target=None,
                           info={"kind": "pair embeddings", "queries": q.info(), "documents": d.info()})
 

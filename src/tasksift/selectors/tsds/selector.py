@@ -256,11 +256,10 @@ class TSDSSelector(Selector):
             "prefix_entries": rounds, "listed_entries": int(lengths.sum()),
             "compared_distances": int(stats.get("compared", 0)),
         })
-        if "brute_force" in stats:  # the pruned exact search (tasksift.index.pruned): what it skipped
+        if "brute_force" in stats:  # the pruned exact search (tasksift.index.pruned): what its screen ruled out
             info["exact_search"] = {"brute_force_distances": int(stats["brute_force"]),
-                                    "projected_distances": int(stats["projected"]), "projection_dims": stats["dims"],
-                                    "cells": stats["cells"], "cell_visits": int(stats["cell_visits"]),
-                                    "build_seconds": stats["build_ms"] / 1000}
+                                    "screened_distances": int(stats["screened"]), "screen": bool(stats["screen"]),
+                                    "cells": int(stats["cells"]), "set_up_seconds": stats["build_ms"] / 1000}
         if oracle.kde_k is not None:
             info["kde_k"] = oracle.kde_k
         if oracle.approximate is not None:
