@@ -10,24 +10,35 @@ it stops on its own assertion on this data. For the parity run its faiss index c
 wrapping ``numpy.random.multinomial`` while it runs; its stage times come from its own log lines. Without a
 reference only our numbers are printed.
 
-Data (unit vectors in 384 dimensions, one fixed seed): a pool drawn from ``--topics`` topics, each with
-``--subtopics`` subtopics (a subtopic centre is its topic centre plus noise, a row its subtopic centre plus
-noise, all normalised), where ``--dup-fraction`` of the rows are near-copies of another row (groups of 2 to
-10, noise 0.05). The 500 target examples are a task: fresh draws from ``--target-topics`` of the topics.
+Data (unit vectors in 384 dimensions, fixed seeds), two generators:
+
+- ``geometry``: a pool drawn from ``--topics`` topics, each with 20 subtopics (a subtopic centre is its topic
+  centre plus noise, a row its subtopic centre plus noise, all normalised), where 2% of the rows are near-copies
+  of another row (groups of 2 to 10, noise 0.05): tight subtopics, about 50 rows within the kernel's radius of
+  each row. Targets: fresh draws from ``--target-topics`` of the topics.
+- ``topical``: topics of Zipf-distributed sizes, each row its topic's centre plus a spread along 24 directions
+  of the topic (decaying variances) plus isotropic noise as large, normalised; 1% of the rows are near-copies
+  of another row (noise 0.04). Same-topic rows are about 1.2 apart, so a row has about 0.1 others within the
+  kernel's radius (0.75): nearly every distance computed for a density is wasted. Targets: fresh draws from
+  ``--topical-target-topics`` topics.
 
 Parts:
 
-- ``a``: 100,000 pool rows. Reference as it is (IVF, its density rule) against ours with defaults (exact
-  search below 200,000 rows, exact radius density): each stage, end to end, the ratio, and the total
-  variation between the two distributions. Then parity: both with exact search, ours with
+- ``a``: 100,000 pool rows, 500 targets, for each generator: ``--rounds`` rounds, each running the reference
+  as it is (IVF, its density rule), ours with defaults (exact search below 200,000 rows, exact radius density
+  through the pruned exact search, :mod:`tasksift.index.pruned`) and ours with the brute-force range search,
+  in an order that alternates between rounds; the one-minute load average is recorded before and after each
+  run. Medians over the rounds of the density stage and of the whole process, their ratios, and the total
+  variation between the two distributions. ``--parity``: both with exact search, ours with
   ``density="reference"``: total variation (target <= 1e-6).
-- ``b``: 1,000,000 pool rows, ours only, one fresh subprocess per density rule (``--b-density``; default
-  ``radius``, ``auto`` and ``reference``): stage times, the share of the neighbour search (index build and
-  search), peak resident memory (``ru_maxrss``) against the embedding matrix's size. A rule that computes
-  densities approximately (``ivf``, or ``auto`` above its exact budget) is checked against the exact density
-  in two ways: inside its own run, on a random sample of ``--b-check-rows`` of the rows it computed (exact range
-  search over the whole pool, timed apart from the fit); and, when ``radius`` ran in the same invocation, on
-  every row both runs computed, with the total variation between the two distributions.
+- ``b``: 1,000,000 pool rows of ``--b-generator``, ours, one fresh subprocess per density rule
+  (``--b-density``; default ``radius``, ``auto`` and ``reference``): stage times, the share of the neighbour
+  search (index build and search), peak resident memory (``ru_maxrss``) against the embedding matrix's size. A
+  rule that computes densities approximately (``ivf``, or ``auto`` above its exact budget) is checked against
+  the exact density in two ways: inside its own run, on a random sample of ``--b-check-rows`` of the rows it
+  computed (exact range search over the whole pool, timed apart from the fit); and, when ``radius`` ran in the
+  same invocation, on every row both runs computed, with the total variation between the two distributions.
+  With a reference, it runs on the same pool in a subprocess stopped after ``--b-reference-seconds``.
 
 Results are merged into the JSON file after every finished run, so a killed benchmark keeps what finished.
 """
@@ -122,6 +133,69 @@ class Geometry:
     def _around(self, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = rng.standard_normal(centres.shape, dtype=np.float32) / np.sqrt(DIM)
         return _unit(centres + self.row_spread * noise)
+
+
+@dataclass(frozen=True)
+class Topical:
+    """Topics of Zipf-distributed sizes, each row its topic's centre plus a spread along ``rank`` directions of
+    the topic (variances decaying as ``i^-2 decay``) plus isotropic ``noise``, normalised; a share
+    ``copy_share`` of the rows are near-copies of another row (see the module docstring)."""
+
+    topics: int = 300
+    zipf: float = 1.0
+    rank: int = 24
+    spread: float = 1.0
+    decay: float = 0.7
+    noise: float = 1.2
+    copy_share: float = 0.01
+    copy_noise: float = 0.04
+    seed: int = 0
+
+    def _topics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, 100])
+        centres = _unit(rng.standard_normal((self.topics, DIM), dtype=np.float32))
+        bases = np.linalg.qr(rng.standard_normal((self.topics, DIM, self.rank)))[0].astype(np.float32)
+        weight = 1.0 / np.arange(1, self.topics + 1) ** self.zipf
+        scale = np.arange(1, self.rank + 1) ** -self.decay
+        scale = (self.spread * scale / np.sqrt((scale**2).sum())).astype(np.float32)
+        return centres, bases, weight / weight.sum(), scale
+
+    def _rows(self, topic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        centres, bases, _, scale = self._topics()
+        spread = rng.standard_normal((len(topic), self.rank), dtype=np.float32) * scale
+        rows = centres[topic] + self.noise * rng.standard_normal((len(topic), DIM), dtype=np.float32) / np.sqrt(DIM)
+        order = np.argsort(topic, kind="stable")
+        bounds = np.flatnonzero(np.diff(topic[order])) + 1
+        for group in np.split(order, bounds):
+            rows[group] += spread[group] @ bases[topic[group[0]]].T
+        return _unit(rows)
+
+    def pool(self, n: int, chunk: int = 50_000) -> np.ndarray:
+        weight = self._topics()[2]
+        out = np.empty((n, DIM), dtype=np.float32)
+        for lo in range(0, n, chunk):
+            rng = np.random.default_rng([self.seed, 1, lo])
+            k = min(chunk, n - lo)
+            rows = self._rows(rng.choice(self.topics, k, p=weight), rng)
+            copies = int(k * self.copy_share)
+            source, copy = rng.integers(0, k, copies), rng.choice(k, copies, replace=False)
+            noise = rng.standard_normal((copies, DIM), dtype=np.float32) / np.sqrt(DIM)
+            rows[copy] = _unit(rows[source] + self.copy_noise * noise)
+            out[lo:lo + k] = rows
+        return out
+
+    def targets(self, m: int, topics: int) -> np.ndarray:
+        """Draws from ``topics`` topics outside the largest tenth."""
+        rng = np.random.default_rng([self.seed, 2])
+        chosen = rng.choice(np.arange(self.topics // 10, self.topics), topics, replace=False)
+        return self._rows(chosen[rng.integers(0, topics, m)], rng)
+
+
+GENERATORS = ("geometry", "topical")
+
+
+def generator(name: str, **settings: Any) -> Geometry | Topical:
+    return Geometry(**settings) if name == "geometry" else Topical(**settings)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -231,10 +305,13 @@ def _reference_stages(lines: list[tuple[float, str]], t0: float, t1: float) -> d
 
 
 # -- ours ---------------------------------------------------------------------------------------------------------
-def run_ours(x: np.ndarray, q: np.ndarray, **params: Any) -> dict[str, Any]:
+def run_ours(x: np.ndarray, q: np.ndarray, prune: bool = True, **params: Any) -> dict[str, Any]:
+    """Our selector on ``x`` and ``q``; ``prune=False``: its exact range search by brute force."""
+    from tasksift.index.searcher import LocalSearch
+    from tasksift.selectors.base import Context
     from tasksift.selectors.tsds import TSDSSelector
 
-    selector = TSDSSelector(BUDGET, **params).fit(x, q)
+    selector = TSDSSelector(BUDGET, **params).fit(x, q, ctx=Context(search=LocalSearch(prune=prune)))
     manifest = selector.selection_.manifest
     probability = np.zeros(len(x))
     probability[selector.probability_.rows] = selector.probability_.probability
@@ -258,38 +335,67 @@ def _public(run: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- parts --------------------------------------------------------------------------------------------------------
+PROGRAMS = ("reference", "ours", "ours, brute-force range search")
+
+
+def _timed(program: str, x: np.ndarray, q: np.ndarray, reference: Path | None) -> dict[str, Any]:
+    before = os.getloadavg()[0]
+    if program == "reference":
+        run = run_reference(reference, x, q, exact=False)
+    else:
+        run = run_ours(x, q, prune=program == "ours")
+    return {**run, "program": program, "load_before": before, "load_after": os.getloadavg()[0]}
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def part_a(args: argparse.Namespace, reference: Path | None, save: Results) -> None:
+    """Each generator: rounds of every program, in an order alternating between rounds; medians and ratios."""
     save.clear("a")
-    geometry = Geometry()
-    x = geometry.pool(args.n_a)
-    q = geometry.targets(TARGETS, args.target_topics)
-    save("a", "data", {"pool": list(x.shape), "targets": list(q.shape), "target_topics": args.target_topics,
-                       "geometry": geometry.__dict__, "budget": BUDGET})
-    runs = []
-    for _ in range(args.repeats):
-        runs.append(run_ours(x, q))
-        save("a", "ours", _public(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]))
-        save("a", "ours_seconds_all", [r["seconds"] for r in runs])
-    ours = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-    if reference is None:
-        return
-    ref = run_reference(reference, x, q, exact=False)
-    save("a", "reference", _public(ref))
-    save("a", "comparison", {
-        "speedup_end_to_end": ref["seconds"] / ours["seconds"],
-        "speedup_without_io": _compute_seconds(ref) / _compute_seconds(ours),
-        "speedup_density": ref["stages"]["density"] / max(ours["stages"]["density"], 1e-9),
-        "total_variation": total_variation(ours["probability"], ref["probability"]),
-        "what": "reference as it is (IVF, its density rule) against ours with defaults (exact search and density)",
-    })
-    ref_exact = run_reference(reference, x, q, exact=True)
-    parity = run_ours(x, q, density="reference", index="flat")
-    save("a", "parity", {
-        "total_variation": total_variation(parity["probability"], ref_exact["probability"]),
-        "reference_seconds": ref_exact["seconds"], "ours_seconds": parity["seconds"],
-        "ours": _public(parity), "reference": _public(ref_exact),
-        "what": "both with exact search; ours with density='reference'; the reference's density sum in float64",
-    })
+    programs = [p for p in PROGRAMS if p != "reference" or reference is not None]
+    for name in args.generators:
+        topics = args.target_topics if name == "geometry" else args.topical_target_topics
+        data = generator(name)
+        x, q = data.pool(args.n_a), data.targets(TARGETS, topics)
+        save("a", f"{name}/data", {"pool": list(x.shape), "targets": list(q.shape), "target_topics": topics,
+                                   "generator": data.__dict__, "budget": BUDGET})
+        runs: list[dict[str, Any]] = []
+        last: dict[str, dict[str, Any]] = {}
+        for round_ in range(args.rounds):
+            for program in programs if round_ % 2 == 0 else programs[::-1]:
+                last[program] = run = _timed(program, x, q, reference)
+                runs.append({"round": round_, **_public(run)})
+                save("a", f"{name}/runs", runs)
+        summary: dict[str, Any] = {}
+        for program in programs:
+            mine = [r for r in runs if r["program"] == program]
+            summary[program] = {"rounds": len(mine), "density_median": _median([r["stages"]["density"] for r in mine]),
+                                "whole_median": _median([r["seconds"] for r in mine]),
+                                "compute_median": _median([_compute_seconds(r) for r in mine]),
+                                "load": [min(r["load_before"] for r in mine), max(r["load_after"] for r in mine)]}
+        if reference is not None:
+            ref = [r for r in runs if r["program"] == "reference"]
+            for program in programs[1:]:
+                mine = [r for r in runs if r["program"] == program]
+                per_round = [a["stages"]["density"] / b["stages"]["density"] for a, b in zip(ref, mine, strict=True)]
+                summary[program].update({
+                    "density_ratio_of_medians": summary["reference"]["density_median"] / summary[program][
+                        "density_median"],
+                    "density_ratio_per_round": [min(per_round), max(per_round)],
+                    "whole_ratio_of_medians": summary["reference"]["whole_median"] / summary[program]["whole_median"],
+                    "compute_ratio_of_medians": summary["reference"]["compute_median"] / summary[program][
+                        "compute_median"],
+                    "total_variation": total_variation(last[program]["probability"], last["reference"]["probability"]),
+                })
+        save("a", f"{name}/summary", summary)
+        if args.parity and reference is not None:
+            ref_exact = run_reference(reference, x, q, exact=True)
+            parity = run_ours(x, q, density="reference", index="flat")
+            save("a", f"{name}/parity", {
+                "total_variation": total_variation(parity["probability"], ref_exact["probability"]),
+                "what": "both with exact search; ours with density='reference'; the reference's sum in float64"})
 
 
 def _rss() -> int:
@@ -316,18 +422,27 @@ def exact_density_sample(x: np.ndarray, rows: np.ndarray, values: np.ndarray, co
     return {**relative_errors(exact, values[pick]), "of_rows": len(rows), "seconds": time.perf_counter() - t0}
 
 
-def worker_b(n: int, target_topics: int, density: str, topics: int, save: Path | None = None,
-             check_rows: int = 500) -> dict[str, Any]:
-    """Part b in this (fresh) process: our stage times and memory on an ``n``-row pool. ``save``: where to
-    write the distribution and the computed densities (``.npz``) for the comparison across rules."""
+def _b_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Part b's pool (``--n-b`` rows of ``--b-generator``) and targets."""
+    if args.b_generator == "geometry":
+        data = Geometry(topics=args.b_topics)
+        return data.pool(args.n_b, chunk=20_000), data.targets(TARGETS, args.target_topics)
+    data = Topical()
+    return data.pool(args.n_b, chunk=20_000), data.targets(TARGETS, args.topical_target_topics)
+
+
+def worker_b(args: argparse.Namespace) -> dict[str, Any]:
+    """Part b in this (fresh) process: our stage times and memory on the part b pool (``--b-density``'s first
+    rule). ``--b-save``: where to write the distribution and the computed densities (``.npz``) for the
+    comparison across rules."""
     import faiss  # noqa: F401 - loaded before the baseline, as any run would
 
     from tasksift.selectors.tsds import TSDSSelector
 
+    density, save, check_rows = args.b_density[0], args.b_save, args.b_check_rows
     baseline = _rss()
-    geometry = Geometry(topics=topics)
-    x = geometry.pool(n, chunk=20_000)
-    q = geometry.targets(TARGETS, target_topics)
+    x, q = _b_data(args)
+    n = len(x)
     with_data = _rss()
     peak = [0]
     done = threading.Event()
@@ -339,6 +454,7 @@ def worker_b(n: int, target_topics: int, density: str, topics: int, save: Path |
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    before = os.getloadavg()[0]
     t0 = time.perf_counter()
     selector = TSDSSelector(BUDGET, density=density).fit(x, q)
     seconds = time.perf_counter() - t0
@@ -356,7 +472,8 @@ def worker_b(n: int, target_topics: int, density: str, topics: int, save: Path |
     if manifest["density"].get("rows_approximate") and check_rows > 0:
         check = exact_density_sample(x, selector.density_rows_, selector.density_values_, check_rows)
     return {
-        "pool": [n, DIM], "topics": topics, "density": density, "seconds": seconds, "stages": stages,
+        "pool": [n, DIM], "generator": args.b_generator, "density": density, "seconds": seconds, "stages": stages,
+        "load": [before, os.getloadavg()[0]],
         "neighbour_search_seconds": search, "neighbour_search_share": search / seconds,
         "total_over_neighbour_search": seconds / search,
         "matrix_bytes": matrix, "rss_baseline_bytes": baseline, "rss_with_data_bytes": with_data,
@@ -380,25 +497,45 @@ def against_exact(exact_file: Path, other_file: Path) -> dict[str, Any]:
             "rows_only_approximate": len(other["density_rows"]) - len(common)}
 
 
-def part_b(args: argparse.Namespace, save: Results) -> None:
+def worker_reference(args: argparse.Namespace) -> dict[str, Any]:
+    """The reference on the part b pool, in this (fresh) process."""
+    x, q = _b_data(args)
+    before = os.getloadavg()[0]
+    run = run_reference(args.reference, x, q, exact=False)
+    return {**_public(run), "load": [before, os.getloadavg()[0]]}
+
+
+def _subprocess(args: argparse.Namespace, worker: str, extra: list[str], timeout: float | None = None
+                ) -> dict[str, Any]:
+    """A fresh process running ``worker`` on the part b data; its JSON answer, or ``{"error": ...}``."""
+    command = [sys.executable, str(Path(__file__).resolve()), worker, "--n-b", str(args.n_b), "--b-generator",
+               args.b_generator, "--target-topics", str(args.target_topics), "--topical-target-topics",
+               str(args.topical_target_topics), "--b-topics", str(args.b_topics), *extra]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": [f"did not finish within {timeout:.0f} s (stopped)"], "load": os.getloadavg()[0]}
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def part_b(args: argparse.Namespace, reference: Path | None, save: Results) -> None:
+    prefix = args.b_generator if args.b_topics == Geometry.topics else f"{args.b_generator}, {args.b_topics} topics"
     with tempfile.TemporaryDirectory(prefix="tsds_b_") as tmp:
         files: dict[str, Path] = {}
-        for density in args.b_density:  # each run replaces the earlier one with the same rule and topics
-            key = density if args.b_topics == Geometry.topics else f"{density}, {args.b_topics} topics"
+        for density in args.b_density:  # each run replaces the earlier one with the same rule and data
             files[density] = Path(tmp) / f"{density}.npz"
-            command = [sys.executable, str(Path(__file__).resolve()), "--worker-b", "--n-b", str(args.n_b),
-                       "--target-topics", str(args.target_topics), "--b-density", density,
-                       "--b-topics", str(args.b_topics), "--b-save", str(files[density]),
-                       "--b-check-rows", str(args.b_check_rows)]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                save("b", key, {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]})
+            result = _subprocess(args, "--worker-b", ["--b-density", density, "--b-save", str(files[density]),
+                                                      "--b-check-rows", str(args.b_check_rows)])
+            if "error" in result:
                 files.pop(density)
-                continue
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            if result["density_info"].get("rows_approximate") and "radius" in files:
+            elif result["density_info"].get("rows_approximate") and "radius" in files:
                 result["against_exact_run"] = against_exact(files["radius"], files[density])
-            save("b", key, result)
+            save("b", f"{prefix}/{density}", result)
+    if reference is not None and args.b_reference_seconds > 0:
+        save("b", f"{prefix}/reference", _subprocess(args, "--worker-reference", ["--reference", str(reference)],
+                                                      timeout=args.b_reference_seconds))
 
 
 # -- output -------------------------------------------------------------------------------------------------------
@@ -440,55 +577,51 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value)} as JSON")
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _ratio(slow: float | None, fast: float | None) -> str:
-    return f"{slow / fast:.1f}x" if slow is not None and fast else "-"
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1f}x"
 
 
 def print_tables(data: dict[str, Any]) -> None:
     a = data.get("a", {})
-    if "ours" in a:
-        ours, ref = a["ours"], a.get("reference")
-        info = a["data"]
-        print(f"(a) pool {info['pool'][0]:,} x {info['pool'][1]}, {info['targets'][0]} targets from "
-              f"{info['target_topics']} topics, budget {info['budget']}; ours: median of "
-              f"{len(a.get('ours_seconds_all', [0]))} runs")
-        print(f"{'stage':<24}{'reference s':>12}{'ours s':>9}{'ratio':>8}")
-        for stage in STAGES:
-            r = ref["stages"].get(stage) if ref else None
-            o = ours["stages"].get(stage)
-            if r is None and o is None:
-                continue
-            print(f"{stage:<24}{_seconds(r):>12}{_seconds(o):>9}{_ratio(r, o):>8}")
-        r_total = ref["seconds"] if ref else None
-        print(f"{'end to end':<24}{_seconds(r_total):>12}{_seconds(ours['seconds']):>9}"
-              f"{_ratio(r_total, ours['seconds']):>8}")
-        r_compute = _compute_seconds(ref) if ref else None
-        print(f"{'without load and save':<24}{_seconds(r_compute):>12}{_seconds(_compute_seconds(ours)):>9}"
-              f"{_ratio(r_compute, _compute_seconds(ours)):>8}")
-        print(f"ours: K_i {ours['solver']['K']['min']:.0f} to {ours['solver']['K']['max']:.0f} of "
-              f"{ours['index']['list_length']}, {ours['density']['rows_computed']:,} densities computed, "
-              f"{ours['solver']['support']:,} rows with mass")
-        if "comparison" in a:
-            print(f"total variation, reference as it is vs ours (defaults): {a['comparison']['total_variation']:.3g}")
-        if "parity" in a:
+    for name in GENERATORS:
+        summary, info = a.get(f"{name}/summary"), a.get(f"{name}/data")
+        if summary is None:
+            continue
+        print(f"(a) {name}: pool {info['pool'][0]:,} x {info['pool'][1]}, {info['targets'][0]} targets from "
+              f"{info['target_topics']} topics, budget {info['budget']}; medians of "
+              f"{summary['ours']['rounds']} alternating rounds")
+        print(f"{'program':<34}{'density s':>10}{'whole s':>9}{'w/o io s':>9}{'ref/x density':>15}"
+              f"{'(per round)':>14}{'ref/x whole':>12}{'load':>12}")
+        for program, row in summary.items():
+            spread = row.get("density_ratio_per_round")
+            print(f"{program:<34}{row['density_median']:>10.2f}{row['whole_median']:>9.2f}"
+                  f"{row['compute_median']:>9.2f}{_times(row.get('density_ratio_of_medians')):>15}"
+                  f"{'-' if spread is None else f'{spread[0]:.1f}-{spread[1]:.1f}x':>14}"
+                  f"{_times(row.get('whole_ratio_of_medians')):>12}{row['load'][0]:>6.1f}-{row['load'][1]:<5.1f}")
+        runs = [r for r in a[f"{name}/runs"] if r["program"] == "ours"]
+        density = runs[-1]["density"]
+        print(f"ours: {density['rows_computed']:,} densities computed; {density['compared_distances']:,} distances "
+              f"in full of {density.get('exact_search', {}).get('brute_force_distances', 0):,} "
+              f"(search: {density.get('exact_search')})")
+        if "total_variation" in summary["ours"]:
+            print(f"total variation, reference vs ours: {summary['ours']['total_variation']:.3g}")
+        if f"{name}/parity" in a:
             print(f"parity, both exact search, ours density='reference': total variation "
-                  f"{a['parity']['total_variation']:.3g} (reference {a['parity']['reference_seconds']:.2f} s, "
-                  f"ours {a['parity']['ours_seconds']:.2f} s)")
-        if ref is None:
-            print("(no reference given: --reference PATH or TSDS_REFERENCE)")
+                  f"{a[f'{name}/parity']['total_variation']:.3g}")
+        print()
     for key, b in data.get("b", {}).items():
         print()
         if "error" in b:
             print(f"(b) {key}: failed: {b['error']}")
             continue
+        if key.endswith("/reference"):
+            print(f"(b) {key}: {b['seconds']:.2f} s, " + ", ".join(f"{k} {v:.2f}" for k, v in b["stages"].items())
+                  + f" (load {b['load'][0]:.1f}-{b['load'][1]:.1f})")
+            continue
         gib = 2.0**30
         how = "exact, in place" if b["index"].get("in_place") else b["index"]["kind"]
-        print(f"(b) pool {b['pool'][0]:,} x {b['pool'][1]} ({b.get('topics', Geometry.topics)} topics), "
-              f"density={b['density']}, prefetch {how}")
+        print(f"(b) {key}: pool {b['pool'][0]:,} x {b['pool'][1]}, density={b['density']}, prefetch {how}, "
+              f"load {b['load'][0]:.1f}-{b['load'][1]:.1f}")
         for stage, value in b["stages"].items():
             print(f"{stage:<24}{value:>9.2f}")
         print(f"{'end to end':<24}{b['seconds']:>9.2f}")
@@ -533,23 +666,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", choices=("a", "b", "all"), default="all")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--fresh", action="store_true", help="start a new results file instead of merging")
+    parser.add_argument("--generators", nargs="+", choices=GENERATORS, default=list(GENERATORS),
+                        help="part a's data")
     parser.add_argument("--n-a", type=int, default=100_000)
     parser.add_argument("--n-b", type=int, default=1_000_000)
-    parser.add_argument("--target-topics", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of ours in part a (median reported)")
+    parser.add_argument("--target-topics", type=int, default=10, help="topics of the targets, geometry")
+    parser.add_argument("--topical-target-topics", type=int, default=100, help="topics of the targets, topical")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every program in part a (medians)")
+    parser.add_argument("--parity", action="store_true", help="part a: the exact-search parity run as well")
+    parser.add_argument("--b-generator", choices=GENERATORS, default="geometry")
     parser.add_argument("--b-density", nargs="+", default=["radius", "auto", "reference"],
                         choices=("radius", "auto", "ivf", "reference"),
                         help="density rules to run in part b (one subprocess each; radius first for the comparison)")
     parser.add_argument("--b-check-rows", type=int, default=500,
                         help="rows whose exact density checks an approximate run, inside that run")
+    parser.add_argument("--b-reference-seconds", type=float, default=600,
+                        help="part b: stop the reference after this long (0: do not run it)")
     parser.add_argument("--b-save", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--b-topics", type=int, default=Geometry.topics,
-                        help="topics of the part b pool (default: the same distribution as part a)")
+                        help="topics of the geometry pool in part b (default: the same distribution as part a)")
     parser.add_argument("--worker-b", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker_b:
-        print(json.dumps(worker_b(args.n_b, args.target_topics, args.b_density[0], args.b_topics, args.b_save,
-                                  args.b_check_rows), default=_plain))
+    if args.worker_b or args.worker_reference:
+        print(json.dumps(worker_b(args) if args.worker_b else worker_reference(args), default=_plain))
         return
     reference = Path(args.reference).resolve() if args.reference else None
     if reference is not None and not (reference / "tsds.py").is_file():
@@ -558,7 +698,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.part in ("a", "all"):
         part_a(args, reference, results)
     if args.part in ("b", "all"):
-        part_b(args, results)
+        part_b(args, reference, results)
     print_tables(results.data)
     print(f"\nresults: {args.out}")
 

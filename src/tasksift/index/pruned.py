@@ -4,10 +4,10 @@ finds, after a screen in bfloat16 that rules most pairs out.
 The brute force (:func:`tasksift.index.exact.pool_range_search`) computes every query-row distance in float32.
 Here a screen rules pairs out first, by a bound that never rules out a pair the brute force finds:
 
-- Screen: query and pool rows, centred on the pool's mean, are rounded to bfloat16 and multiplied (torch, on the
-  CPU's bfloat16 units, float32 sums), which gives every pair's squared distance within a known error
-  (:func:`screen_threshold`: the rounding of the vectors, of the sums and of the result). A pair whose screened
-  value is at or above the radius plus that error is not within the radius.
+- Screen: query and pool rows, centred on the pool's mean, are rounded to bfloat16 and multiplied (torch, on
+  the CPU's bfloat16 units, float32 sums), which gives every pair's squared distance within a known error
+  (:func:`screen_threshold`: the rounding of the vectors, of the sums and of the result). A pair whose
+  screened value is at or above the radius plus that error is not within the radius.
 - Exact: the pairs left get their float32 squared distance as the brute force computes it
   (``|y|^2 + |x|^2 - 2 y.x``, clipped at 0), in blocks of ``SUB_BLOCK`` queries against the union of their
   candidates. The queries are grouped first by the nearest of ``sqrt(N)`` pool rows drawn at random (cells), so
@@ -16,14 +16,17 @@ Here a screen rules pairs out first, by a bound that never rules out a pair the 
 The hits are the brute force's: the same rows, in increasing row order per query, their distances equal up to
 the float32 rounding of two matrix products (which may also move a pair lying within that rounding of the
 radius across it, as two batch sizes of the brute force may). The screen runs where the CPU multiplies
-bfloat16 in hardware (:func:`fast_bfloat16`); elsewhere every pair is computed in full by the brute force.
-``stats`` counts the work: ``brute_force`` (the pairs of the brute force), ``screened`` (pairs screened in
-bfloat16), ``compared`` (distances computed in float32), ``cells`` and ``screen`` (1 when the screen runs).
+bfloat16 in hardware (:func:`fast_bfloat16`); elsewhere every pair is computed in full by the brute force. The
+work is spread over the cores by threads each running torch on one core (:func:`_torch_on_one_thread`).
+``stats`` counts it: ``brute_force`` (the pairs of the brute force), ``screened`` (pairs screened in bfloat16),
+``compared`` (distances computed in float32), ``cells`` and ``screen`` (1 when it runs).
 
-A cell bound (skipping the cells whose centre is farther than the radius plus their own radius, by the
-triangle inequality) is not used: on the clustered benchmarks of docs/performance.md, with ``sqrt(N)`` k-means
-cells, it left 95-100% of the pool to visit, because in hundreds of dimensions a cell's radius is close to the
-distance between cells.
+Two exact bounds were measured on the clustered benchmarks of docs/performance.md and left out. A cell bound
+(skipping the k-means cells whose centre is farther than the radius plus their own radius, by the triangle
+inequality) left 95-100% of the pool to visit with ``sqrt(N)`` cells: in hundreds of dimensions a cell's
+radius is close to the distance between cells. A projection on the pool's leading principal directions
+(``||V^T (q - x)|| <= ||q - x||``) made the screen narrower but kept more pairs and cost a pass over the pool:
+no faster than the screen at full width.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from tasksift.util.env import default_threads
 QUERY_BLOCK = 1024
 #: pool rows per tile: with QUERY_BLOCK, the product's result (4 MB) stays in the cache
 POOL_TILE = 2048
-#: queries that share one exact product against the union of their candidates
+#: queries that share one exact product against the union of their candidates (a power of two)
 SUB_BLOCK = 128
 #: rows sampled for the pool's mean
 MEAN_ROWS = 16384
@@ -68,15 +71,17 @@ def screen_threshold(radius2: float, dim: int, max_sq: float, max_centred_sq: fl
     """The screened squared distance below which a pair may be within ``radius2`` for the brute force.
 
     A brute-force hit has float32 ``f < radius2``, so its exact squared distance is below ``radius2 + E_f``
-    (``E_f = 2 gamma_{d+2} (|y|^2 + |x|^2)``, the error of ``|y|^2 + |x|^2 - 2 y.x``); rounding the centred
-    vectors to bfloat16 moves each by at most ``(2^-9 + 2^-23)`` of its norm, so the rounded pair is within
-    ``R = sqrt(radius2 + E_f) + 2 (2^-9 + 2^-23) sqrt(max_centred_sq)``. The screen's value is that distance
-    squared, up to the rounding of the squared norms to bfloat16, the float32 sums and the bfloat16 result:
-    at most ``E_c = 1.01 (3 * 2^-9 + 3 gamma_{d+2}) 2 max_centred_sq``. ``max_sq`` and ``max_centred_sq``: the
-    largest squared norm of a query or pool row, before and after centring."""
+    (``E_f = 2 gamma_{d+2} (|y|^2 + |x|^2)``, the error of ``|y|^2 + |x|^2 - 2 y.x``). Centring a vector in
+    float32 and rounding it to bfloat16 moves it by at most ``e = (2^-9 + 2^-23)(1 + 2^-23) sqrt(max_centred_sq)``,
+    so the rounded pair is within ``R = sqrt(radius2 + E_f) + 2 e``. The screen's value is that squared distance
+    up to the rounding of the squared norms to bfloat16, the float32 sums and the bfloat16 result: at most
+    ``E_c = 1.01 (3 * 2^-9 + 3 gamma_{d+2}) 2 max_z``, ``max_z`` the largest squared norm of a rounded vector.
+    ``max_sq`` and ``max_centred_sq``: the largest squared norm of a query or pool row, before and after
+    centring."""
     full = 2 * _gamma(dim + 2) * 2 * max_sq
-    reach = math.sqrt(radius2 + full) + 2 * (UNIT16 + UNIT32) * math.sqrt(max_centred_sq)
-    error = 1.01 * (3 * UNIT16 + 3 * _gamma(dim + 2)) * 2 * max_centred_sq * (1 + 2 * UNIT16)
+    largest = math.sqrt(max_centred_sq) * (1 + 2 * UNIT32)
+    reach = math.sqrt(radius2 + full) + 2 * (UNIT16 + 2 * UNIT32) * largest
+    error = 1.01 * (3 * UNIT16 + 3 * _gamma(dim + 2)) * 2 * largest**2 * (1 + 2 * UNIT16)
     return (reach * reach + error) * (1 + 8 * UNIT32)
 
 
@@ -99,8 +104,8 @@ def fast_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 @contextlib.contextmanager
 def _torch_on_one_thread() -> Iterator[None]:
-    """torch on one thread while inside: work is spread over cores by :func:`_on_each_core` instead, because on
-    busy cores torch's own threads wait on each other (several times slower than one thread here)."""
+    """torch on one thread while inside: the work is spread over the cores by :func:`_on_each_core` instead,
+    because on busy cores torch's own threads wait on each other (several times slower than one thread here)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -117,10 +122,18 @@ def _on_each_core(function: Callable[[int], Any], items: range) -> list[Any]:
         return list(pool.map(function, items))
 
 
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` in float32 by torch (on one thread inside :func:`_torch_on_one_thread`)."""
+    import torch
+
+    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b)).T).numpy()
+
+
 class PrunedRangeSearch:
     """Exact range search (Euclidean ``radius``) of batches of vectors over the pool ``x``, a
     :data:`tasksift.index.exact.RangeSearch`. ``screen``: True or False to use the bfloat16 screen or not,
-    None (default): where the CPU multiplies bfloat16 in hardware (:func:`fast_bfloat16`)."""
+    None (default): where the CPU multiplies bfloat16 in hardware (:func:`fast_bfloat16`). ``cells``: the
+    number of pool rows that group the queries (default ``sqrt(N)``)."""
 
     def __init__(self, x: np.ndarray, radius: float, stats: dict[str, int], *, screen: bool | None = None,
                  cells: int | None = None, seed: int = 0) -> None:
@@ -131,9 +144,9 @@ class PrunedRangeSearch:
         self.built = False
 
     def _build(self) -> None:
-        """The pool's mean, its squared norms (before and after centring) and the cells' centres."""
+        """The pool's mean, its squared norms (before and after centring), its tiles in bfloat16 and the cells'
+        centres, at the first call."""
         t0 = time.perf_counter()
-        n, d = self.x.shape
         for key in ("brute_force", "screened", "compared", "cells", "build_ms"):
             self.stats.setdefault(key, 0)
         if self.screen is None:
@@ -141,23 +154,27 @@ class PrunedRangeSearch:
         self.stats["screen"] = int(self.screen)
         self.built = True
         if self.screen:
-            rng = np.random.default_rng([self.seed, 17])
-            sample = self.x if n <= MEAN_ROWS else self.x[np.sort(rng.choice(n, MEAN_ROWS, replace=False))]
-            self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
-            self.norms = np.empty(n, dtype=np.float32)
-            self.max_centred_sq = 0.0
-            for lo in range(0, n, 65536):
-                part = self.x[lo:lo + 65536]
-                self.norms[lo:lo + len(part)] = np.einsum("ij,ij->i", part, part)
-                self.max_centred_sq = max(self.max_centred_sq, _max_sq(part - self.mean))
-            self.max_sq = float(self.norms.max()) * (1 + _gamma(d))
-            with _torch_on_one_thread():  # the pool in bfloat16, tile by tile: half its size in float32
-                self.tiles = _on_each_core(
-                    lambda lo: _augmented(self.x[lo:lo + POOL_TILE] - self.mean, query=False), range(0, n, POOL_TILE))
-            count = self.cells if self.cells is not None else max(1, math.isqrt(n))
-            self.centres = self.x[np.sort(rng.choice(n, min(int(count), n), replace=False))] - self.mean
-            self.stats["cells"] = len(self.centres)
+            with _torch_on_one_thread():
+                self._set_up()
         self.stats["build_ms"] += round(1000 * (time.perf_counter() - t0))
+
+    def _set_up(self) -> None:
+        n, d = self.x.shape
+        rng = np.random.default_rng([self.seed, 17])
+        sample = self.x if n <= MEAN_ROWS else self.x[np.sort(rng.choice(n, MEAN_ROWS, replace=False))]
+        self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.norms = np.empty(n, dtype=np.float32)
+        self.max_centred_sq = 0.0
+        for lo in range(0, n, 65536):
+            part = self.x[lo:lo + 65536]
+            self.norms[lo:lo + len(part)] = np.einsum("ij,ij->i", part, part)
+            self.max_centred_sq = max(self.max_centred_sq, _max_sq(part - self.mean))
+        self.max_sq = float(self.norms.max()) * (1 + _gamma(d))
+        self.tiles = _on_each_core(  # the pool in bfloat16, tile by tile: half its size in float32
+            lambda lo: _augmented(self.x[lo:lo + POOL_TILE] - self.mean, query=False), range(0, n, POOL_TILE))
+        count = self.cells if self.cells is not None else max(1, math.isqrt(n))
+        self.centres = self.x[np.sort(rng.choice(n, min(int(count), n), replace=False))] - self.mean
+        self.stats["cells"] = len(self.centres)
 
     def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         y = np.ascontiguousarray(y, dtype=np.float32)
@@ -169,29 +186,35 @@ class PrunedRangeSearch:
         if not self.screen:
             self.stats["compared"] += len(y) * len(self.x)
             return range_search_l2(y, self.x, self.radius2)
+        with _torch_on_one_thread():
+            return self._search(y)
+
+    def _search(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The screen, then the exact distances of the pairs it keeps, block by block on every core."""
         centred = y - self.mean
-        nearest = np.argmin(np.einsum("ij,ij->i", self.centres, self.centres) - 2 * (centred @ self.centres.T), axis=1)
+        nearest = np.argmin(np.einsum("ij,ij->i", self.centres, self.centres) - 2 * _product(centred, self.centres),
+                            axis=1)
         order = np.argsort(nearest, kind="stable")  # queries grouped by cell
         threshold = screen_threshold(self.radius2, y.shape[1], max(self.max_sq, _max_sq(y)),
                                      max(self.max_centred_sq, _max_sq(centred)))
         candidates = self._screen(centred[order], threshold)
         y_norms = np.einsum("ij,ij->i", y, y)
-        counts = np.zeros(len(y), dtype=np.int64)
-        d2_parts, id_parts = [], []
-        for block, union in zip(range(0, len(y), SUB_BLOCK), candidates, strict=True):
-            rows = order[block:block + SUB_BLOCK]
-            if len(union) == 0:
-                continue
-            d2 = y[rows] @ np.ascontiguousarray(self.x[union]).T
-            d2 *= -2.0
+        radius2 = np.float32(self.radius2)
+
+        def exact(block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows, union = order[block * SUB_BLOCK:(block + 1) * SUB_BLOCK], candidates[block]
+            d2 = -2.0 * _product(y[rows], self.x[union])
             d2 += np.add.outer(y_norms[rows], self.norms[union])  # (|y|^2 + |x|^2) - 2 y.x, as faiss rounds it
             np.maximum(d2, 0.0, out=d2)
-            self.stats["compared"] += d2.size
-            i, j = np.nonzero(d2 < np.float32(self.radius2))
-            counts[rows] = np.bincount(i, minlength=len(rows))
-            d2_parts.append(d2[i, j])
-            id_parts.append(union[j])
-        return _in_query_order(order, counts, d2_parts, id_parts)
+            i, j = np.nonzero(d2 < radius2)
+            return np.bincount(i, minlength=len(rows)), d2[i, j], union[j]
+
+        found = _on_each_core(exact, range(len(candidates)))
+        self.stats["compared"] += sum(min(SUB_BLOCK, len(y) - b * SUB_BLOCK) * len(union)
+                                      for b, union in enumerate(candidates))
+        counts = np.zeros(len(y), dtype=np.int64)
+        counts[order] = np.concatenate([c for c, _, _ in found])
+        return _in_query_order(order, counts, [d2 for _, d2, _ in found], [ids for _, _, ids in found])
 
     def _screen(self, centred: np.ndarray, threshold: float) -> list[np.ndarray]:
         """For each block of ``SUB_BLOCK`` (centred, grouped) queries: the pool rows (ascending) that the
@@ -214,9 +237,8 @@ class PrunedRangeSearch:
                 # compared in float32: a bfloat16 comparison would round the threshold
                 keep[q0 // SUB_BLOCK:q0 // SUB_BLOCK + len(least), lo:lo + len(tile)] = least[:, 0].float() < threshold
 
-        with _torch_on_one_thread():
-            queries = _augmented(padded, query=True)
-            _on_each_core(screen, range(len(self.tiles)))
+        queries = _augmented(padded, query=True)
+        _on_each_core(screen, range(len(self.tiles)))
         self.stats["screened"] += len(centred) * len(self.x)
         return [np.flatnonzero(row) for row in keep.numpy()]
 

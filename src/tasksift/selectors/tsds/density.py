@@ -3,14 +3,18 @@
 :class:`DensityOracle` computes ``rho`` of the rows the solver asks for, each row once, by one of the rules
 the selector's ``density`` parameter names. Choices the paper and the reference code leave open, made here:
 
-- ``radius`` (the selector's default) is the exact density: every pool row within ``sigma``, found by faiss's
-  brute-force range search over the whole pool (:func:`tasksift.index.exact.pool_range_search`,
-  :func:`radius_density`). The reference's rule (``kde_k`` nearest among the union of the prefetched lists,
-  :func:`reference_density`) stays available as ``reference``, searched exactly over that union. Each batch of
-  rows costs one brute-force pass over the pool (or the union), so the time grows with the number of distinct
-  rows among the first ``K_i + 1`` neighbours of the queries (``manifest["density"]["rows_computed"]``): small
-  for a task's target examples, which share their neighbourhoods; large for targets spread over the whole
-  pool. No index prunes that pass exactly: the IVF and HNSW range searches are approximate.
+- ``radius`` (the selector's default) is the exact density: every pool row within ``sigma``
+  (:func:`radius_density`), found by the context's exact range search over the whole pool. In this process that
+  is :class:`tasksift.index.pruned.PrunedRangeSearch` for pools of at least ``PRUNE_MIN_ROWS`` rows (50,000):
+  a screen in bfloat16, with an error bound, rules out most pairs, and only the pairs it keeps get their
+  float32 distance, so the hits are the brute force's (:func:`tasksift.index.exact.pool_range_search`, used
+  below that size and on CPUs without bfloat16 units). ``manifest["density"]["exact_search"]`` records the pairs
+  screened and those computed in full against the brute force's count. The reference's rule (``kde_k`` nearest
+  among the union of the prefetched lists, :func:`reference_density`) stays available as ``reference``,
+  searched exactly over that union by brute force. The work grows with the number of distinct rows among the
+  first ``K_i + 1`` neighbours of the queries (``manifest["density"]["rows_computed"]``) times the pool's
+  rows: small for a task's target examples, which share their neighbourhoods; large for targets spread over the
+  whole pool. The IVF and HNSW range searches would prune more but are approximate.
 - ``ivf`` is the approximate density: the same kernel sum over the rows that a two-level inverted file
   (:class:`tasksift.index.two_level.TwoLevelIVF`) finds within ``sigma``: ``density_nlist`` coarse cells
   (default ``sqrt(N) / 32``; the one pass over the pool assigns every row to one), refined lazily into cells of
@@ -33,10 +37,11 @@ the selector's ``density`` parameter names. Choices the paper and the reference 
   inverted file saves little: the exact search takes over from there (on the benchmark's 300,000-row pool the
   check went to 64 probed cells of ~2,048 rows: 44% of the pool).
 - ``auto`` (opt-in, our choice): exact while rows computed x pool rows stays within the selector's
-  ``AUTO_EXACT_MAX`` (10^9 distance computations, the budget ``index="auto"`` gives the exact prefetch),
-  approximate (``ivf``) for the request that would go beyond it and every later one; rows computed before keep
-  their exact value. ``manifest["density"]`` records the budget, ``rows_exact``, ``rows_approximate`` and the
-  inverted file's settings and work.
+  ``AUTO_EXACT_MAX`` (10^9 pairs, the budget ``index="auto"`` gives the exact prefetch; counted as the brute
+  force would compare them, so the rule does not depend on the machine, though the pruned search computes few
+  of them in full), approximate (``ivf``) for the request that would go beyond it and every later one; rows
+  computed before keep their exact value. ``manifest["density"]`` records the budget, ``rows_exact``,
+  ``rows_approximate`` and the inverted file's settings and work.
 """
 
 from __future__ import annotations
