@@ -389,6 +389,9 @@ def part_a(args: argparse.Namespace, reference: Path | None, save: Results) -> N
                         "compute_median"],
                     "total_variation": total_variation(last[program]["probability"], last["reference"]["probability"]),
                 })
+        if "ours" in last and PROGRAMS[2] in last:  # the pruned search against the brute force
+            summary["ours"]["total_variation_against_brute_force"] = total_variation(
+                last["ours"]["probability"], last[PROGRAMS[2]]["probability"])
         save("a", f"{name}/summary", summary)
         if args.parity and reference is not None:
             ref_exact = run_reference(reference, x, q, exact=True)
@@ -605,6 +608,8 @@ def print_tables(data: dict[str, Any]) -> None:
               f"(search: {density.get('exact_search')})")
         if "total_variation" in summary["ours"]:
             print(f"total variation, reference vs ours: {summary['ours']['total_variation']:.3g}")
+        print(f"total variation, ours vs ours with the brute-force range search: "
+              f"{summary['ours'].get('total_variation_against_brute_force', float('nan')):.3g}")
         if f"{name}/parity" in a:
             print(f"parity, both exact search, ours density='reference': total variation "
                   f"{a[f'{name}/parity']['total_variation']:.3g}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasksift.index import searcher
+from tasksift.index import pruned, searcher
 from tasksift.index.exact import pool_range_search
 from tasksift.index.pruned import PrunedRangeSearch, fast_bfloat16, screen_threshold
 from tasksift.index.searcher import LocalSearch
@@ -53,6 +53,13 @@ def test_finds_what_the_brute_force_finds(settings: dict) -> None:
         assert stats["compared"] < 0.2 * stats["brute_force"]
     else:
         assert stats["screen"] == 0 and stats["compared"] == stats["brute_force"] and stats["screened"] == 0
+
+
+def test_unions_taken_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pruned, "UNION_SLICE", 7)
+    x = topics(10, 3000)
+    y = x[::5]
+    assert_same_hits(PrunedRangeSearch(x, 0.3, {}, screen=True, cells=3)(y), pool_range_search(x, 0.3, {})(y))
 
 
 def test_rows_at_the_radius_duplicates_and_exact_distances() -> None:

