@@ -81,7 +81,6 @@ REFERENCE_STAGES = (
     ("Start sampling", "sampling"),
     ("Saving indices", "save"),
 )
-STAGES = ("load", "index", "search", "density", "solver", "sampling", "save")
 
 
 # -- data ------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ work is spread over the cores by threads each running torch on one core (:func:`
 
 Two exact bounds were measured on the clustered benchmarks of docs/performance.md and left out. A cell bound
 (skipping the k-means cells whose centre is farther than the radius plus their own radius, by the triangle
-inequality) left 95-100% of the pool to visit with ``sqrt(N)`` cells: in hundreds of dimensions a cell's
+inequality) left 98-100% of the pool to visit with ``sqrt(N)`` cells: in hundreds of dimensions a cell's
 radius is close to the distance between cells. A projection on the pool's leading principal directions
 (``||V^T (q - x)|| <= ||q - x||``) made the screen narrower but kept more pairs and cost a pass over the pool:
 no faster than the screen at full width.
