@@ -10,8 +10,10 @@ Parts, each in a process of its own that is stopped at its time cap, so that the
 - ``embed``: all-MiniLM-L6-v2 rows/s on the GPU (float16, length-sorted batches) over 4,096 texts and on the CPU
   over the first 512 of the same texts, and the largest difference between the two's rows;
 - ``gradients``: per-example LoRA gradients of the MiniLM proxy (raw rows, one batched forward and backward pass
-  per batch), rows/s on the GPU over 1,024 texts and on the CPU over the first 128 of them; then the whole
-  cached feature path (``gradient_features``: proxy on the GPU, projection to 8,192 on the CPU) on the GPU;
+  per batch), rows/s on the GPU over 1,024 texts and on the CPU over the first 128 of them; the same for the
+  gradient selectors' default proxy, a causal LM of SmolLM2-135M's shape on (prompt, response) pairs with the
+  prompt masked, over 512 pairs on the GPU and the first 16 on the CPU; then the whole cached feature path
+  (``gradient_features``: proxy on the GPU, projection to 8,192 on the CPU) on the GPU;
 - ``train``: one instruction-track evaluation (``evaluate``: a LoRA finetuning, then the option scoring of the
   test items) on the GPU: steps/s and items/s;
 - ``search``: ``tasksift.select`` with ``knn`` (exact) and ``tsds`` on 10,000,000 x 384 clustered unit vectors
@@ -50,9 +52,11 @@ PARTS = ("embed", "gradients", "train", "search")
 #: the sizes of a GPU run and of the CPU smoke run
 SIZES: dict[str, dict[str, Any]] = {
     "gpu": {"embed_texts": 4096, "embed_cpu_texts": 512, "grad_texts": 1024, "grad_cpu_texts": 128,
+            "grad_lm_texts": 512, "grad_lm_cpu_texts": 16,
             "proj_dim": 8192, "lm": "smollm2-shape", "pool": 4000, "test": 256, "steps": 100, "batch": 8,
             "max_length": 128, "rows": 10_000_000, "targets": 500, "budget": 10_000, "clusters": 1000},
-    "cpu-smoke": {"embed_texts": 32, "embed_cpu_texts": 16, "grad_texts": 16, "grad_cpu_texts": 8, "proj_dim": 64,
+    "cpu-smoke": {"embed_texts": 32, "embed_cpu_texts": 16, "grad_texts": 16, "grad_cpu_texts": 8,
+                  "grad_lm_texts": 8, "grad_lm_cpu_texts": 4, "proj_dim": 64,
                   "lm": "tiny", "pool": 24, "test": 8, "steps": 2, "batch": 4, "max_length": 32, "rows": 5000,
                   "targets": 20, "budget": 50, "clusters": 20},
 }
@@ -167,12 +171,44 @@ def part_gradients(device: Any, size: dict[str, Any], record: Record) -> None:
         record({"part": "per-example gradients (MiniLM LoRA, raw)", "where": where, "size": f"{n:,} texts, "
                 f"{proxy.dim:,} values/row", "seconds": seconds, "rate": rates[where], "unit": "rows/s",
                 "note": "batches of 32, rows copied to the CPU" + _speedup(rates, where)})
+    _pair_gradients(device, size, record)
     with tempfile.TemporaryDirectory() as cache:
         _, seconds = _timed(lambda: gradient_features(texts, proj_dim=size["proj_dim"], batch_size=32,
                                                       cache_dir=cache, progress=False, device=device))
     record({"part": "gradient features (cached path)", "where": str(device), "size": f"{len(texts):,} texts",
             "seconds": seconds, "rate": len(texts) / seconds, "unit": "rows/s",
             "note": f"model loading and projection to {size['proj_dim']:,} (on the CPU) included"})
+
+
+def _pair_gradients(device: Any, size: dict[str, Any], record: Record) -> None:
+    """Per-example LoRA gradients of a causal LM of SmolLM2's shape on (prompt, response) pairs, prompt masked."""
+    import numpy as np
+
+    from tasksift.features.gradients import load_proxy
+    from tasksift.features.gradients.pairs import join_pairs
+
+    words = vocabulary(400)
+    n_gpu, n_cpu = size["grad_lm_texts"], size["grad_lm_cpu_texts"]
+    prompts = make_texts(n_gpu, seed=3, words=words)
+    responses = [" ".join(p.split()[:3]) for p in prompts]
+    pairs = join_pairs(prompts, responses)
+    with tempfile.TemporaryDirectory() as tmp:
+        proxy = load_proxy(_random_lm(Path(tmp) / "lm", words, size["lm"]), max_length=size["max_length"])
+        rates: dict[str, float] = {}
+        for where, n in dict.fromkeys([(str(device), n_gpu), ("cpu", n_cpu)]):
+            proxy.to(where)
+            proxy.gradients(pairs[:2])
+            order = np.argsort([-len(t) for t in pairs[:n]], kind="stable")
+
+            def run(count: int = n, order: Any = order) -> None:
+                for start in range(0, count, 16):
+                    proxy.gradients([pairs[i] for i in order[start:start + 16]])
+
+            _, seconds = _timed(run)
+            rates[where] = n / seconds
+            record({"part": "per-example gradients (SmolLM2-shape LoRA, response only, raw)", "where": where,
+                    "size": f"{n:,} pairs, {proxy.dim:,} values/row", "seconds": seconds, "rate": rates[where],
+                    "unit": "rows/s", "note": f"batches of 16, {size['max_length']} tokens" + _speedup(rates, where)})
 
 
 def _random_lm(folder: Path, words: list[str], shape: str) -> Path:

@@ -156,16 +156,17 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
     """Per task and method: mean accuracy and answer loss, gains over random (seed by seed), retention against
     exhaustive. A run recorded without its answer loss gets it from its ``eval.json``."""
     runs_dir = Path(out["runs_dir"])
+    methods = out.get("methods") or list(METHODS)
     for task, entry in out["tasks"].items():
-        runs = {m: entry["methods"][m]["runs"] for m in METHODS}
-        for m in METHODS:
+        runs = {m: entry["methods"][m]["runs"] for m in methods}
+        for m in methods:
             for s, run in runs[m].items():
                 if "answer_loss" not in run:
                     path = runs_dir / task / m / f"seed-{s}" / "eval.json"
                     if path.is_file():
                         run["answer_loss"] = json.loads(path.read_text())["runs"][s]["metrics"]["answer_loss"]
         common = sorted(set.intersection(*(set(r) for r in runs.values())), key=int) if runs else []
-        for m in METHODS:
+        for m in methods:
             row = entry["methods"][m]
             seeds = sorted(runs[m], key=int)
             row["seeds_done"] = len(seeds)
@@ -207,27 +208,38 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
                "minus the method's), averaged over the seeds all methods have; retention = HARP's gain / "
                "harp-exhaustive's gain, left empty where exhaustive does not beat random. Command: "
                "`TASKSIFT_THREADS=1 python benchmarks/harp.py`; raw numbers in `benchmarks/results/harp.json`.", ""]
+    methods = out.get("methods") or list(METHODS)
     if not out["complete"]:
         left = []
         for task in out.get("planned_tasks", []):
             entry = out["tasks"].get(task)
             if entry is None:
-                left.append(f"{task}: everything (its probes and {len(out['seeds']) * len(METHODS)} evaluations)")
+                left.append(f"{task}: everything (its probes and {len(out['seeds']) * len(methods)} evaluations)")
                 continue
-            missing = [f"{m} seed {s}" for s in out["seeds"] for m in METHODS
+            missing = [f"{m} seed {s}" for s in out["seeds"] for m in methods
                        if str(s) not in entry["methods"][m]["runs"]]
             if missing:
                 left.append(f"{task}: " + ", ".join(missing))
         if left:
             lines += ["Left to run (the same command resumes; finished probes and evaluations are kept): "
                       + "; ".join(left) + ".", ""]
+    lines += task_tables(out)
+    if out.get("notes"):
+        lines += [out["notes"], ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def task_tables(out: dict[str, Any]) -> list[str]:
+    """Per task: the table of methods (accuracy, gains, retention, probes) and the probe-quality figures."""
+    methods = out.get("methods") or list(METHODS)
+    lines: list[str] = []
     for name, entry in out["tasks"].items():
         none = entry.get("none")
         lines += [f"**{name}** (no finetuning: {none:.4f})" if none is not None else f"**{name}**", "",
                   "| method | seeds | accuracy (mean) | gain over random | retention of exhaustive's gain | "
                   "answer loss (mean) | loss reduction vs random | retention (loss) | probes | "
                   "probes vs exhaustive |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for m in METHODS:
+        for m in methods:
             row = entry["methods"][m]
             if not row.get("seeds_done"):
                 continue
@@ -263,9 +275,7 @@ def markdown(out: dict[str, Any], done: int, planned: int) -> str:
                 lines.append(f"| {m} | {q['unprobed_leaves']} | {rho} | {mae} | {q['measured_spread']:.6f} | "
                              f"{100 * q['selected_overlap']:.0f}% |")
         lines.append("")
-    if out.get("notes"):
-        lines += [out["notes"], ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 def estimate_quality(runs: Path, task: str) -> dict[str, Any] | None:
@@ -278,7 +288,6 @@ def estimate_quality(runs: Path, task: str) -> dict[str, Any] | None:
     """
     import numpy as np
     import pyarrow.parquet as pq
-    from scipy.stats import spearmanr
 
     ex_dir = runs / task / "harp-exhaustive" / "seed-0"
     if not (ex_dir / "leaves.parquet").is_file():
@@ -304,11 +313,21 @@ def estimate_quality(runs: Path, task: str) -> dict[str, Any] | None:
         est, truth = lv[effect_col].to_numpy()[unprobed], ex[measured_col].to_numpy()[unprobed]
         rows = set(pq.read_table(d / "selection.parquet", columns=["row"]).column("row").to_pylist())
         out[method] = {"unprobed_leaves": int(unprobed.sum()),
-                       "spearman": float(spearmanr(est, truth).statistic) if unprobed.sum() > 2 else None,
+                       "spearman": _rank_correlation(est, truth),
                        "mae": float(np.abs(est - truth).mean()) if unprobed.any() else None,
                        "measured_spread": float(ex[measured_col].std()),
                        "selected_overlap": len(rows & ex_rows) / max(len(ex_rows), 1)}
     return out
+
+
+def _rank_correlation(est: Any, truth: Any) -> float | None:
+    """Spearman's correlation of two arrays; ``None`` under 3 values or where one of them is constant."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    if len(est) < 3 or np.ptp(est) == 0 or np.ptp(truth) == 0:
+        return None
+    return float(spearmanr(est, truth).statistic)
 
 
 def write(out: dict[str, Any], done: int, planned: int) -> None:
@@ -352,9 +371,9 @@ def main(argv: list[str] | None = None) -> None:
         done = sum(1 + sum(len(m["runs"]) for m in e["methods"].values()) for e in out["tasks"].values())
         write(out, done, max(planned, done))
         return
-    from tasksift.cli.common import parse_params
+    from tasksift.util.params import parse_assignments
 
-    args.probe = {k: _typed(v) for k, v in parse_params(args.probe).items()}
+    args.probe = {k: _typed(v) for k, v in parse_assignments(args.probe, "--probe").items()}
     args.tasks = [t for t in args.tasks.split(",") if t]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -46,263 +46,26 @@ Results are merged into the JSON file after every finished run, so a killed benc
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import json
-import logging
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-DIM = 384
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tsds_data import DIM, GENERATORS, Geometry, Topical, generator  # noqa: E402
+from tsds_reference import BUDGET, run_reference  # noqa: E402
+
 TARGETS = 500
-BUDGET = 1000
 RESULTS = Path(__file__).resolve().parent / "results" / "tsds.json"
-#: the reference's stages, keyed by the log line that opens each
-REFERENCE_STAGES = (
-    ("number of query examples", "load"),
-    ("Starting building index", "index"),
-    ("Start prefetching", "search"),
-    ("Start computing KDE", "density"),
-    ("Sigma is zero", "density"),
-    ("Start computing the probability assignment", "solver"),
-    ("Start sampling", "sampling"),
-    ("Saving indices", "save"),
-)
-
-
-# -- data ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Geometry:
-    """Topic and subtopic centres; rows are drawn around them (see the module docstring)."""
-
-    topics: int = 100
-    subtopics: int = 20
-    topic_spread: float = 0.7
-    row_spread: float = 0.5
-    dup_fraction: float = 0.02
-    seed: int = 0
-
-    def centres(self) -> np.ndarray:
-        rng = np.random.default_rng(self.seed)
-        topic = _unit(rng.standard_normal((self.topics, DIM), dtype=np.float32))
-        noise = rng.standard_normal((self.topics * self.subtopics, DIM), dtype=np.float32) / np.sqrt(DIM)
-        return _unit(np.repeat(topic, self.subtopics, axis=0) + self.topic_spread * noise)
-
-    def pool(self, n: int, chunk: int = 100_000) -> np.ndarray:
-        """``n`` rows, written chunk by chunk into one float32 matrix (peak memory: the matrix and a chunk)."""
-        centres = self.centres()
-        out = np.empty((n, DIM), dtype=np.float32)
-        for lo in range(0, n, chunk):
-            rng = np.random.default_rng([self.seed, 1, lo])
-            k = min(chunk, n - lo)
-            rows = self._around(centres[rng.integers(0, len(centres), k)], rng)
-            copies = int(k * self.dup_fraction)
-            if copies:
-                sizes = rng.integers(1, 10, copies)  # copies per source row: groups of 2 to 10
-                sizes = sizes[:int(np.searchsorted(np.cumsum(sizes), copies)) + 1]
-                sizes[-1] -= int(sizes.sum()) - copies
-                order = rng.permutation(k)
-                source = np.repeat(order[:len(sizes)], sizes)
-                copy = order[len(sizes):len(sizes) + copies]
-                noise = rng.standard_normal((copies, DIM), dtype=np.float32) / np.sqrt(DIM)
-                rows[copy] = _unit(rows[source] + 0.05 * noise)
-            out[lo:lo + k] = rows
-        return out
-
-    def targets(self, m: int, topics: int) -> np.ndarray:
-        centres = self.centres()
-        rng = np.random.default_rng([self.seed, 2])
-        chosen = rng.choice(self.topics, topics, replace=False)
-        sub = chosen[rng.integers(0, topics, m)] * self.subtopics + rng.integers(0, self.subtopics, m)
-        return self._around(centres[sub], rng)
-
-    def _around(self, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        noise = rng.standard_normal(centres.shape, dtype=np.float32) / np.sqrt(DIM)
-        return _unit(centres + self.row_spread * noise)
-
-
-@dataclass(frozen=True)
-class Topical:
-    """Topics of Zipf-distributed sizes, each row its topic's centre plus a spread along ``rank`` directions of
-    the topic (variances decaying as ``i^-2 decay``) plus isotropic ``noise``, normalised; a share
-    ``copy_share`` of the rows are near-copies of another row (see the module docstring)."""
-
-    topics: int = 300
-    zipf: float = 1.0
-    rank: int = 24
-    spread: float = 1.0
-    decay: float = 0.7
-    noise: float = 1.2
-    copy_share: float = 0.01
-    copy_noise: float = 0.04
-    seed: int = 0
-
-    def _topics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed, 100])
-        centres = _unit(rng.standard_normal((self.topics, DIM), dtype=np.float32))
-        bases = np.linalg.qr(rng.standard_normal((self.topics, DIM, self.rank)))[0].astype(np.float32)
-        weight = 1.0 / np.arange(1, self.topics + 1) ** self.zipf
-        scale = np.arange(1, self.rank + 1) ** -self.decay
-        scale = (self.spread * scale / np.sqrt((scale**2).sum())).astype(np.float32)
-        return centres, bases, weight / weight.sum(), scale
-
-    def _rows(self, topic: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        centres, bases, _, scale = self._topics()
-        spread = rng.standard_normal((len(topic), self.rank), dtype=np.float32) * scale
-        rows = centres[topic] + self.noise * rng.standard_normal((len(topic), DIM), dtype=np.float32) / np.sqrt(DIM)
-        order = np.argsort(topic, kind="stable")
-        bounds = np.flatnonzero(np.diff(topic[order])) + 1
-        for group in np.split(order, bounds):
-            rows[group] += spread[group] @ bases[topic[group[0]]].T
-        return _unit(rows)
-
-    def pool(self, n: int, chunk: int = 50_000) -> np.ndarray:
-        weight = self._topics()[2]
-        out = np.empty((n, DIM), dtype=np.float32)
-        for lo in range(0, n, chunk):
-            rng = np.random.default_rng([self.seed, 1, lo])
-            k = min(chunk, n - lo)
-            rows = self._rows(rng.choice(self.topics, k, p=weight), rng)
-            copies = int(k * self.copy_share)
-            source, copy = rng.integers(0, k, copies), rng.choice(k, copies, replace=False)
-            noise = rng.standard_normal((copies, DIM), dtype=np.float32) / np.sqrt(DIM)
-            rows[copy] = _unit(rows[source] + self.copy_noise * noise)
-            out[lo:lo + k] = rows
-        return out
-
-    def targets(self, m: int, topics: int) -> np.ndarray:
-        """Draws from ``topics`` topics outside the largest tenth."""
-        rng = np.random.default_rng([self.seed, 2])
-        chosen = rng.choice(np.arange(self.topics // 10, self.topics), topics, replace=False)
-        return self._rows(chosen[rng.integers(0, topics, m)], rng)
-
-
-GENERATORS = ("geometry", "topical")
-
-
-def generator(name: str, **settings: Any) -> Geometry | Topical:
-    return Geometry(**settings) if name == "geometry" else Topical(**settings)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
-
-
-# -- the reference -----------------------------------------------------------------------------------------------
-class _ExactIndex:
-    """Stands in for the reference's ``FaissIndexIVFFlat`` in the parity run: the same interface, exact search."""
-
-    def __init__(self, data: np.ndarray, nprobe: int = 10) -> None:
-        import faiss
-
-        self.index = faiss.IndexFlatL2(data.shape[-1])
-        self.index.add(data)
-
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(query, k)
-
-
-class _LogTimes(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[tuple[float, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((time.perf_counter(), record.getMessage()))
-
-
-def reference_copy(reference: Path, into: Path) -> Path:
-    """Copy the reference's two files into ``into`` with its density sum in float64 (the one change)."""
-    source = (reference / "tsds.py").read_text()
-    old = "kde = kernel.sum(axis=-1)"
-    if source.count(old) != 1:
-        raise SystemExit(f"{reference / 'tsds.py'}: expected the line {old!r} exactly once; is this the reference?")
-    (into / "tsds.py").write_text(source.replace(old, "kde = kernel.sum(axis=-1, dtype=np.float64)"))
-    shutil.copy(reference / "faiss_helper.py", into / "faiss_helper.py")
-    return into
-
-
-@contextlib.contextmanager
-def _captured_multinomial(store: dict[str, np.ndarray]) -> Iterator[None]:
-    original = np.random.multinomial
-
-    def wrapper(n: int, pvals: Any, size: Any = None) -> np.ndarray:
-        store["p"] = np.array(pvals, dtype=np.float64)
-        return original(n, pvals, size)
-
-    np.random.multinomial = wrapper
-    try:
-        yield
-    finally:
-        np.random.multinomial = original
-
-
-def run_reference(reference: Path, x: np.ndarray, q: np.ndarray, *, exact: bool, budget: int = BUDGET,
-                  params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run the reference's ``main()`` on ``x`` and ``q``; return its probabilities and stage times."""
-    import yaml
-
-    config = {"alpha": 0.5, "C": 5.0, "sigma": 0.75, "max_K": 5000, "kde_K": 1000, **(params or {})}
-    with tempfile.TemporaryDirectory(prefix="tsds_ref_") as tmp:
-        work = reference_copy(reference, Path(tmp))
-        np.save(work / "candidates.npy", x)
-        np.save(work / "queries.npy", q)
-        config.update(query_embedding_path="queries.npy", candidate_embedding_path="candidates.npy",
-                      output_folder="out", sample_size=budget)
-        (work / "config.yaml").write_text(yaml.safe_dump(config))
-        handler = _LogTimes()
-        root = logging.getLogger()
-        saved = root.handlers[:], root.level
-        root.handlers, root.level = [handler], logging.INFO
-        name = f"tsds_reference_{os.getpid()}_{time.monotonic_ns()}"
-        cwd = Path.cwd()
-        sys.path.insert(0, str(work))
-        store: dict[str, np.ndarray] = {}
-        try:
-            spec = importlib.util.spec_from_file_location(name, work / "tsds.py")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            if exact:
-                module.FaissIndexIVFFlat = _ExactIndex
-            os.chdir(work)
-            t0 = time.perf_counter()
-            with _captured_multinomial(store):
-                module.main()
-            t1 = time.perf_counter()
-        finally:
-            os.chdir(cwd)
-            sys.path.remove(str(work))
-            sys.modules.pop("faiss_helper", None)
-            root.handlers, root.level = saved
-    return {"probability": store["p"], "stages": _reference_stages(handler.lines, t0, t1), "seconds": t1 - t0}
-
-
-def _reference_stages(lines: list[tuple[float, str]], t0: float, t1: float) -> dict[str, float]:
-    marks = [(t0, "load")]
-    for when, message in lines:
-        for prefix, stage in REFERENCE_STAGES:
-            if message.startswith(prefix) and stage != marks[-1][1]:
-                marks.append((when, stage))
-    marks.append((t1, "end"))
-    stages: dict[str, float] = {}
-    for (start, stage), (end, _) in zip(marks, marks[1:], strict=False):
-        stages[stage] = stages.get(stage, 0.0) + end - start
-    return stages
-
-
 # -- ours ---------------------------------------------------------------------------------------------------------
 def run_ours(x: np.ndarray, q: np.ndarray, prune: bool = True, **params: Any) -> dict[str, Any]:
     """Our selector on ``x`` and ``q``; ``prune=False``: its exact range search by brute force."""

@@ -19,8 +19,8 @@ import pyarrow as pa
 
 from tasksift.engine import Engine, get_engine
 from tasksift.features.embed import embed_texts
-from tasksift.features.gradients.recipe import GradientRecipe, selection_gradients
-from tasksift.records import check_vectors, dataset_kind, load_records, load_vectors, records_from_dicts
+from tasksift.features.gradients.recipe import GradientRecipe, gradient_model, gradient_texts, selection_gradients
+from tasksift.records import RecordSet, check_vectors, dataset_kind, load_records, load_vectors, records_from_dicts
 from tasksift.selection.exports import check_exports, export_names, write_exports
 from tasksift.selection.manifest import Stages, records_info, versions, where
 from tasksift.selection.run_dir import check_out_dir, replaced_dir
@@ -256,30 +256,42 @@ def _featurize_vectors(cls: type[Selector], inputs: Inputs, request: Request, en
     if pool_records is None or (wants_target and target_records is None):
         raise InputError("no pool or no target given",
                          fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
-    target_texts = target_records.texts if wants_target else None
     with stages(cls.features):
-        pool_feat, target_feat = _compute(cls, pool_records.texts, target_texts, request, engine)
-    info: dict[str, Any] = {"kind": cls.features, "pool": pool_feat.info()}
+        pool_feat, target_feat, extra = _compute(cls, pool_records, target_records if wants_target else None,
+                                                 request, engine)
+    info: dict[str, Any] = {"kind": cls.features, **extra, "pool": pool_feat.info()}
     if target_feat is not None:
         info["target"] = target_feat.info()
-    return inputs.but(pool=pool_feat.matrix(), target=None if target_feat is None else target_feat.matrix(),
+    # a pool of more than MAPPED_MIN_BYTES is memory-mapped (tasksift.features.shards.CachedFeatures.array)
+    return inputs.but(pool=pool_feat.array(), target=None if target_feat is None else target_feat.matrix(),
                       featurized_here=True, info=info)
 
 
-def _compute(cls: type[Selector], pool_texts: Sequence[str], target_texts: Sequence[str] | None,
-             request: Request, engine: Engine) -> tuple[Any, Any]:
-    """Cached features of the pool's and the target's texts, computed by ``engine`` where not cached."""
-    common = {"model": request.model, "cache_dir": request.cache_dir, "progress": request.progress,
-              "device": request.device}
+def _compute(cls: type[Selector], pool_records: RecordSet, target_records: RecordSet | None,
+             request: Request, engine: Engine) -> tuple[Any, Any, dict[str, Any]]:
+    """Cached features of the pool's and the target's records, computed by ``engine`` where not cached, and what
+    the manifest records of them (for gradients: the proxy and the loss it took)."""
+    common = {"cache_dir": request.cache_dir, "progress": request.progress, "device": request.device}
     if cls.features == "gradients":
         recipe = GradientRecipe.of(cls.feature_defaults, request.features)
-        return selection_gradients(pool_texts, target_texts, recipe, engine=engine, **common)
-    if request.features:
-        raise InputError(f"method {cls.name!r} takes no feature settings (it reads sentence embeddings)",
-                         fix=f"drop {', '.join(sorted(request.features))}")
-    pool = embed_texts(pool_texts, engine=engine, **common)
-    target = None if target_texts is None else embed_texts(target_texts, engine=engine, **common)
-    return pool, target
+        pool_texts, target_texts, loss = gradient_texts(pool_records, target_records, request.model,
+                                                        recipe.values["kind"])
+        pool, target = selection_gradients(pool_texts, target_texts, recipe, engine=engine, model=request.model,
+                                           **common)
+        return pool, target, {"proxy": str(gradient_model(request.model)), "loss": loss}
+    settings = dict(request.features)
+    dtype = settings.pop("dtype", "float32")  # the one embedding setting: how the cache stores rows
+    if settings:
+        raise InputError(f"method {cls.name!r} takes no feature settings but dtype (it reads sentence embeddings)",
+                         fix=f"drop {', '.join(sorted(settings))}")
+    if dtype not in ("float32", "float16"):
+        raise InputError(f"feature dtype={dtype!r} is not a storage type of the embedding cache",
+                         fix="use dtype=float32 (default) or dtype=float16 (half the disk and memory)")
+    common["dtype"] = dtype
+    pool = embed_texts(pool_records.texts, engine=engine, model=request.model, **common)
+    target = None if target_records is None else embed_texts(target_records.texts, engine=engine,
+                                                             model=request.model, **common)
+    return pool, target, {}
 
 
 def _vectors(source: Any, records: Any, dim: int | None, what: str, missing: str | None = None) -> np.ndarray:

@@ -39,6 +39,7 @@ def test_the_cpu_smoke_run_writes_every_part(tmp_path: Path) -> None:
         ("embed", "gradients", "train", "search"), "done")
     parts = [row["part"] for row in report["rows"]]
     for wanted in ("embeddings (MiniLM)", "per-example gradients (MiniLM LoRA, raw)",
+                   "per-example gradients (SmolLM2-shape LoRA, response only, raw)",
                    "gradient features (cached path)", "instruction track: LoRA training",
                    "instruction track: option scoring", "knn selection (search on the CPU)",
                    "tsds selection (search on the CPU)"):

@@ -172,3 +172,19 @@ def test_a_crash_keeps_the_finished_seeds(tmp_path: Path, tiny_llama_dir: Path,
     done = evaluate(task, "full", **kwargs)
     assert ran == [1, 2] and done["complete"] and list(done["runs"]) == ["0", "1", "2"]
     assert done["runs"]["0"] == partial["runs"]["0"]
+
+
+def test_a_grouped_task_is_scored_per_group_and_by_their_mean(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    task = instruction_task(tmp_path)
+    rows = [json.loads(line) for line in (task / "test.jsonl").read_text().splitlines()]
+    (task / "test.jsonl").write_text("".join(json.dumps({**r, "family": "ab"[i < 2]}) + "\n"
+                                             for i, r in enumerate(rows)))
+    spec = json.loads((task / "task.json").read_text())
+    (task / "task.json").write_text(json.dumps({**spec, "group_field": "family", "metric": "macro_accuracy"}))
+    res = evaluate(task, "none", seeds=[0], model=tiny_llama_dir, progress=False, out=tmp_path / "none")
+    metrics = res["runs"]["0"]["metrics"]
+    assert set(metrics) >= {"accuracy", "accuracy/b", "accuracy/a", "macro_accuracy"}
+    assert metrics["macro_accuracy"] == pytest.approx((metrics["accuracy/a"] + metrics["accuracy/b"]) / 2)
+    # the plain accuracy weighs items: 2 items in b, 4 in a
+    assert metrics["accuracy"] == pytest.approx((2 * metrics["accuracy/b"] + 4 * metrics["accuracy/a"]) / 6)
+    assert res["score"] == metrics["macro_accuracy"]

@@ -81,3 +81,13 @@ def test_accuracy_and_mean_std() -> None:
     assert mean == pytest.approx(0.7)
     assert std == pytest.approx(0.2)  # sample std: sqrt((0.04 + 0 + 0.04) / 2)
     assert mean_std([0.3]) == (0.3, 0.0)
+
+
+def test_group_accuracies_average_each_group_once() -> None:
+    from tasksift.eval.metrics import group_accuracies
+
+    sums = [[0.0, -1.0], [-1.0, 0.0], [0.0, -1.0], [0.0, -1.0, -2.0]]  # predicted: 0, 1, 0, 0
+    got = group_accuracies(sums, [0, 0, 0, 2], ["b", "a", "a", "a"])
+    assert got == {"accuracy/b": 1.0, "accuracy/a": pytest.approx(1 / 3), "macro_accuracy": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="3 groups for 4 items"):
+        group_accuracies(sums, [0, 0, 0, 2], ["a", "b", "c"])

@@ -63,6 +63,9 @@ def test_classification_and_retrieval_tasks_load(tmp_path: Path) -> None:
     (lambda t: _set_spec(t, pool="../missing.jsonl"), "pool file"),
     (lambda t: (t / "test.jsonl").unlink(), "no test file"),
     (lambda t: _set_spec(t, prompt_template="{instruction}\n{question}\n"), "no field 'question'"),
+    (lambda t: _set_spec(t, metric="macro_accuracy"), "does not fit"),  # only with a group_field
+    (lambda t: _set_spec(t, group_field=["task"]), "must be a field name"),
+    (lambda t: _set_spec(t, group_field="family"), "record 0 has no group name in 'family'"),
 ])
 def test_broken_instruction_tasks(tmp_path: Path, breakage, message: str) -> None:
     root = instruction_task(tmp_path)
@@ -134,3 +137,12 @@ def test_selection_rows_honour_weights_and_check_the_pool(tmp_path: Path) -> Non
         selection_rows(task, other)
     with pytest.raises(InputError, match="not a selection run directory"):
         selection_rows(task, tmp_path / "nowhere")
+
+
+def test_a_grouped_instruction_task_names_each_test_items_group(tmp_path: Path) -> None:
+    root = instruction_task(tmp_path)
+    rows = [json.loads(line) for line in (root / "test.jsonl").read_text().splitlines()]
+    write_jsonl(root / "test.jsonl", [{**r, "family": "ab"[i % 2]} for i, r in enumerate(rows)])
+    _set_spec(root, group_field="family", metric="macro_accuracy")
+    task = load_task(root)
+    assert task.metric == "macro_accuracy" and task.test_data().groups == ["a", "b", "a", "b", "a", "b"]

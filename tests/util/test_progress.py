@@ -56,3 +56,38 @@ def test_disabled_or_empty_bars_show_nothing() -> None:
     with ProgressTask(progress, "x", 0):
         pass
     assert progress.tasks == []
+
+
+def test_without_a_terminal_a_task_writes_plain_lines_with_its_rate_and_eta(monkeypatch) -> None:
+    import tasksift.util.progress as progress_module
+
+    clock = iter(range(0, 10_000, 30))  # every call to the clock is 30 s later
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: float(next(clock)))
+    console = quiet_console()
+    progress = make_progress(console, unit="rows")
+    with ProgressTask(progress, "pool gradients", 1000) as bar:
+        for _ in range(4):
+            bar.advance(100)
+    lines = [line for line in console.file.getvalue().splitlines() if line.startswith("pool gradients:")]
+    assert len(lines) == 2  # a line at most every LOG_EVERY (60 s): at 60 s and at 120 s of the fake clock
+    assert lines[0].startswith("pool gradients: 200/1,000 rows")
+    from types import SimpleNamespace
+
+    known = SimpleNamespace(description="pool gradients", completed=400, total=1000, speed=2.5, time_remaining=3725.4)
+    assert progress_module.plain_line(known, "rows") == "pool gradients: 400/1,000 rows, 2.5 rows/s, eta 1:02:05"
+    slow = SimpleNamespace(description="warm-up", completed=2, total=8, speed=0.02, time_remaining=300.0)
+    assert progress_module.plain_line(slow, "steps") == "warm-up: 2/8 steps, 1.2 steps/min, eta 0:05:00"
+    unknown = SimpleNamespace(description="x", completed=0, total=7, speed=None, time_remaining=None)
+    assert progress_module.plain_line(unknown, "steps") == "x: 0/7 steps"
+
+
+def test_a_terminal_gets_the_bar_and_no_plain_lines(monkeypatch) -> None:
+    import tasksift.util.progress as progress_module
+
+    clock = iter(range(0, 10_000, 120))
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: float(next(clock)))
+    console = Console(file=io.StringIO(), width=120, force_terminal=True)
+    progress = make_progress(console)
+    with ProgressTask(progress, "embed", 10) as bar:
+        bar.advance(5)
+    assert "embed: 5/10" not in console.file.getvalue()

@@ -72,4 +72,10 @@ def build(
         console.print(f"instruction pool: {_fmt(inst['pool'])} records from {len(inst['sources'])} sources "
                       f"({', '.join(f'{k} {_fmt(v)}' for k, v in inst['sources'].items())}); "
                       f"pool-dups.jsonl: {_fmt(inst['pool_dups'])} records ({_fmt(inst['injected'])} near-copies)")
+        general = inst.get("general")
+        if general:
+            console.print(f"general task ({general['path']}): {_fmt(general['target'])} target examples and "
+                          f"{_fmt(general['test'])} test items from {len(general['tasks'])} tasks, scored per task "
+                          f"and by their macro average; duplicates track: instruction-dups/<task> (each task on "
+                          f"pool-dups.jsonl)")
     console.print(f"written to {out} (counts in build.json)")

@@ -31,7 +31,12 @@ from tasksift.cli.common import (
 )
 from tasksift.cli.embed import check_npy_out, write_checked
 from tasksift.engine import get_engine
-from tasksift.features.gradients.recipe import GRADIENT_FEATURE_PARAMETERS, GradientRecipe
+from tasksift.features.gradients.recipe import (
+    GRADIENT_FEATURE_PARAMETERS,
+    GradientRecipe,
+    gradient_model,
+    gradient_texts,
+)
 from tasksift.records import load_records
 from tasksift.util.device import check_local, resolve_device
 from tasksift.util.params import parse_assignments
@@ -45,8 +50,10 @@ def gradients_command(
     text_field: TextFieldOpt = None,
     template: TemplateOpt = None,
     id_field: IdFieldOpt = None,
-    model: Annotated[str | None, typer.Option("--model", help="Proxy model: minilm (default), smollm2, a Hugging "
-                                                              "Face causal-LM or encoder directory, or a .gguf.")]
+    model: Annotated[str | None, typer.Option("--model", help="Proxy model: smollm2 (default, as the gradient "
+                                                              "selectors), minilm (cheap, not the papers' setting), "
+                                                              "a Hugging Face causal-LM or encoder directory, or a "
+                                                              ".gguf.")]
     = None,
     target_module: Annotated[list[str] | None, typer.Option("--target-module", help="Layer name (end of its dotted "
                                                                                     "name); repeatable.")] = None,
@@ -71,19 +78,20 @@ def gradients_command(
         recipe = GradientRecipe.of({}, parse_assignments(feature, "--feature"), declarations=CLI_FEATURES)
         view = {"text_field": text_field, "template": template, "id_field": id_field}
         records = load_records(input_path, **view)
-        warmup_texts = records.texts
+        texts, _, loss = gradient_texts(records, None, model, recipe.values["kind"])
+        warmup_texts = texts
         if recipe.warmup is not None and warmup_in is not None:
-            warmup_texts = load_records(warmup_in, **view).texts
+            warmup_texts, _, _ = gradient_texts(load_records(warmup_in, **view), None, model, recipe.values["kind"])
         runner = get_engine(engine, address=address, workers=workers)
         try:
-            result = recipe.features(records.texts, model=model, precondition=recipe.precondition,
+            result = recipe.features(texts, model=gradient_model(model), precondition=recipe.precondition,
                                      warmup_texts=warmup_texts, cache_dir=cache_dir, progress=True,
                                      desc="gradients", engine=runner, target_modules=target_module, device=where)
         finally:
             runner.close()
         write_checked(result, out)
     info = result.info()
-    console.print(f"gradients of {len(records):,} records from {input_path}: {result.dim:,} dimensions, "
+    console.print(f"gradients of {len(records):,} records from {input_path} (loss: {loss}): {result.dim:,} dimensions, "
                   f"{result.n_computed} shards computed, {result.n_reused} reused, {result.seconds:.1f}s; "
                   f"cache: {info.get('cache_dir', '')}" + (f"; features: {out}" if out is not None else ""),
                   soft_wrap=True)

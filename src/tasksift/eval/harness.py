@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.eval.metrics import accuracy, mean_std, option_metrics, retrieval_metrics
+from tasksift.eval.metrics import accuracy, group_accuracies, mean_std, option_metrics, retrieval_metrics
 from tasksift.eval.tasks import Task, load_task, selection_rows
 from tasksift.selection.manifest import versions
 from tasksift.train import (
@@ -264,7 +264,8 @@ class _InstructionTrack(_Track):
         self.base.to(self.device)  # each finetuning trains a copy of it where it is
         self._store: Any = None  # the training store of the model last trained; None for the base model
 
-        self._eval_set = eval_set_key(self.test.prompts, self.test.options, self.test.correct)
+        grouped = [self.test.groups] if self.test.groups else []
+        self._eval_set = eval_set_key(self.test.prompts, self.test.options, self.test.correct, *grouped)
 
     def train(self, seed: int, data: Any) -> tuple[Any, Any]:
         self._store = None
@@ -285,6 +286,8 @@ class _InstructionTrack(_Track):
         sums, counts = score_options(model, self.tokenizer, self.test.prompts, self.test.options, self.settings,
                                      progress=self.progress)
         metrics = option_metrics(sums, counts, self.test.correct)
+        if self.test.groups:
+            metrics.update(group_accuracies(sums, self.test.correct, self.test.groups))
         if store is not None:
             store.save_scores(self._eval_set, metrics)
         return metrics

@@ -71,6 +71,21 @@ def option_metrics(sums: Sequence[Sequence[float]], counts: Sequence[Sequence[in
             "answer_loss": answer_loss(sums, counts, correct)}
 
 
+def group_accuracies(sums: Sequence[Sequence[float]], correct: Sequence[int] | np.ndarray,
+                     groups: Sequence[str]) -> dict[str, float]:
+    """``accuracy/<group>`` of each group (in the order groups first appear) and ``macro_accuracy``, their mean
+    (each group counts once, whatever its size)."""
+    if len(groups) != len(correct):
+        raise ValueError(f"{len(groups)} groups for {len(correct)} items")
+    predicted = option_predictions(sums)
+    right = np.asarray(correct)
+    names = list(dict.fromkeys(groups))
+    member = np.asarray(groups, dtype=object)
+    out = {f"accuracy/{g}": accuracy(predicted[member == g], right[member == g]) for g in names}
+    out["macro_accuracy"] = float(np.mean(list(out.values())))
+    return out
+
+
 def dcg_at_k(ranked: Sequence[Any], relevant: Collection[Any], k: int) -> float:
     """Binary-relevance DCG of the first ``k`` ranked ids."""
     return sum(1.0 / math.log2(r + 2) for r, doc in enumerate(list(ranked)[:k]) if doc in relevant)

@@ -13,7 +13,9 @@ Per kind (defaults in brackets):
 - ``instruction``: ``prompt_template`` [``"{instruction}\\n{input}\\n"``], ``answer_field`` [``output``],
   ``options_field`` [``options``], ``text_template`` (the selectors' text view; not used here). Test records
   also hold the options, a list of at least two distinct strings that includes the right answer. Metric
-  ``accuracy``.
+  ``accuracy``; with ``group_field`` (a field of every test record naming its group, as the general track's
+  ``task``), also each group's accuracy (``accuracy/<group>``) and their mean, ``macro_accuracy``, which may
+  then be the metric.
 - ``classification``: ``text_field`` [``text``], ``label_field`` [``label``], ``labels`` (required, the label
   values in a fixed order). Metric ``accuracy``.
 - ``retrieval``: ``query_field`` [``query``], ``doc_field`` [``document``]; pool records are positive pairs
@@ -59,6 +61,8 @@ class InstructionData:
     answers: list[str]
     options: list[list[str]] = field(default_factory=list)
     correct: list[int] = field(default_factory=list)
+    #: each test item's group (``group_field``), or empty
+    groups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -201,6 +205,15 @@ class Task:
                                  path=prompts.path, fix="include the right answer in the options")
             data.options.append(list(opts))
             data.correct.append(opts.index(answer))
+        group_field = self.spec.get("group_field")
+        if group_field is not None:
+            for i, rec in enumerate(records):
+                group = rec.get(group_field)
+                if not isinstance(group, str) or not group:
+                    raise InputError(f"record {i} has no group name in '{group_field}'", path=prompts.path,
+                                     fix=f"give every test record its group in '{group_field}', or drop "
+                                         "\"group_field\" from task.json")
+                data.groups.append(group)
         return data
 
     def _classification_test(self) -> ClassificationData:
@@ -266,7 +279,10 @@ def _check_spec(spec: dict[str, Any], path: Path) -> dict[str, Any]:
         raise InputError(f"unknown task kind {kind!r}", path=path, fix=f"use one of {', '.join(KINDS)}")
     out = {**DEFAULTS[kind], **spec}
     out.setdefault("metric", METRIC_OF_KIND[kind])
-    if out["metric"] != METRIC_OF_KIND[kind]:
+    if kind == "instruction" and out.get("group_field") is not None and not isinstance(out["group_field"], str):
+        raise InputError("task.json's \"group_field\" must be a field name", path=path, fix='e.g. "task"')
+    grouped = kind == "instruction" and out.get("group_field") is not None
+    if out["metric"] != METRIC_OF_KIND[kind] and not (grouped and out["metric"] == "macro_accuracy"):
         raise InputError(f"metric {out['metric']!r} does not fit a {kind} task", path=path,
                          fix=f"use \"metric\": \"{METRIC_OF_KIND[kind]}\"")
     if kind == "classification":

@@ -4,7 +4,7 @@ Layout::
 
     <root>/<kind>/<sha256 of the canonical JSON of the settings>/
         settings.json              the settings that produced every shard in this directory
-        <shard key>.npy            float32, rows x dim
+        <shard key>.npy            float32 (or float16, ``dtype="float16"``), rows x dim
         <shard key>.done           completion marker: {"rows": ..., "dim": ..., "seconds": ..., "checksum": ...}
 
 The rows of a ``compute`` call are cut into shards of ``shard_size`` consecutive rows, starting at row 0. A
@@ -39,7 +39,16 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from tasksift.features.shards import CachedFeatures, Marker, checksum, layout_ok, load_checked, marker_text, read_marker
+from tasksift.features.shards import (
+    DTYPES,
+    CachedFeatures,
+    Marker,
+    checksum,
+    layout_ok,
+    load_checked,
+    marker_text,
+    read_marker,
+)
 from tasksift.util.env import CACHE_ENV, default_cache_root
 from tasksift.util.errors import InputError, from_os_error
 from tasksift.util.hashing import canonical_json, settings_key, text_digest
@@ -99,7 +108,10 @@ class FeatureCache:
     ``settings`` must be JSON-serialisable and describe everything that changes the features (model identity,
     dimensions, normalisation, maximum sequence length, ...); ``shard_size`` (rows per shard) is one of them,
     :data:`DEFAULT_SHARD_SIZE` when absent. ``meta`` is recorded in :meth:`CachedFeatures.info` but is not part
-    of the key (for example a model's path, which may differ between machines that share a cache).
+    of the key (for example a model's path, which may differ between machines that share a cache). ``dtype``:
+    how rows are stored, ``"float32"`` (default) or ``"float16"`` (half the disk and memory; rows are rounded to
+    float16 when stored, and a value beyond float16's range is refused as infinite); the settings must say it
+    too (it changes the features), so that the two never share a key.
     """
 
     def __init__(
@@ -109,7 +121,11 @@ class FeatureCache:
         settings: Mapping[str, Any],
         *,
         meta: Mapping[str, Any] | None = None,
+        dtype: str = "float32",
     ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"cache dtype {dtype!r} must be one of {', '.join(DTYPES)}")
+        self.dtype = dtype
         if not _KIND_RE.match(kind):
             raise ValueError(f"cache kind {kind!r} must be letters, digits, '_', '.' or '-'")
         shard_size = settings.get("shard_size", DEFAULT_SHARD_SIZE)
@@ -148,7 +164,8 @@ class FeatureCache:
         marker = self._finished(key, rows)
         if marker is None:
             return None
-        if verify and load_checked(self.shard_path(key), rows, marker.dim, marker.checksum)[1] is not None:
+        if verify and load_checked(self.shard_path(key), rows, marker.dim, marker.checksum,
+                                   self.dtype)[1] is not None:
             return None
         return marker.dim
 
@@ -268,7 +285,7 @@ class FeatureCache:
     def _finished(self, key: str, rows: int) -> Marker | None:
         """The marker of shard ``key`` if the shard is finished (see :meth:`finished_dim`), else ``None``."""
         marker = read_marker(self.marker_path(key), rows)
-        if marker is None or not layout_ok(self.shard_path(key), rows, marker.dim):
+        if marker is None or not layout_ok(self.shard_path(key), rows, marker.dim, self.dtype):
             return None
         return marker
 
@@ -300,7 +317,7 @@ class FeatureCache:
             shard_keys=[s.key for s in shards], shard_paths=[self.shard_path(s.key) for s in shards],
             shard_rows=[s.rows for s in shards], dim=int(dim) if dim is not None else 0, n_computed=n_computed,
             n_reused=len(shards) - n_computed, seconds=seconds, rows_computed=rows_computed,
-            compute_seconds=compute_seconds, checksums=[done[s.key].checksum for s in shards],
+            compute_seconds=compute_seconds, checksums=[done[s.key].checksum for s in shards], dtype=self.dtype,
         )
 
     def _plan(self, texts: Sequence[str]) -> list[_Shard]:
@@ -332,7 +349,8 @@ class FeatureCache:
         return found
 
     def _validate(self, out: Any, shard: _Shard, dim: int | None) -> np.ndarray:
-        arr = np.ascontiguousarray(np.asarray(out, dtype=np.float32))
+        with np.errstate(over="ignore"):  # a value beyond float16's range becomes inf, refused below
+            arr = np.ascontiguousarray(np.asarray(out, dtype=np.float32).astype(DTYPES[self.dtype], copy=False))
         where = f"shard {shard.index} (rows {shard.start}-{shard.stop - 1})"
         if arr.ndim != 2 or arr.shape[0] != shard.rows:
             raise ValueError(f"the feature function returned shape {arr.shape} for {where}, "

@@ -219,6 +219,7 @@ def embed_texts(
     desc: str = "embedding",
     engine: Runner | None = None,
     device: str | torch.device | None = None,
+    dtype: str = "float32",
 ) -> CachedFeatures:
     """Embeddings of ``texts``, computed shard by shard into the feature cache (kind ``"embeddings"``).
 
@@ -229,7 +230,8 @@ def embed_texts(
     where it stopped; when every shard is cached the model is not even loaded. ``engine``: what computes the
     missing shards (an engine of :mod:`tasksift.engine`; ``None``: this process); every engine writes the same
     cache. ``device``: where the model runs (:class:`Embedder`; ``None``: the CPU, or the Embedder's own); a GPU
-    runs with the local engine only.
+    runs with the local engine only. ``dtype``: how the rows are cached, ``"float32"`` (default) or ``"float16"``
+    (half the disk and memory, rows rounded to float16; a cache of its own, keyed by ``dtype``).
     """
     if isinstance(model, Embedder):
         embedder = model
@@ -249,8 +251,9 @@ def embed_texts(
     cache = FeatureCache(
         cache_dir,
         "embeddings",
-        {**embedder.cache_settings(), "shard_size": shard_size},
+        {**embedder.cache_settings(), "dtype": dtype, "shard_size": shard_size},
         meta={"model_name": identity["name"], "model_path": identity["path"]},
+        dtype=dtype,
     )
     given = None if isinstance(model, Embedder) or model is None else str(model)
     if isinstance(model, Embedder) and embedder.name != DEFAULT_MODEL_NAME:

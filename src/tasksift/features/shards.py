@@ -1,7 +1,8 @@
 """Reading the feature cache back: one shard file checked against its completion marker, and
 :class:`CachedFeatures`, the shards of one :meth:`~tasksift.features.cache.FeatureCache.compute` call.
 
-A shard is float32 rows in a ``.npy`` file. Its marker (``<key>.done``, JSON) records the shard's ``rows`` and
+A shard is float32 rows in a ``.npy`` file (float16 rows in a cache made with ``dtype="float16"``: half the disk
+and memory). Its marker (``<key>.done``, JSON) records the shard's ``rows`` and
 ``dim`` and the checksum of its rows' bytes (``"xxh3_64:<hex>"``, from the ``xxhash`` package that ``datasets``
 installs; ``"blake2b:<hex>"`` where xxhash is missing). A shard counts as finished when its marker parses and the
 file's ``.npy`` header and size agree with it (:func:`layout_ok`: cheap, no data is read). Its rows are checked
@@ -28,6 +29,7 @@ import numpy as np
 
 from tasksift.util.env import default_threads
 from tasksift.util.errors import InputError
+from tasksift.util.io import atomic_write, write_text_atomic
 
 try:
     import xxhash
@@ -40,7 +42,10 @@ READ_CHUNK = 256 << 10
 
 #: the checksum algorithm new markers record
 ALGORITHM = "xxh3_64" if xxhash is not None else "blake2b"
-_FLOAT32 = np.lib.format.dtype_to_descr(np.dtype(np.float32))
+#: a pool of at least this many bytes is served memory-mapped by :meth:`CachedFeatures.array`
+MAPPED_MIN_BYTES = 2 << 30
+#: the storage types a shard may have
+DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16)}
 
 
 class _Hasher(Protocol):
@@ -59,10 +64,12 @@ def _hasher(algorithm: str) -> _Hasher | None:
 
 
 def checksum(rows: np.ndarray) -> str:
-    """The checksum a marker records for ``rows`` (float32, C-contiguous): ``"<algorithm>:<hex>"``."""
+    """The checksum a marker records for ``rows`` (float32 or float16, C-contiguous; any other type as float32):
+    ``"<algorithm>:<hex>"``."""
     hasher = _hasher(ALGORITHM)
     assert hasher is not None
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    rows = np.asarray(rows)
+    rows = np.ascontiguousarray(rows, dtype=rows.dtype if rows.dtype in DTYPES.values() else np.float32)
     if rows.size:
         hasher.update(memoryview(rows).cast("B"))
     return f"{ALGORITHM}:{hasher.hexdigest()}"
@@ -96,9 +103,10 @@ def read_marker(path: Path, rows: int) -> Marker | None:
     return Marker(dim, digest)
 
 
-def _data_offset(f: Any, rows: int, dim: int) -> int | None:
-    """Where the rows start in the open ``.npy`` file ``f``, if its header says float32 ``(rows, dim)`` in C
-    order and its size is exactly header plus rows; else ``None``."""
+def _data_offset(f: Any, rows: int, dim: int, dtype: Any = np.float32) -> int | None:
+    """Where the rows start in the open ``.npy`` file ``f``, if its header says ``dtype`` (float32 by default)
+    ``(rows, dim)`` in C order and its size is exactly header plus rows; else ``None``."""
+    dtype_wanted = np.dtype(dtype)
     try:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
@@ -106,19 +114,20 @@ def _data_offset(f: Any, rows: int, dim: int) -> int | None:
         shape, fortran, dtype = read_header(f)
     except (ValueError, OSError, SyntaxError, TypeError):
         return None
-    if fortran or np.lib.format.dtype_to_descr(dtype) != _FLOAT32 or tuple(shape) != (rows, dim):
+    if fortran or np.lib.format.dtype_to_descr(dtype) != np.lib.format.dtype_to_descr(dtype_wanted) \
+            or tuple(shape) != (rows, dim):
         return None
     offset = f.tell()
-    if os.fstat(f.fileno()).st_size != offset + rows * dim * 4:
+    if os.fstat(f.fileno()).st_size != offset + rows * dim * dtype_wanted.itemsize:
         return None
     return offset
 
 
-def layout_ok(path: Path, rows: int, dim: int) -> bool:
-    """Whether the shard file exists with a float32 ``(rows, dim)`` header and exactly that many bytes."""
+def layout_ok(path: Path, rows: int, dim: int, dtype: Any = np.float32) -> bool:
+    """Whether the shard file exists with a ``dtype`` ``(rows, dim)`` header and exactly that many bytes."""
     try:
         with open(path, "rb") as f:
-            return _data_offset(f, rows, dim) is not None
+            return _data_offset(f, rows, dim, dtype) is not None
     except OSError:
         return False
 
@@ -152,7 +161,7 @@ def content_problem(rows: np.ndarray, digest: str | None) -> str | None:
 
 
 def read_into(path: Path, dest: np.ndarray, digest: str | None, *, check: bool = True) -> str | None:
-    """Read the rows of the shard at ``path`` into ``dest`` (float32, C-contiguous, of the shard's shape); returns
+    """Read the rows of the shard at ``path`` into ``dest`` (of the shard's type and shape, C-contiguous); returns
     what is wrong with it (``dest`` then holds nothing to use), or ``None``. The bytes are hashed a chunk at a time
     while the chunk is still in the CPU cache; with ``check=False`` only the file is read (the caller checks
     the rows with :func:`content_problem`)."""
@@ -160,7 +169,7 @@ def read_into(path: Path, dest: np.ndarray, digest: str | None, *, check: bool =
     verdict = _Check(digest) if check else None
     try:
         with open(path, "rb", buffering=0) as f:
-            if _data_offset(f, rows, dim) is None:
+            if _data_offset(f, rows, dim, dest.dtype) is None:
                 return "its file does not have the shape its marker records"
             view = memoryview(dest).cast("B") if dest.size else memoryview(b"")
             pos = 0
@@ -186,9 +195,10 @@ def spare_core() -> bool:
     return cores >= 2 and load <= cores - 1
 
 
-def load_checked(path: Path, rows: int, dim: int, digest: str | None) -> tuple[np.ndarray | None, str | None]:
+def load_checked(path: Path, rows: int, dim: int, digest: str | None, dtype: Any = np.float32
+                 ) -> tuple[np.ndarray | None, str | None]:
     """The shard at ``path`` memory-mapped (read-only) once its bytes are checked, or ``(None, problem)``."""
-    if not layout_ok(path, rows, dim):
+    if not layout_ok(path, rows, dim, dtype):
         return None, "its file does not have the shape its marker records"
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -222,6 +232,8 @@ class CachedFeatures:
     compute_seconds: float = 0.0
     checksums: list[str | None] = field(default_factory=list)
     repair: Callable[[int], tuple[np.ndarray, str]] | None = field(default=None, repr=False)
+    #: the shards' storage type: ``"float32"`` or ``"float16"``
+    dtype: str = "float32"
     _offsets: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -250,22 +262,23 @@ class CachedFeatures:
         return self.n_rows
 
     def iter_shards(self) -> Iterator[np.ndarray]:
-        """Each shard, checked, as a read-only float32 array (memory-mapped unless it had to be recomputed), in
-        row order."""
+        """Each shard, checked, as a read-only array of the cache's type (memory-mapped unless it had to be
+        recomputed), in row order."""
         for i, path in enumerate(self.shard_paths):
-            arr, problem = load_checked(path, self.shard_rows[i], self.dim, self.checksums[i])
+            arr, problem = load_checked(path, self.shard_rows[i], self.dim, self.checksums[i], self.dtype)
             if problem is not None:
                 arr = self._recomputed(i, problem)
                 arr.flags.writeable = False
             yield arr
 
     def matrix(self) -> np.ndarray:
-        """All rows as one in-memory float32 array, each shard read into its rows and checked.
+        """All rows as one in-memory array of the cache's type (float32, or float16), each shard read into its
+        rows and checked.
 
         When a core is likely idle (:func:`spare_core`) a helper thread hashes each shard while the next one is
         read (hashing releases the GIL); otherwise each chunk is hashed as it is read, while it is still in the
         CPU cache. See ``benchmarks/cache_verify.py`` for what either costs."""
-        out = np.empty(self.shape, dtype=np.float32)
+        out = np.empty(self.shape, dtype=DTYPES[self.dtype])
         problems = self._read_checked(out)
         recomputed: dict[str, np.ndarray] = {}
         for i, problem in sorted(problems.items()):
@@ -274,6 +287,45 @@ class CachedFeatures:
                 recomputed[key] = self._recomputed(i, problem)
             out[self._offsets[i]:self._offsets[i + 1]] = recomputed[key]
         return out
+
+    def array(self) -> np.ndarray:
+        """All rows: in memory (:meth:`matrix`) below ``MAPPED_MIN_BYTES``, memory-mapped (:meth:`mapped`) from
+        there, so a pool larger than memory is read block by block by the selectors that can."""
+        size = self.n_rows * self.dim * DTYPES[self.dtype].itemsize
+        return self.mapped() if size >= MAPPED_MIN_BYTES else self.matrix()
+
+    def mapped(self) -> np.ndarray:
+        """All rows memory-mapped (read-only) from one file, for a pool larger than memory: the shards, each
+        checked as it is read (and recomputed if it fails), are joined once into ``joined/<key>.npy`` in the
+        cache directory (the key: a hash of the shards' keys and checksums) with a marker holding the joined
+        rows' checksum. A later call checks that file against its marker (a read of it, through the page cache)
+        and maps it again, or writes it again. It takes the pool's size once more on disk."""
+        wanted = json.dumps([self.dtype, self.dim, self.shard_keys, self.checksums]).encode()
+        path = self.cache_dir / "joined" / f"{hashlib.sha256(wanted).hexdigest()}.npy"
+        marker = read_marker(path.with_suffix(".done"), self.n_rows)
+        if marker is not None and marker.dim == self.dim:
+            arr, _ = load_checked(path, self.n_rows, self.dim, marker.checksum, self.dtype)
+            if arr is not None:
+                return arr
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".done").unlink(missing_ok=True)
+        hasher = _hasher(ALGORITHM)
+        assert hasher is not None
+
+        def write(f: Any) -> None:
+            header = {"descr": np.lib.format.dtype_to_descr(DTYPES[self.dtype]), "fortran_order": False,
+                      "shape": self.shape}
+            np.lib.format.write_array_header_1_0(f, header)
+            for shard in self.iter_shards():
+                data = memoryview(np.ascontiguousarray(shard)).cast("B") if shard.size else memoryview(b"")
+                for lo in range(0, len(data), READ_CHUNK):
+                    hasher.update(data[lo:lo + READ_CHUNK])
+                    f.write(data[lo:lo + READ_CHUNK])
+
+        atomic_write(path, write)
+        write_text_atomic(path.with_suffix(".done"),
+                          marker_text(self.n_rows, self.dim, 0.0, f"{ALGORITHM}:{hasher.hexdigest()}"))
+        return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def _read_checked(self, out: np.ndarray) -> dict[int, str]:
         """Read every shard into its rows of ``out``; what is wrong with each shard that fails its check."""
@@ -298,7 +350,7 @@ class CachedFeatures:
         """Check every shard (recomputing those that fail, as a read would); returns how many failed."""
         failed = 0
         for i, path in enumerate(self.shard_paths):
-            problem = load_checked(path, self.shard_rows[i], self.dim, self.checksums[i])[1]
+            problem = load_checked(path, self.shard_rows[i], self.dim, self.checksums[i], self.dtype)[1]
             if problem is not None:
                 self._recomputed(i, problem)
                 failed += 1

@@ -3,6 +3,9 @@
 - :class:`InPlaceSearch`: k-nearest neighbours by faiss's brute force (``faiss.knn``);
 - :func:`pool_range_search`: every pool row within a Euclidean radius (faiss's ``range_search_L2sqr``, through
   :func:`range_search_l2`, which a sharded search runs on each shard).
+
+A pool that is memory-mapped or stored in float16 (:func:`tasksift.index.blocks.out_of_core`) is read block by
+block (:mod:`tasksift.index.blocks`, :func:`range_search_blocks`), with the same answers.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.index.sharded import exact_search
+from tasksift.index.blocks import BlockIndex, blocks, float32_rows, out_of_core
+from tasksift.index.sharded import exact_search, merge_range
 
 #: an exact range search: vectors (float32) -> faiss's CSR ``(lims, squared distances, pool rows)``
 RangeSearch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -29,11 +33,12 @@ def pool_range_search(x: np.ndarray, radius: float, stats: dict[str, int],
     range searches are approximate. Distances are faiss's squared L2 in float32. ``stats["compared"]``
     counts the distances computed.
     """
-    pool = np.ascontiguousarray(x if among is None else x[among], dtype=np.float32)
+    blockwise = among is None and out_of_core(x)
+    pool = x if blockwise else float32_rows(x, among)
     r2 = float(radius) ** 2
 
     def search(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lims, d2, ids = range_search_l2(y, pool, r2)
+        lims, d2, ids = range_search_blocks(y, pool, r2) if blockwise else range_search_l2(y, pool, r2)
         stats["compared"] = stats.get("compared", 0) + len(y) * len(pool)
         return lims, d2, ids if among is None else among[ids]
 
@@ -57,20 +62,42 @@ def range_search_l2(y: np.ndarray, pool: np.ndarray, radius2: float) -> tuple[np
     return lims, d2, ids
 
 
+def range_search_blocks(y: np.ndarray, x: np.ndarray, radius2: float, rows: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`range_search_l2` of ``y`` over ``x`` (float32 or float16, memory-mapped or not) read ``rows`` pool
+    rows at a time (:func:`tasksift.index.blocks.blocks`): the same CSR ``(lims, squared distances, pool rows)``
+    as one search over the whole matrix, each query's hits in increasing row order."""
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    parts, offsets = [], []
+    for lo, block in blocks(x, rows):
+        parts.append(range_search_l2(y, block, radius2))
+        offsets.append(lo)
+    return merge_range(parts, offsets)
+
+
 @dataclass
 class InPlaceSearch:
     """Exact k-nearest-neighbour search by faiss's brute force on the pool matrix itself (``faiss.knn``): no
-    index to build and no copy of the pool. Same ``search`` and ``info`` as a :class:`NeighbourIndex`."""
+    index to build and no copy of the pool. Same ``search`` and ``info`` as a :class:`NeighbourIndex`. A pool
+    that is memory-mapped or in float16 is searched block by block (:class:`tasksift.index.blocks.BlockIndex`),
+    with the same answers."""
 
     x: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.blocks = BlockIndex(self.x) if out_of_core(self.x) else None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Canonical answer: ties ordered, and cut, by increasing row (as every engine's exact search)."""
         import faiss
 
+        if self.blocks is not None:
+            return self.blocks.search(queries, k)
         q = np.ascontiguousarray(queries, dtype=np.float32)
         return exact_search(lambda y, depth: faiss.knn(y, self.x, depth), q, int(k), len(self.x), False)
 
     def info(self) -> dict[str, Any]:
+        if self.blocks is not None:
+            return self.blocks.info()
         return {"kind": "flat", "metric": "l2", "rows": int(self.x.shape[0]), "dim": int(self.x.shape[1]),
                 "build_seconds": 0.0, "exact": True, "in_place": True}

@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.index.exact import range_search_l2
+from tasksift.index.blocks import float32_rows, is_mapped, out_of_core, pool_rows
+from tasksift.index.exact import range_search_blocks, range_search_l2
 from tasksift.util.env import default_threads
 
 #: queries screened together against one tile of the pool (a bfloat16 product of QUERY_BLOCK x POOL_TILE)
@@ -53,6 +54,8 @@ POOL_TILE = 2048
 SUB_BLOCK = 128
 #: union rows per exact product (a block's candidates gathered a slice at a time)
 UNION_SLICE = 8192
+#: bytes of a memory-mapped pool's rows gathered at once, in row order, for the exact distances of some blocks
+GATHER_BYTES = 128 << 20
 #: rows sampled for the pool's mean
 MEAN_ROWS = 16384
 #: the unit roundoffs of float32 and bfloat16
@@ -135,11 +138,17 @@ class PrunedRangeSearch:
     """Exact range search (Euclidean ``radius``) of batches of vectors over the pool ``x``, a
     :data:`tasksift.index.exact.RangeSearch`. ``screen``: True or False to use the bfloat16 screen or not,
     None (default): where the CPU multiplies bfloat16 in hardware (:func:`fast_bfloat16`). ``cells``: the
-    number of pool rows that group the queries (default ``sqrt(N)``)."""
+    number of pool rows that group the queries (default ``sqrt(N)``).
+
+    A pool that is memory-mapped or in float16 (:func:`tasksift.index.blocks.out_of_core`) is not copied: its
+    rows are read (and converted to float32) where they are used, and without the screen the brute force runs
+    block by block. The screen of a memory-mapped pool keeps no bfloat16 copy of it: each tile is rounded from
+    the pool's rows when it is screened (the same values; a read of the pool per call, where a stored copy would
+    take half the pool's size in memory). The hits are the same."""
 
     def __init__(self, x: np.ndarray, radius: float, stats: dict[str, int], *, screen: bool | None = None,
                  cells: int | None = None, seed: int = 0) -> None:
-        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.x = pool_rows(x)
         self.radius2 = float(radius) ** 2
         self.stats = stats
         self.screen, self.cells, self.seed = screen, cells, int(seed)
@@ -163,22 +172,25 @@ class PrunedRangeSearch:
     def _set_up(self) -> None:
         n, d = self.x.shape
         rng = np.random.default_rng([self.seed, 17])
-        sample = self.x if n <= MEAN_ROWS else self.x[np.sort(rng.choice(n, MEAN_ROWS, replace=False))]
+        sample = float32_rows(self.x, None if n <= MEAN_ROWS else np.sort(rng.choice(n, MEAN_ROWS, replace=False)))
         self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
         self.norms = np.empty(n, dtype=np.float32)
         self.max_centred_sq = 0.0
         for lo in range(0, n, 65536):
-            part = self.x[lo:lo + 65536]
+            part = float32_rows(self.x, slice(lo, lo + 65536))
             self.norms[lo:lo + len(part)] = np.einsum("ij,ij->i", part, part)
             self.max_centred_sq = max(self.max_centred_sq, _max_sq(part - self.mean))
         self.max_sq = float(self.norms.max()) * (1 + _gamma(d))
         import torch
 
-        pool = torch.empty((n, d + 2), dtype=torch.bfloat16)  # the pool in bfloat16: half its size in float32
-        self.tiles = _on_each_core(lambda lo: _augmented(self.x[lo:lo + POOL_TILE] - self.mean, query=False,
-                                                         out=pool[lo:lo + POOL_TILE]), range(0, n, POOL_TILE))
+        self.tile_count = -(-n // POOL_TILE)
+        self.tiles: list[Any] | None = None  # a memory-mapped pool: each tile rounded when it is screened
+        if not is_mapped(self.x):
+            pool = torch.empty((n, d + 2), dtype=torch.bfloat16)  # the pool in bfloat16: half its size in float32
+            self.tiles = _on_each_core(lambda number: self._tile(number, out=pool[number * POOL_TILE:]),
+                                       range(self.tile_count))
         count = self.cells if self.cells is not None else max(1, math.isqrt(n))
-        self.centres = self.x[np.sort(rng.choice(n, min(int(count), n), replace=False))] - self.mean
+        self.centres = float32_rows(self.x, np.sort(rng.choice(n, min(int(count), n), replace=False))) - self.mean
         self.stats["cells"] = len(self.centres)
 
     def __call__(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,6 +202,8 @@ class PrunedRangeSearch:
         self.stats["brute_force"] += len(y) * len(self.x)
         if not self.screen:
             self.stats["compared"] += len(y) * len(self.x)
+            if out_of_core(self.x):
+                return range_search_blocks(y, self.x, self.radius2)
             return range_search_l2(y, self.x, self.radius2)
         with _torch_on_one_thread():
             return self._search(y)
@@ -206,12 +220,12 @@ class PrunedRangeSearch:
         y_norms = np.einsum("ij,ij->i", y, y)
         radius2 = np.float32(self.radius2)
 
-        def exact(block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def exact(block: int, rows_of: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             rows, union = order[block * SUB_BLOCK:(block + 1) * SUB_BLOCK], candidates[block]
             found = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)], [np.zeros(0, dtype=np.int64)]
             for lo in range(0, len(union), UNION_SLICE):  # a slice of the union at a time: bounded memory
                 part = union[lo:lo + UNION_SLICE]
-                d2 = -2.0 * _product(y[rows], self.x[part])
+                d2 = -2.0 * _product(y[rows], rows_of(part))
                 d2 += np.add.outer(y_norms[rows], self.norms[part])  # (|y|^2 + |x|^2) - 2 y.x, as faiss rounds it
                 np.maximum(d2, 0.0, out=d2)
                 i, j = np.nonzero(d2 < radius2)
@@ -221,12 +235,49 @@ class PrunedRangeSearch:
             by_query = np.argsort(i, kind="stable")  # each query's hits stay in increasing row order
             return np.bincount(i, minlength=len(rows)), d2[by_query], ids[by_query]
 
-        found = _on_each_core(exact, range(len(candidates)))
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for first, stop, rows_of in self._gathers(candidates):
+            found += _on_each_core(functools.partial(_with, exact, rows_of), range(first, stop))
         self.stats["compared"] += sum(min(SUB_BLOCK, len(y) - b * SUB_BLOCK) * len(union)
                                       for b, union in enumerate(candidates))
         counts = np.zeros(len(y), dtype=np.int64)
         counts[order] = np.concatenate([c for c, _, _ in found])
         return _in_query_order(order, counts, [d2 for _, d2, _ in found], [ids for _, _, ids in found])
+
+    def _gathers(self, candidates: list[np.ndarray]
+                 ) -> Iterator[tuple[int, int, Callable[[np.ndarray], np.ndarray]]]:
+        """Groups of consecutive blocks ``(first, stop, rows_of)``, ``rows_of(rows)`` their float32 pool rows. In
+        memory: one group, rows gathered where they are used. Memory-mapped: the union of a group's candidates
+        (at most ``GATHER_BYTES``) read at once in row order, because gathering where they are used would read the
+        file's pages in random order, many times over when the page cache cannot hold the pool; a block whose
+        candidates alone exceed it reads them where they are used. The rows, and the distances, are the same."""
+        def direct(rows: np.ndarray) -> np.ndarray:
+            return float32_rows(self.x, rows)
+
+        if not is_mapped(self.x):
+            yield 0, len(candidates), direct
+            return
+        limit = max(1, GATHER_BYTES // (4 * self.x.shape[1]))
+        first = 0
+        while first < len(candidates):
+            stop, size = first + 1, len(candidates[first])
+            while stop < len(candidates) and size + len(candidates[stop]) <= limit:
+                size, stop = size + len(candidates[stop]), stop + 1
+            if size > limit:
+                yield first, stop, direct
+            else:
+                union = np.unique(np.concatenate(candidates[first:stop]))
+                gathered = float32_rows(self.x, union)
+                yield first, stop, functools.partial(_lookup, union, gathered)
+            first = stop
+
+    def _tile(self, number: int, out: Any = None) -> Any:
+        """Tile ``number`` of the centred pool in bfloat16 (:func:`_augmented`): the stored one, or rounded now."""
+        if self.tiles is not None:
+            return self.tiles[number]
+        lo = number * POOL_TILE
+        rows = float32_rows(self.x, slice(lo, lo + POOL_TILE))
+        return _augmented(rows - self.mean, query=False, out=None if out is None else out[:len(rows)])
 
     def _screen(self, centred: np.ndarray, threshold: float) -> list[np.ndarray]:
         """For each block of ``SUB_BLOCK`` (centred, grouped) queries: the pool rows (ascending) that the
@@ -240,7 +291,7 @@ class PrunedRangeSearch:
         keep = torch.zeros((blocks, len(self.x)), dtype=torch.bool)
 
         def screen(number: int) -> None:
-            tile, lo = self.tiles[number], number * POOL_TILE
+            tile, lo = self._tile(number), number * POOL_TILE
             for q0 in range(0, len(padded), QUERY_BLOCK):
                 least = (queries[q0:q0 + QUERY_BLOCK] @ tile.T).view(-1, SUB_BLOCK, len(tile))
                 while least.shape[1] > 1:  # halving: twice as fast as amin on bfloat16
@@ -250,9 +301,18 @@ class PrunedRangeSearch:
                 keep[q0 // SUB_BLOCK:q0 // SUB_BLOCK + len(least), lo:lo + len(tile)] = least[:, 0].float() < threshold
 
         queries = _augmented(padded, query=True)
-        _on_each_core(screen, range(len(self.tiles)))
+        _on_each_core(screen, range(self.tile_count))
         self.stats["screened"] += len(centred) * len(self.x)
         return [np.flatnonzero(row) for row in keep.numpy()]
+
+
+def _with(function: Callable[..., Any], extra: Any, item: Any) -> Any:
+    return function(item, extra)
+
+
+def _lookup(union: np.ndarray, gathered: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The rows ``rows`` (a sorted subset of ``union``) among ``gathered``, the rows of ``union``."""
+    return gathered[np.searchsorted(union, rows)]
 
 
 def _augmented(v: np.ndarray, *, query: bool, out: Any = None) -> Any:

@@ -42,18 +42,19 @@ FLAT_MAX_ROWS = 200_000
 ROW_BLOCK = 65536
 
 
-def normalize_rows(x: np.ndarray, *, float64: bool = False) -> np.ndarray:
+def normalize_rows(x: np.ndarray, *, float64: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """Unit-length rows (float32 copy); zero rows stay zero.
 
     Norms and quotients are float32, or float64 with ``float64=True`` (``ROW_BLOCK`` rows at a time, each
     rounded to float32 once at the end: TSDS's cosine, whose distances on the sphere are then as exact as
-    float32 rows allow)."""
+    float32 rows allow). With ``float64``, ``out`` (float32, of ``x``'s shape; for example a memory-mapped
+    scratch file for a pool larger than memory) receives the rows instead of a new array."""
     if not float64:
         x = np.array(x, dtype=np.float32, copy=True)
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         np.divide(x, norms, out=x, where=norms > 0)
         return x
-    out = np.empty(x.shape, dtype=np.float32)
+    out = np.empty(x.shape, dtype=np.float32) if out is None else out
     for lo in range(0, len(x), ROW_BLOCK):
         block = x[lo:lo + ROW_BLOCK].astype(np.float64)
         norms = np.linalg.norm(block, axis=1, keepdims=True)

@@ -12,9 +12,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tasksift.index.blocks import BlockIndex, out_of_core
 from tasksift.index.exact import InPlaceSearch, RangeSearch, pool_range_search
 from tasksift.index.pruned import PrunedRangeSearch
-from tasksift.index.search import NeighbourIndex, build_index
+from tasksift.index.search import METRICS, NeighbourIndex, build_index
 
 #: pools with fewer rows are range-searched by brute force: the pruned search's set-up costs more than it saves
 PRUNE_MIN_ROWS = 50_000
@@ -53,7 +54,12 @@ class Search(Protocol):
 class LocalSearch:
     """Every search in this process with faiss. The exact range search over a whole pool of at least
     ``PRUNE_MIN_ROWS`` rows is :class:`tasksift.index.pruned.PrunedRangeSearch` (the same hits as the brute
-    force, most of the pool skipped), unless ``prune`` is False."""
+    force, most of the pool skipped), unless ``prune`` is False.
+
+    A pool that is memory-mapped or stored in float16 (:func:`tasksift.index.blocks.out_of_core`) is never
+    copied whole: ``build`` with ``kind`` ``flat`` or ``auto`` answers by an exact search block by block
+    (:class:`tasksift.index.blocks.BlockIndex`, the answers of a flat index); IVF and HNSW, asked for by name,
+    copy the pool into faiss's memory."""
 
     prune = True
 
@@ -61,7 +67,9 @@ class LocalSearch:
         self.prune = prune
 
     def build(self, x: np.ndarray, *, metric: str = "l2", kind: str = "auto", seed: int = 0,
-              **settings: Any) -> NeighbourIndex:
+              **settings: Any) -> NeighbourIndex | BlockIndex:
+        if kind in ("flat", "auto") and metric in METRICS and isinstance(x, np.ndarray) and out_of_core(x):
+            return BlockIndex(x, metric=metric)
         return build_index(x, metric=metric, kind=kind, seed=seed, **settings)
 
     def exact(self, x: np.ndarray) -> InPlaceSearch:

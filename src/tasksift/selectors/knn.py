@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tasksift.index import KINDS, METRICS
+from tasksift.records import check_vectors
 from tasksift.selectors.base import Context, Selection, Selector, as_float_matrix
 from tasksift.selectors.registry import register
 from tasksift.util.params import Options
@@ -61,9 +62,10 @@ class KNNSelector(Selector):
     """Nearest candidates to the target set, taken round-robin over target examples.
 
     ``metric``: ``cosine`` (default; embeddings are L2-normalised), ``l2`` or ``ip``. ``index``: the faiss
-    index (``auto`` is exact below 200,000 rows). Score: the similarity to the target that took the example
-    (cosine or ip) or minus its Euclidean distance (l2). Reason: that target's row, the similarity or distance,
-    and the round in which it was taken.
+    index (``auto`` is exact below 200,000 rows, and for a pool that is memory-mapped or in float16, which is
+    then searched block by block without a copy: :class:`tasksift.index.blocks.BlockIndex`). Score: the
+    similarity to the target that took the example (cosine or ip) or minus its Euclidean distance (l2). Reason:
+    that target's row, the similarity or distance, and the round in which it was taken.
     """
 
     name = "knn"
@@ -77,7 +79,7 @@ class KNNSelector(Selector):
         self.index = index
 
     def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
-        x = as_float_matrix(pool, "pool vectors")
+        x = check_vectors(pool, "pool vectors", half=True)  # a memory map or float16 rows stay as they are
         q = as_float_matrix(target, "target vectors")
         n, m = x.shape[0], q.shape[0]
         index = ctx.search.build(x, metric=self.metric, kind=self.index, seed=self.seed)

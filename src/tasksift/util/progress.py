@@ -3,10 +3,14 @@
 One way to build a bar: :func:`make_progress` gives the display (description, bar, done / total, rate, elapsed
 time, ETA, a note), :class:`ProgressTask` puts one counted task on it (on a display of its own or on one the
 caller lends), and :func:`progress_bar` wraps that for a simple loop. Light to import (no torch).
+
+Where stderr is no terminal (a job in the background, its output sent to a file), a bar cannot redraw: each
+task then writes a plain line with its count, rate and ETA at most every :data:`LOG_EVERY` seconds.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -23,6 +27,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+#: seconds between two plain progress lines where stderr is no terminal
+LOG_EVERY = 60.0
+
+
+def plain_line(task: Task, unit: str) -> str:
+    """``desc: done/total unit, rate unit/s, eta h:mm:ss`` (the rate and ETA once they are known)."""
+    line = f"{task.description}: {int(task.completed):,}/{int(task.total or 0):,} {unit}"
+    speed = task.speed
+    if speed:
+        line += f", {speed:,.1f} {unit}/s" if speed >= 1 else f", {60 * speed:,.1f} {unit}/min"
+    remaining = task.time_remaining
+    if remaining is not None:
+        whole = int(remaining)
+        line += f", eta {whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    return line
 
 
 class RateColumn(ProgressColumn):
@@ -71,6 +91,8 @@ class ProgressTask:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._step_done = 0
+        self._unit = unit
+        self._logged = time.monotonic()
         if total == 0 or progress is False:
             return
         if isinstance(progress, Progress):
@@ -96,6 +118,18 @@ class ProgressTask:
         self._step_done += n
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=n, note=note)
+            self._log()
+
+    def _log(self) -> None:
+        """A plain line where the display cannot redraw (see the module docstring)."""
+        assert self._progress is not None and self._task is not None
+        console = self._progress.console
+        now = time.monotonic()
+        if console.is_terminal or now - self._logged < LOG_EVERY:
+            return
+        self._logged = now
+        task = next(t for t in self._progress.tasks if t.id == self._task)
+        console.print(plain_line(task, self._unit), soft_wrap=True, highlight=False)
 
     def finish_step(self, n: int) -> None:
         """A step of ``n`` items is done: move the bar to its end whatever :meth:`advance` reported."""

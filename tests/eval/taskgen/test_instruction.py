@@ -165,3 +165,38 @@ def test_instruction_track_refuses_a_task_too_small(tmp_path: Path) -> None:
     small = SourceTask("small", "p", "?", [Example(f"x{i}", "y", f"x{i}") for i in range(10)], ("y",))
     with pytest.raises(InputError, match="task small"):
         build_instruction_track(tmp_path, [small], n_target=5, n_test=5)
+
+
+def test_general_task_takes_a_few_targets_of_every_task_and_the_union_of_their_tests(tmp_path: Path) -> None:
+    from tasksift.eval.taskgen.instruction import N_GENERAL_TARGET
+    from tasksift.eval.tasks import load_task
+
+    summary = build_toy(tmp_path)
+    root = tmp_path / "instruction"
+    general = root / "general"
+    spec = json.loads((general / "task.json").read_text())
+    target, test = read_jsonl(general / "target.jsonl"), read_jsonl(general / "test.jsonl")
+    names = ["colors", "docs", "terms"]  # the tasks in name order
+    assert N_GENERAL_TARGET == 10 and len(target) == 3 * 5  # each toy task has only 5 targets
+    assert target == [r for n in names for r in read_jsonl(root / n / "target.jsonl")[:N_GENERAL_TARGET]]
+    assert test == [r for n in names for r in read_jsonl(root / n / "test.jsonl")]
+    assert spec["metric"] == "macro_accuracy" and spec["group_field"] == "task" and spec["pool"] == "../pool.jsonl"
+    assert spec["counts"] == {"pool": 180, "target": 15, "test": 60, "tasks": {n: 20 for n in names}}
+    assert summary["general"]["test"] == 60
+    task = load_task(general)
+    data = task.test_data()
+    assert data.groups == [r["task"] for r in test] and task.metric == "macro_accuracy"
+
+
+def test_duplicates_tasks_read_pool_dups_with_the_tasks_own_target_and_test(tmp_path: Path) -> None:
+    from tasksift.eval.tasks import load_task
+
+    summary = build_toy(tmp_path)
+    assert summary["dups"]["terms"] == {"path": "instruction-dups/terms", "pool": 210}
+    spec = json.loads((tmp_path / "instruction-dups" / "terms" / "task.json").read_text())
+    clean = json.loads((tmp_path / "instruction" / "terms" / "task.json").read_text())
+    assert spec["name"] == "terms-dups" and spec["counts"]["pool"] == 210
+    assert spec["pool_dups"]["seeds"] == clean["pool_dups"]["seeds"]
+    task = load_task(tmp_path / "instruction-dups" / "terms")
+    assert len(task.pool) == 210
+    assert task.test_data().prompts == load_task(tmp_path / "instruction" / "terms").test_data().prompts

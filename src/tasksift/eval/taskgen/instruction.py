@@ -4,11 +4,17 @@ setting), and one task per source with a target set (the few examples a selector
 (never shown to a selector) whose records carry the answer options. A label task can also be written as a
 classification task (``OUT/classification/<name>``) with the same target and test examples.
 
+Two more views of the same files: the ``general`` task (``OUT/instruction/general``: the first
+:data:`N_GENERAL_TARGET` target examples of every task, and the union of their test sets, each item naming its
+task, scored per task and by the macro average), and the duplicates track (``OUT/instruction-dups/<task>``: each
+task with ``pool-dups.jsonl`` as its pool, the same target and test files).
+
 Examples that share a group never straddle pool, target and test. The format is docs/task-format.md.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +39,8 @@ POOL_PER_SOURCE = 2500
 N_DUPS = 1000
 N_DUP_SEEDS = 5
 N_DISTRACTORS = 3
+#: target examples of each task in the general task's target set
+N_GENERAL_TARGET = 10
 
 TEXT_TEMPLATE = "{instruction}\n{input}\n{output}"
 PROMPT_TEMPLATE = "{instruction}\n{input}\n"
@@ -158,6 +166,9 @@ def build_instruction_track(out_dir: Path, tasks: Sequence[SourceTask], *, seed:
                              {**pool_dups, "seeds": [{**d, "on_task": d["task"] == s.task.name} for d in seeds]})
         summary["tasks"][s.task.name] = {"source": s.task.source, "path": f"instruction/{s.task.name}", **counts}
 
+    summary["general"] = _write_general(root / "general", splits, seed, built_from, n_pool)
+    summary["dups"] = {s.task.name: _write_dups_task(Path(out_dir) / "instruction-dups" / s.task.name, s.task.name)
+                       for s in splits}
     if classification:
         summary["classification"] = {}
         for s in splits:
@@ -240,3 +251,47 @@ def _write_classification(tdir: Path, name: str, split: _TaskSplit, seed: int,
     })
     return {"source": task.source, "path": f"classification/{name}", "same_split_as": f"instruction/{task.name}",
             **counts}
+
+
+def _write_general(tdir: Path, splits: Sequence[_TaskSplit], seed: int, built_from: dict[str, str],
+                   n_pool: int) -> dict[str, Any]:
+    """The general task: a few target examples of every task, the union of their test sets (each item keeps its
+    ``task``), scored per task and by the macro average. Reads the tasks' files just written."""
+    tdir.mkdir(parents=True, exist_ok=True)
+    target: list[dict[str, Any]] = []
+    test: list[dict[str, Any]] = []
+    for s in splits:
+        target.extend(_record(s.task, ex) for ex in s.target[:N_GENERAL_TARGET])
+        test.extend(_read_jsonl(tdir.parent / s.task.name / "test.jsonl"))
+    counts = {"pool": n_pool, "target": write_jsonl_atomic(tdir / "target.jsonl", target),
+              "test": write_jsonl_atomic(tdir / "test.jsonl", test),
+              "tasks": {s.task.name: len(s.test) for s in splits}}
+    write_json_atomic(tdir / "task.json", {
+        "name": "general", "kind": "instruction", "metric": "macro_accuracy", "group_field": "task",
+        "source": "all", "seed": seed, "counts": counts, "built_from": built_from,
+        "pool": "../pool.jsonl", "target": "target.jsonl", "test": "test.jsonl",
+        "text_template": TEXT_TEMPLATE, "prompt_template": PROMPT_TEMPLATE, "answer_field": "output",
+        "options_field": "options",
+    })
+    return {"path": "instruction/general", **counts}
+
+
+def _write_dups_task(tdir: Path, name: str) -> dict[str, Any]:
+    """The task ``name`` with ``pool-dups.jsonl`` as its pool (its own task.json, the same target and test)."""
+    spec = _read_json(tdir.parent.parent / "instruction" / name / "task.json")
+    spec.update(name=f"{name}-dups", pool="../../instruction/pool-dups.jsonl",
+                target=f"../../instruction/{name}/target.jsonl", test=f"../../instruction/{name}/test.jsonl",
+                same_split_as=f"instruction/{name}")
+    spec["counts"] = {**spec["counts"], "pool": spec["counts"]["pool_dups"]}
+    spec["pool_dups"] = {**spec["pool_dups"], "pool": spec["pool"]}
+    tdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(tdir / "task.json", spec)
+    return {"path": f"instruction-dups/{name}", "pool": spec["counts"]["pool"]}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))

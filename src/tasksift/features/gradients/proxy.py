@@ -2,12 +2,15 @@
 
 Proxy models and their losses (:func:`load_proxy`):
 
-- causal LMs (``"smollm2"``: SmolLM2-135M-Instruct, found or converted by :mod:`tasksift.train.models`): the
-  causal LM loss on the text, the mean over its tokens of ``-log p(token | earlier tokens)`` (tokenised with
-  the tokenizer's own special tokens; SmolLM2 adds none), exactly what ``model(input_ids,
-  labels=input_ids).loss`` gives for the example alone. Our choice: the loss covers the whole text view; LESS
-  scores only the response of an instruction/response pair.
-- sentence encoders (``"minilm"``, the default proxy: all-MiniLM-L6-v2): the checkpoint has no masked-LM
+- causal LMs (``"smollm2"``: SmolLM2-135M-Instruct, found or converted by :mod:`tasksift.train.models`, the
+  default proxy of the gradient selectors): for a prompt / response pair (:mod:`.pairs`), the loss the pair is
+  finetuned with (:mod:`tasksift.train.lm`): the prompt in the model's chat template, then the response and the
+  end token, cut to ``max_length`` by the training rule, and the mean of ``-log p(token | earlier tokens)`` over
+  the response and end tokens only, the prompt masked (as LESS and SPICE take the gradients of the model being
+  finetuned). For a whole text, the mean over all its tokens (tokenised with the tokenizer's own special tokens;
+  SmolLM2 adds none), exactly what ``model(input_ids, labels=input_ids).loss`` gives for the example alone.
+- sentence encoders (``"minilm"``: all-MiniLM-L6-v2, the cheap proxy and the default of bare
+  :func:`load_proxy` calls): the checkpoint has no masked-LM
   head, so we choose a label-free, per-example objective with no new parameters, a *bag-of-words similarity
   head*: the text's mean-pooled embedding ``e`` scores every vocabulary word ``w`` by ``cos(e, E_w) / 0.05``
   (``E``: the model's own, frozen input word embeddings), and the loss is the mean cross-entropy of the text's
@@ -33,8 +36,9 @@ from typing import Any
 import torch
 
 from tasksift.features.gradients.hooks import flat_dim, per_example_gradients, trainable_slots
+from tasksift.features.gradients.pairs import split_pair
 from tasksift.train.common import setup_torch
-from tasksift.train.lm import LMSettings, add_lora, answer_logprobs, pad_id_of
+from tasksift.train.lm import LMSettings, add_lora, answer_logprobs, encode_pairs, pad_id_of
 from tasksift.train.models import load_causal_lm, load_encoder, resolve_encoder, resolve_lm
 from tasksift.train.resolve import model_fingerprint
 from tasksift.util.errors import InputError
@@ -65,10 +69,12 @@ _MODEL_FIX = ("pass 'minilm' (the bundled all-MiniLM-L6-v2), 'smollm2' (SmolLM2-
 
 @dataclass
 class Batch:
-    """Right-padded token ids and attention mask of some texts."""
+    """Right-padded token ids and attention mask of some texts; for a causal LM, the labels of the tokens the
+    loss covers (-100 on a pair's prompt and on padding)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    labels: torch.Tensor | None = None
 
 
 class ProxyModel:
@@ -127,15 +133,46 @@ class ProxyModel:
         return [p for p in self.module.parameters() if p.requires_grad]
 
     def batch(self, texts: Sequence[str]) -> Batch:
-        """Tokenise (cut to ``max_length``) and right-pad ``texts``."""
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        """Tokenise (cut to ``max_length``) and right-pad ``texts``; a causal LM's pairs as it trains on them."""
+        texts = list(texts)
+        n_prompt = [0] * len(texts)
+        if self.kind == "causal-lm":
+            ids, n_prompt = self._lm_ids(texts)
+        else:
+            ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         width = max(1, max((len(x) for x in ids), default=1))
         input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
+        labels = torch.full((len(ids), width), -100, dtype=torch.long)
         for row, seq in enumerate(ids):
             input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, :len(seq)] = 1
-        return Batch(input_ids.to(self.device), mask.to(self.device))
+            labels[row, n_prompt[row]:len(seq)] = input_ids[row, n_prompt[row]:len(seq)]
+        return Batch(input_ids.to(self.device), mask.to(self.device),
+                     labels.to(self.device) if self.kind == "causal-lm" else None)
+
+    def _lm_ids(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        """Token ids and prompt lengths: pairs encoded as :func:`tasksift.train.lm.encode_pairs` encodes them
+        (prompt format ``auto``), whole texts with the tokenizer's special tokens and no prompt."""
+        pairs = [split_pair(t) for t in texts]
+        whole = [t for t, p in zip(texts, pairs, strict=True) if p is None]
+        joined = [p for p in pairs if p is not None]
+        whole_ids = iter(self.tokenizer(whole, truncation=True, max_length=self.max_length)["input_ids"]
+                         if whole else [])
+        encoded = encode_pairs(self.tokenizer, [p[0] for p in joined], [p[1] for p in joined],
+                               prompt_format="auto", max_length=self.max_length)
+        pair_rows = iter(range(len(joined)))
+        ids: list[list[int]] = []
+        n_prompt: list[int] = []
+        for p in pairs:
+            if p is None:
+                ids.append(list(next(whole_ids)))
+                n_prompt.append(0)
+            else:
+                k = next(pair_rows)
+                ids.append(encoded.ids[k])
+                n_prompt.append(encoded.n_prompt[k])
+        return ids, n_prompt
 
     def losses(self, texts: Sequence[str]) -> torch.Tensor:
         """Per-example losses of ``texts`` from one forward pass (in the module's current mode)."""
@@ -146,7 +183,8 @@ class ProxyModel:
 
     def _lm_losses(self, batch: Batch) -> torch.Tensor:
         logits = self.module(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+        labels = batch.labels if batch.labels is not None else batch.input_ids.masked_fill(batch.attention_mask == 0,
+                                                                                            -100)
         sums, counts = answer_logprobs(logits, labels)
         return -sums / counts.clamp(min=1).to(sums.dtype)
 
@@ -238,6 +276,8 @@ class ProxySpec:
                "kind": self.kind, "params": self.params, "target_modules": list(self.target_modules),
                "max_length": self.max_length,
                "objective": "causal-lm" if self.kind == "causal-lm" else "bow-similarity"}
+        if self.kind == "causal-lm":
+            out["pairs"] = "response-only, prompt format auto"
         if self.params == "lora":
             out.update(lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_seed=self.seed)
         return out

@@ -32,12 +32,19 @@ from tasksift.features.gradients.featurizer import (
     GradientFactory,
     gradient_features,
 )
+from tasksift.features.gradients.pairs import join_pairs
 from tasksift.features.gradients.projection import DEFAULT_PROJ_DIM
-from tasksift.features.gradients.proxy import DEFAULT_MAX_LENGTH, PROXY_PARAMETERS, proxy_spec
+from tasksift.features.gradients.proxy import DEFAULT_MAX_LENGTH, PROXY_PARAMETERS, proxy_spec, resolve_proxy
 from tasksift.features.gradients.trainer import ProxyTrainer
 from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings
+from tasksift.records.pairs import pair_views
+from tasksift.records.recordset import RecordSet
 from tasksift.util.errors import InputError
 from tasksift.util.params import Declarations, Interval, Options, convert_params
+
+#: the proxy of the gradient selectors when no model is named: the causal LM the evaluation finetunes
+#: (``"minilm"`` names the cheap sentence-encoder proxy, which is not the papers' setting)
+DEFAULT_GRADIENT_MODEL = "smollm2"
 
 #: every feature setting a gradient selector accepts, with its default
 GRADIENT_FEATURE_DEFAULTS: dict[str, Any] = {
@@ -115,13 +122,40 @@ class GradientRecipe:
                                  desc=desc, engine=engine, device=device)
 
 
+def gradient_model(model: str | Path | None) -> str | Path:
+    """The proxy a gradient selector takes its gradients of: ``model``, or :data:`DEFAULT_GRADIENT_MODEL`."""
+    return DEFAULT_GRADIENT_MODEL if model is None else model
+
+
+def gradient_texts(pool: RecordSet, target: RecordSet | None, model: str | Path | None, kind: str = "auto"
+                   ) -> tuple[list[str], list[str] | None, str]:
+    """The texts the proxy ``model`` (``None``: :data:`DEFAULT_GRADIENT_MODEL`) takes gradients of, pool and
+    target (``None``: none), and the loss: ``"response"`` or ``"text"``.
+
+    A causal-LM proxy reads records with a (prompt, response) split (:func:`tasksift.records.pairs.pair_views`)
+    as joined pairs (:mod:`.pairs`), the prompt masked: loss ``"response"``, when the pool and the target both
+    have the split (one proxy space for both). Otherwise each text view: loss ``"text"`` (a causal LM's loss
+    over every token; the encoder's bag-of-words loss).
+    """
+    if resolve_proxy(gradient_model(model), kind)[0] == "causal-lm":
+        pool_pairs = pair_views(pool)
+        target_pairs = None if target is None else pair_views(target)
+        if pool_pairs is not None and (target is None or target_pairs is not None):
+            joined = join_pairs(*pool_pairs, what=str(pool.path or "pool records"))
+            if target_pairs is None:
+                return joined, None, "response"
+            return joined, join_pairs(*target_pairs, what=str(target.path or "target records")), "response"
+    return list(pool.texts), None if target is None else list(target.texts), "text"
+
+
 def selection_gradients(pool_texts: Sequence[str], target_texts: Sequence[str] | None, recipe: GradientRecipe, *,
                         model: str | Path | None, cache_dir: Any, progress: bool, engine: Any = None,
                         device: Any = None) -> tuple[CachedFeatures, CachedFeatures | None]:
     """Pool features (preconditioned when the recipe says so) and target features (plain), one proxy space;
-    ``engine``: where missing shards are computed (:mod:`tasksift.engine`); ``device``: where the proxy runs."""
-    common = {"model": model, "warmup_texts": pool_texts, "cache_dir": cache_dir, "progress": progress,
-              "engine": engine, "device": device}
+    ``model``: the proxy (``None``: :data:`DEFAULT_GRADIENT_MODEL`); ``engine``: where missing shards are computed
+    (:mod:`tasksift.engine`); ``device``: where the proxy runs."""
+    common = {"model": gradient_model(model), "warmup_texts": pool_texts, "cache_dir": cache_dir,
+              "progress": progress, "engine": engine, "device": device}
     pool = recipe.features(pool_texts, precondition=recipe.precondition, desc="pool gradients", **common)
     target = None
     if target_texts is not None:
@@ -133,7 +167,7 @@ def proxy_trainer(pool_texts: Sequence[str], recipe: GradientRecipe, *, model: s
                   progress: bool, device: Any = None) -> ProxyTrainer:
     """The proxy SPICE steps and re-reads: loaded (on ``device``, ``None``: the CPU), warmed up (from the
     warm-up cache) and wrapped with the projection and preconditioning the pool's cached features used."""
-    spec = proxy_spec(model, **recipe.spec_kwargs())
+    spec = proxy_spec(gradient_model(model), **recipe.spec_kwargs())
     factory = GradientFactory.plan(spec.identity(), spec, warmup_texts=pool_texts, rule=recipe.precondition,
                                    cache_dir=cache_dir, **recipe.chain_kwargs())
     return ProxyTrainer(factory.build(progress=progress, device=device), pool_texts, lr=recipe.values["proxy_lr"])

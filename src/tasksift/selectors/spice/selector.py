@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.features.gradients.recipe import GradientRecipe, proxy_trainer
+from tasksift.features.gradients.recipe import GradientRecipe, gradient_texts, proxy_trainer
 from tasksift.selectors.base import Context, Inputs, Selection, Selector, as_float_matrix
 from tasksift.selectors.registry import register
 from tasksift.selectors.spice.greedy import (
@@ -82,7 +82,8 @@ class SpiceSelector(Selector):
         if not inputs.featurized_here or inputs.pool_records is None or self.window is None:
             return inputs
         recipe = GradientRecipe.of(type(self).feature_defaults, ctx.features)
-        trainer = proxy_trainer(inputs.pool_records.texts, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
+        texts, _, _ = gradient_texts(inputs.pool_records, None, ctx.model, recipe.values["kind"])
+        trainer = proxy_trainer(texts, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
                                 progress=ctx.progress, device=ctx.device)
         return inputs.but(helpers={**inputs.helpers, "proxy": trainer})
 

@@ -30,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from tasksift.index.blocks import is_mapped, scratch
 from tasksift.index.search import has_unit_rows, normalize_rows
 from tasksift.index.searcher import Search, SearchIndex
 from tasksift.index.two_level import TwoLevelIVF
+from tasksift.records import check_vectors
 from tasksift.selectors.base import Context, Selection, Selector, as_float_matrix
 from tasksift.selectors.registry import register
 from tasksift.selectors.tsds.density import (
@@ -174,14 +176,17 @@ class TSDSSelector(Selector):
         return selection
 
     def _vectors(self, pool: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Pool and target as float32 matrices of one width; unit rows (float64 arithmetic) for ``cosine``."""
-        x = as_float_matrix(pool, "pool vectors")
+        """Pool and target as matrices of one width; unit rows (float64 arithmetic) for ``cosine``. The pool stays
+        as it is when it is float32 or float16 (a memory map stays one, read block by block); its unit rows for
+        ``cosine`` go to a scratch file when it is a memory map (:func:`tasksift.index.blocks.scratch`)."""
+        x = check_vectors(pool, "pool vectors", half=True)
         q = as_float_matrix(target, "target vectors")
         if x.shape[1] != q.shape[1]:
             raise InputError(f"pool vectors have {x.shape[1]} dimensions and target vectors {q.shape[1]}",
                              fix="embed both with the same model")
         if self.metric == "cosine":
-            x = x if has_unit_rows(x) else normalize_rows(x, float64=True)
+            if not has_unit_rows(x):
+                x = normalize_rows(x, float64=True, out=scratch(x.shape, np.float32) if is_mapped(x) else None)
             q = normalize_rows(q, float64=True)
         return x, q
 

@@ -1,0 +1,244 @@
+"""The general track: SPICE's own setting, one selection for instruction tuning in general, scored on every task.
+
+    TASKSIFT_THREADS=1 python benchmarks/general.py [--task tasks/instruction/general] [--runs runs/compare]
+                                                    [--seeds 3] [--budget 10%] [--no-full] [--report-only]
+                                                    [--restore] [--cut-down N]
+
+``tasksift data build`` writes ``instruction/general``: the 14,968-record instruction pool; as target, the first
+10 target examples of each of the seven tasks (70, each naming its task); as test, the union of the seven test
+sets (2,100 items), scored per task (``accuracy/<task>``) and by their mean (``macro_accuracy``, the metric).
+
+Rows (``ROWS``), each the runs of ``tasksift compare --task tasks/instruction/general --budget 10% --epochs 1
+--train max_length=128`` for its method and parameters, seed by seed (every row at seed 0 first, then 1...):
+random; tsds (the reference config); spice with the paper's recipe (windows of 128 rows, a proxy step every 10
+selections); fishersft (spice with lam=0); less with the target's tasks as its domains (the best cosine per task,
+averaged over tasks); and spice again with the cheap MiniLM proxy (``model=minilm``). The gradient rows take
+their gradients from SmolLM2-135M-Instruct, the model being finetuned, LoRA rank 8 on q_proj and v_proj, the
+response's loss with the prompt masked (the selectors' default proxy). Then no finetuning, and the full pool
+(one training, last: it is 50 times a 10% run). Everything resumes: finished selections, trainings, scores and
+feature shards are kept (the training store and the feature cache).
+
+The section ``## General instruction tuning: ...`` of ``docs/results.md`` and the raw files under
+``docs/results/general/`` are rewritten after every row. ``--cut-down N`` runs the same rows on the first N pool
+records (a task written next to the runs: N pool records, 2 target and 2 test items per task), 1 seed, 8 training
+steps and no full-pool row: the check that the command works end to end, not a result (it writes no doc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "results.md"
+RAW = ROOT / "docs" / "results" / "general"
+HEADING = "## General instruction tuning: one selection scored on every task (SPICE's setting)"
+#: row name -> (method, its parameters as `tasksift compare --param method.key=value` gives them)
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random": ("random", {}),
+    "tsds": ("tsds", {}),
+    "spice": ("spice", {"window": 128}),
+    "fishersft": ("fishersft", {}),
+    "less": ("less", {}),  # domains: the target's tasks, read at run time
+    "spice (MiniLM proxy)": ("spice", {"window": 128, "model": "minilm"}),
+}
+RUN_FILES = ("eval.json", "selection.parquet", "manifest.json")
+
+
+def row_dir(runs: Path, row: str) -> Path:
+    """Where a row's compare runs live: ``<runs>/general`` for the methods under their own names, a folder of
+    its own for a variant."""
+    return runs / ("general" if row == ROWS[row][0] else "general-" + row.split(" ")[0] + "-minilm")
+
+
+def target_domains(task_dir: Path) -> list[str]:
+    spec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
+    lines = (task_dir / spec.get("target", "target.jsonl")).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["task"] for line in lines if line.strip()]
+
+
+def run_row(task_dir: Path, runs: Path, row: str, seeds: int, budget: str, train: dict[str, Any]) -> None:
+    from tasksift.eval.compare import compare
+
+    method, params = ROWS[row]
+    params = dict(params)
+    if method == "less":
+        params["domains"] = target_domains(task_dir)
+    compare(task_dir, [method], budget, seeds=seeds, include_full=False, include_none=False, out=row_dir(runs, row),
+            params={method: params}, progress=True, **train)
+
+
+def _eval(path: Path) -> dict[int, dict[str, float]]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {int(s): r["metrics"] for s, r in data.get("runs", {}).items()}
+
+
+def collect(task_dir: Path, runs: Path, seeds: int) -> dict[str, dict[int, dict[str, float]]]:
+    rows = {"none (no finetuning)": _eval(task_dir / "baselines" / "none" / "eval.json")}
+    for row, (method, _) in ROWS.items():
+        rows[row] = {s: m for seed in range(seeds)
+                     for s, m in _eval(row_dir(runs, row) / method / f"seed-{seed}" / "eval.json").items() if s == seed}
+    rows["full pool"] = _eval(task_dir / "baselines" / "full" / "eval.json")
+    return {k: v for k, v in rows.items() if v}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, var ** 0.5
+
+
+def table(rows: dict[str, dict[int, dict[str, float]]], tasks: list[str], seeds: int) -> str:
+    head = "| row | seeds | macro accuracy (mean ± std) | per seed | vs random, seed by seed | " + \
+        " | ".join(tasks) + " |"
+    lines = [head, "|" + "---|" * (5 + len(tasks))]
+    rand = rows.get("random", {})
+    for name, runs in rows.items():
+        order = sorted(runs)
+        macro = [runs[s]["macro_accuracy"] for s in order]
+        m, sd = _mean_std(macro)
+        common = [s for s in order if s in rand] if name not in ("random", "full pool", "none (no finetuning)") else []
+        diffs = [runs[s]["macro_accuracy"] - rand[s]["macro_accuracy"] for s in common]
+        versus = f"{sum(diffs) / len(diffs):+.4f} ({sum(d > 0 for d in diffs)} of {len(diffs)} above)" if diffs else ""
+        per_task = [sum(runs[s][f"accuracy/{t}"] for s in order) / len(order) for t in tasks]
+        lines.append(f"| {name} | {len(order)} | {m:.4f} ± {sd:.4f} | {' / '.join(f'{v:.4f}' for v in macro)} | "
+                     f"{versus} | " + " | ".join(f"{v:.4f}" for v in per_task) + " |")
+    missing = [f"{r} has {len(rows.get(r, {}))} of {seeds} seeds" for r in ROWS if len(rows.get(r, {})) < seeds]
+    if "full pool" not in rows:
+        missing.append("the full-pool row is not measured yet")
+    if missing:
+        lines += ["", "Partial: " + "; ".join(missing) + "."]
+    return "\n".join(lines)
+
+
+def markdown(body: str, args: argparse.Namespace) -> str:
+    return "\n".join([
+        HEADING, "",
+        "SPICE selects for instruction tuning in general and is scored on a suite of tasks; this track asks that "
+        "question. The task `instruction/general`: the 14,968-record instruction pool; as target, 10 examples of "
+        "each of the seven tasks (70); as test, the union of the seven 300-item test sets (2,100 items), scored by "
+        "option log-likelihood per task and by the macro average over tasks (each task counts once). "
+        f"SmolLM2-135M-Instruct + LoRA (rank 8 on q_proj and v_proj, learning rate 3e-4, batch 8, fp32), one epoch "
+        f"over each selection at a {args.budget} budget, pairs cut to 128 tokens. Gradient rows: per-example LoRA "
+        "gradients (rank 8, q_proj and v_proj) of SmolLM2 itself, the loss of the response only with the prompt "
+        "masked, projected to 1,024 dimensions; spice runs the paper's recipe (windows of 128 rows, one proxy "
+        "step per 10 selections), fishersft is spice with lam=0, less reads the target's tasks as its domains; the "
+        "last row is spice with the cheap MiniLM proxy, to show what the proxy changes. tsds: the reference "
+        "config. The seed sets the selection and the training; nothing was tuned on the test sets.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one torch thread per run, other jobs "
+        "running beside.", "",
+        "Command (resumes; `--restore` first puts the committed raw files back on a fresh machine; `--report-only` "
+        "rewrites this section from the runs):", "", "```bash", "tasksift data build --out tasks/",
+        f"TASKSIFT_THREADS=1 python benchmarks/general.py --runs runs/compare --seeds {args.seeds}", "```", "",
+        "Raw files: `docs/results/general/`. Columns after the fifth: each task's accuracy, the mean over the "
+        "row's seeds.", "", body, ""])
+
+
+def copy_raw(task_dir: Path, runs: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from comparison import same_but_call_time
+
+    pairs = [(p, RAW / "baselines" / p.parent.name / p.name) for p in task_dir.glob("baselines/*/eval.json")]
+    for row, (method, _) in ROWS.items():
+        folder = row_dir(runs, row)
+        pairs += [(p, RAW / folder.name / p.relative_to(folder)) for f in RUN_FILES
+                  for p in folder.glob(f"{method}/seed-*/{f}")]
+    for src, dest in pairs:
+        if not same_but_call_time(src, dest):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+
+
+def restore(task_dir: Path, runs: Path) -> int:
+    copied = 0
+    for src in sorted(RAW.rglob("*")):
+        if not src.is_file():
+            continue
+        rel = src.relative_to(RAW)
+        dst = task_dir / rel if rel.parts[0] == "baselines" else runs / rel
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            copied += 1
+    return copied
+
+
+def report(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from results_doc import write_section
+
+    rows = collect(args.task, args.runs, args.seeds)
+    tasks = sorted(json.loads((args.task / "task.json").read_text(encoding="utf-8"))["counts"]["tasks"])
+    if not args.cut_down:
+        copy_raw(args.task, args.runs)
+        write_section(args.doc, HEADING, markdown(table(rows, tasks, args.seeds) if rows else "No runs yet.", args))
+    return rows
+
+
+def cut_down(task_dir: Path, out: Path, n_pool: int) -> Path:
+    """A copy of the general task with the first ``n_pool`` pool records, its target, and 2 test items per task."""
+    spec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
+    out.mkdir(parents=True, exist_ok=True)
+    pool = (task_dir / spec["pool"]).read_text(encoding="utf-8").splitlines()[:n_pool]
+    (out / "pool.jsonl").write_text("\n".join(pool) + "\n", encoding="utf-8")
+    kept: dict[str, list[str]] = {}
+    for name in ("target", "test"):
+        seen: dict[str, int] = {}
+        kept[name] = []
+        for line in (task_dir / spec[name]).read_text(encoding="utf-8").splitlines():
+            task = json.loads(line)["task"]
+            if seen.get(task, 0) < 2:
+                seen[task] = seen.get(task, 0) + 1
+                kept[name].append(line)
+        (out / f"{name}.jsonl").write_text("\n".join(kept[name]) + "\n", encoding="utf-8")
+    test = kept["test"]
+    counts = {**spec["counts"], "pool": len(pool), "test": len(test), "tasks": seen}
+    (out / "task.json").write_text(json.dumps({**spec, "pool": "pool.jsonl", "target": "target.jsonl",
+                                               "test": "test.jsonl", "counts": counts}), encoding="utf-8")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", type=Path, default=Path("tasks/instruction/general"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", default="10%")
+    parser.add_argument("--no-full", dest="full", action="store_false")
+    parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--restore", action="store_true")
+    parser.add_argument("--cut-down", type=int, default=0, metavar="N",
+                        help="a check on N pool records, 1 seed, 8 steps, no full pool, no doc")
+    args = parser.parse_args(argv)
+    train: dict[str, Any] = {"epochs": 1, "settings": {"max_length": 128}}
+    if args.cut_down:
+        args.task = cut_down(args.task, args.runs / "cut-down-task", args.cut_down)
+        args.seeds, args.full = 1, False
+        train = {"max_steps": 8, "settings": {"max_length": 64}}
+    if args.restore:
+        print(f"{restore(args.task, args.runs)} committed files put back")
+    if not args.report_only:
+        from tasksift.eval import evaluate
+
+        for seeds in range(1, args.seeds + 1):
+            for row in ROWS:
+                run_row(args.task, args.runs, row, seeds, args.budget, train)
+                report(args)
+            if seeds == 1:
+                evaluate(args.task, "none", seeds=1, progress=True, **train)
+        if args.full:
+            evaluate(args.task, "full", seeds=1, progress=True, **train)
+    return report(args)
+
+
+if __name__ == "__main__":
+    main()

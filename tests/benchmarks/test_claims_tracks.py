@@ -1,0 +1,88 @@
+"""``benchmarks/duplicates.py`` and ``benchmarks/general.py``: what their tables read from the runs (copies taken,
+changes seed by seed, per-task and macro accuracy) on hand-made run folders, and the general task's cut-down copy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import duplicates  # noqa: E402
+import general  # noqa: E402
+from tests.eval.taskgen.test_instruction import build_toy  # noqa: E402
+
+SPEC = {"pool_dups": {"first_injected_line": 100, "seeds": [
+    {"task": "a", "lines": [100, 110], "on_task": True}, {"task": "b", "lines": [110, 120], "on_task": False}]}}
+
+
+def _eval(path: Path, seed: int, metrics: dict[str, float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"runs": {str(seed): {"metrics": metrics}}}))
+
+
+def _selection(path: Path, rows: list[int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"row": rows, "weight": [1.0] * len(rows)}), path)
+
+
+def test_copies_taken_counts_injected_rows_once_and_the_tasks_own(tmp_path: Path) -> None:
+    _selection(tmp_path / "s.parquet", [3, 99, 100, 100, 105, 112, 119])
+    assert duplicates.copies_taken(tmp_path / "s.parquet", SPEC) == (4, 2)
+
+
+def test_duplicates_table_compares_each_seed_with_the_clean_pool(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    clean, runs, task = tmp_path / "clean", tmp_path / "runs", tmp_path / "tasks" / "t"
+    monkeypatch.setattr(duplicates, "CLEAN", clean)
+    task.mkdir(parents=True)
+    (task / "task.json").write_text(json.dumps(SPEC))
+    for seed, (c, d) in enumerate([(0.50, 0.48), (0.60, 0.61)]):
+        _eval(clean / "t" / "knn" / f"seed-{seed}" / "eval.json", seed, {"accuracy": c})
+        _eval(runs / "knn" / f"seed-{seed}" / "eval.json", seed, {"accuracy": d})
+        _selection(runs / "knn" / f"seed-{seed}" / "selection.parquet", [1, 2, 100 + seed, 111])
+    _eval(clean / "t" / "tsds" / "seed-0" / "eval.json", 0, {"accuracy": 0.5})  # no run with copies yet
+    text, found = duplicates.task_table(task, runs, seeds=2)
+    assert found == [{"method": "knn", "seeds": [0, 1], "clean": [0.5, 0.6], "dups": [0.48, 0.61],
+                      "copies": [(2, 1), (2, 1)]}]
+    row = next(line for line in text.splitlines() if line.startswith("| knn"))
+    assert row == ("| knn | 2 | 0.5500 ± 0.0707 | 0.5450 ± 0.0919 | -0.0050 (-0.0200 / +0.0100) | 2 (1) / 2 (1) | "
+                   "0.4800 / 0.6100 |")
+    assert "Partial: random has 0 of 2 seeds; dsir has 0 of 2 seeds; tsds has 0 of 2 seeds." in text
+
+
+def test_general_table_reads_macro_and_per_task_accuracy_against_random(tmp_path: Path) -> None:
+    task, runs = tmp_path / "task", tmp_path / "runs"
+    for seed, (r, s) in enumerate([(0.40, 0.45), (0.50, 0.48)]):
+        _eval(general.row_dir(runs, "random") / "random" / f"seed-{seed}" / "eval.json", seed,
+              {"macro_accuracy": r, "accuracy/x": r, "accuracy/y": r})
+        _eval(general.row_dir(runs, "spice (MiniLM proxy)") / "spice" / f"seed-{seed}" / "eval.json", seed,
+              {"macro_accuracy": s, "accuracy/x": s + 0.1, "accuracy/y": s - 0.1})
+    _eval(task / "baselines" / "none" / "eval.json", 0, {"macro_accuracy": 0.3, "accuracy/x": 0.2, "accuracy/y": 0.4})
+    assert general.row_dir(runs, "spice") == runs / "general"
+    assert general.row_dir(runs, "spice (MiniLM proxy)") == runs / "general-spice-minilm"
+    rows = general.collect(task, runs, seeds=2)
+    assert list(rows) == ["none (no finetuning)", "random", "spice (MiniLM proxy)"]
+    lines = general.table(rows, ["x", "y"], seeds=2).splitlines()
+    assert lines[0].endswith("| x | y |")
+    assert lines[2] == "| none (no finetuning) | 1 | 0.3000 ± 0.0000 | 0.3000 |  | 0.2000 | 0.4000 |"
+    assert lines[4] == ("| spice (MiniLM proxy) | 2 | 0.4650 ± 0.0212 | 0.4500 / 0.4800 | +0.0150 (1 of 2 above) | "
+                        "0.5650 | 0.3650 |")
+    assert "the full-pool row is not measured yet" in lines[-1] and "tsds has 0 of 2 seeds" in lines[-1]
+
+
+def test_general_cut_down_keeps_two_of_each_task_and_less_reads_the_targets_tasks(tmp_path: Path) -> None:
+    build_toy(tmp_path / "built")
+    source = tmp_path / "built" / "instruction" / "general"
+    assert general.target_domains(source) == ["colors"] * 5 + ["docs"] * 5 + ["terms"] * 5
+    small = general.cut_down(source, tmp_path / "small", 12)
+    spec = json.loads((small / "task.json").read_text())
+    assert spec["counts"]["pool"] == 12 and spec["counts"]["tasks"] == {"colors": 2, "docs": 2, "terms": 2}
+    assert general.target_domains(small) == ["colors", "colors", "docs", "docs", "terms", "terms"]
+    assert len((small / "pool.jsonl").read_text().splitlines()) == 12
