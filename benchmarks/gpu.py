@@ -17,7 +17,8 @@ Parts, each in a process of its own that is stopped at its time cap, so that the
 - ``train``: one instruction-track evaluation (``evaluate``: a LoRA finetuning, then the option scoring of the
   test items) on the GPU: steps/s and items/s;
 - ``search``: ``tasksift.select`` with ``knn`` (exact) and ``tsds`` on 10,000,000 x 384 clustered unit vectors
-  with 500 targets. Neighbour search and TSDS's densities run on the CPU: they have no GPU path yet.
+  with 500 targets, with ``device`` set: exact neighbour searches and TSDS's range searches by torch matrix
+  products on the GPU (:mod:`tasksift.index.device`).
 
 The GPU machine reaches no network, so the texts are made up from a seeded vocabulary of syllable words (12 to
 160 words, so that batches sorted by length matter), and the causal LM is randomly initialised with
@@ -286,9 +287,10 @@ def part_search(device: Any, size: dict[str, Any], record: Record) -> None:
             "seconds": seconds, "rate": size["rows"] / seconds, "unit": "rows/s", "note": "made on the device"})
     for method, params in (("knn", {"index": "flat"}), ("tsds", {})):
         sel, seconds = _timed(lambda m=method, p=params: tasksift.select(
-            pool_vectors=x, target_vectors=q, method=m, budget=size["budget"], seed=0, **p))
+            pool_vectors=x, target_vectors=q, method=m, budget=size["budget"], seed=0, device=device, **p))
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in sel.manifest.get("timings", {}).items())
-        record({"part": f"{method} selection (search on the CPU)", "where": "cpu", "size": f"{label}, "
+        on = "GPU" if getattr(device, "type", str(device)) == "cuda" else "CPU"
+        record({"part": f"{method} selection (search on the {on})", "where": str(device), "size": f"{label}, "
                 f"{size['targets']} targets, budget {size['budget']:,}", "seconds": seconds,
                 "rate": size["rows"] / seconds, "unit": "pool rows/s", "note": stages})
 

@@ -142,3 +142,18 @@ def test_chat_pools_select_with_knn_without_a_template(tmp_path, layout: str) ->
     assert sel.manifest["inputs"]["pool"]["text_rule"] == f"chat:{field}"
     assert sel.manifest["inputs"]["target"]["text_rule"] == f"chat:{field}"
     assert "text_view" not in sel.manifest["call"]
+
+
+def test_a_run_on_a_gpu_searches_there_and_a_cpu_run_keeps_faiss() -> None:
+    import torch
+
+    from tasksift.api import _search
+    from tasksift.engine import get_engine
+    from tasksift.index.device import DeviceSearch
+    from tasksift.index.searcher import LocalSearch
+
+    engine = get_engine("local")
+    on_gpu = _search(engine, torch.device("cuda", 1))  # built without touching a GPU
+    assert isinstance(on_gpu, DeviceSearch) and on_gpu.device == torch.device("cuda", 1)
+    assert isinstance(_search(engine, torch.device("cpu")), LocalSearch)
+    assert isinstance(_search(engine, None), LocalSearch)

@@ -20,6 +20,7 @@ import pyarrow as pa
 from tasksift.engine import Engine, get_engine
 from tasksift.features.embed import embed_texts
 from tasksift.features.gradients.recipe import GradientRecipe, gradient_model, gradient_texts, selection_gradients
+from tasksift.index.device import DeviceSearch
 from tasksift.records import RecordSet, check_vectors, dataset_kind, load_records, load_vectors, records_from_dicts
 from tasksift.selection.exports import check_exports, export_names, write_exports
 from tasksift.selection.manifest import Stages, records_info, versions, where
@@ -142,6 +143,14 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
         raise from_os_error(err) from err
 
 
+def _search(engine: Engine, device: Any) -> Any:
+    """The neighbour search of the run: on the local engine with a GPU, exact searches by torch there
+    (:class:`tasksift.index.device.DeviceSearch`); else the engine's."""
+    if device is not None and getattr(device, "type", "cpu") == "cuda" and engine.name == "local":
+        return DeviceSearch(device)
+    return engine.search()
+
+
 def _run(cls: type[Selector], request: Request, engine: Engine, out: Path | None, overwrite: bool) -> Selection:
     stages = Stages()
     if "index" in cls.param_defaults():
@@ -150,7 +159,7 @@ def _run(cls: type[Selector], request: Request, engine: Engine, out: Path | None
     seed = params.pop("seed")
     if all(request.view.get(k) is None for k in ("text_field", "template")):
         request.view.update(cls.text_view(params) or {})
-    ctx = Context(search=engine.search(), embed=lambda texts: embed_texts(
+    ctx = Context(search=_search(engine, request.device), embed=lambda texts: embed_texts(
         texts, model=request.model, cache_dir=request.cache_dir, progress=request.progress,
         engine=engine, device=request.device).matrix(), cache_dir=request.cache_dir, model=request.model,
         features=request.features, progress=request.progress, device=request.device)
