@@ -136,3 +136,15 @@ def test_a_gradient_selection_takes_smollm2_by_default_and_records_it(tmp_path: 
                             template="{instruction}\\n{input}\\n{output}", out=tmp_path / "cheap")
     cheap = json.loads((tmp_path / "cheap" / "manifest.json").read_text())["features"]
     assert cheap["proxy"] == "minilm" and cheap["loss"] == "text" and len(again.indices) == 2
+
+
+def test_proxy_kind_is_known_without_converting_the_model(llama_dir: Path, tmp_path: Path) -> None:
+    from tasksift.features.gradients.proxy import proxy_kind
+
+    assert proxy_kind(None) == proxy_kind("minilm") == "encoder"
+    assert proxy_kind("smollm2") == proxy_kind("SmolLM2-135M-Instruct") == proxy_kind(llama_dir) == "causal-lm"
+    assert proxy_kind("smollm2", "encoder") == "encoder"
+    (tmp_path / "m.gguf").write_bytes(b"")
+    assert proxy_kind(tmp_path / "m.gguf") == "causal-lm"
+    with pytest.raises(InputError, match="proxy model not found"):
+        proxy_kind(tmp_path / "absent")

@@ -55,7 +55,7 @@ def test_settings_from_text_are_typed_like_python_values() -> None:
 
 def test_pool_is_preconditioned_and_targets_plain_in_one_warmed_up_space(tmp_path) -> None:
     recipe = GradientRecipe.of({"warmup_steps": 2, "precondition": "less"}, {"proj_dim": 32})
-    pool, target = selection_gradients(POOL, TARGET, recipe, model=None, cache_dir=tmp_path, progress=False)
+    pool, target = selection_gradients(POOL, TARGET, recipe, model="minilm", cache_dir=tmp_path, progress=False)
     warm = WarmupSettings(steps=2)
     direct_pool = gradient_features(POOL, proj_dim=32, warmup=warm, precondition="less", cache_dir=tmp_path / "b",
                                     progress=False).matrix()

@@ -245,6 +245,26 @@ def resolve_proxy(model: str | Path | None, kind: str = "auto") -> tuple[str, st
     return kind, name, directory
 
 
+def proxy_kind(model: str | Path | None, kind: str = "auto") -> str:
+    """``"causal-lm"`` or ``"encoder"``: the kind :func:`resolve_proxy` would give, found without converting or
+    loading the model (a name, a ``.gguf`` file, or a directory's ``config.json``)."""
+    if kind not in PROXY_KINDS:
+        raise InputError(f"unknown proxy kind {kind!r}", fix=f"choose one of {', '.join(PROXY_KINDS)}")
+    if kind != "auto":
+        return kind
+    text = "" if model is None else str(model).strip()
+    path = Path(text).expanduser() if text else None
+    if path is None or (not path.exists() and text.lower() in _ENCODER_NAMES):
+        return "encoder"
+    if not path.exists() and text.lower() in _LM_NAMES:
+        return "causal-lm"
+    if not path.exists():
+        raise InputError("proxy model not found", path=text, fix=_MODEL_FIX)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return "causal-lm"
+    return _guess_kind(path)
+
+
 def _guess_kind(path: Path) -> str:
     if (path / "modules.json").is_file():
         return "encoder"

@@ -34,10 +34,10 @@ from tasksift.features.gradients.featurizer import (
 )
 from tasksift.features.gradients.pairs import join_pairs
 from tasksift.features.gradients.projection import DEFAULT_PROJ_DIM
-from tasksift.features.gradients.proxy import DEFAULT_MAX_LENGTH, PROXY_PARAMETERS, proxy_spec, resolve_proxy
+from tasksift.features.gradients.proxy import DEFAULT_MAX_LENGTH, PROXY_PARAMETERS, proxy_kind, proxy_spec
 from tasksift.features.gradients.trainer import ProxyTrainer
 from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings
-from tasksift.records.pairs import pair_views
+from tasksift.records.pairs import pair_views, response_split
 from tasksift.records.recordset import RecordSet
 from tasksift.util.errors import InputError
 from tasksift.util.params import Declarations, Interval, Options, convert_params
@@ -137,7 +137,9 @@ def gradient_texts(pool: RecordSet, target: RecordSet | None, model: str | Path 
     have the split (one proxy space for both). Otherwise each text view: loss ``"text"`` (a causal LM's loss
     over every token; the encoder's bag-of-words loss).
     """
-    if resolve_proxy(gradient_model(model), kind)[0] == "causal-lm":
+    split = response_split(pool.text_rule) is not None and (target is None or
+                                                             response_split(target.text_rule) is not None)
+    if split and proxy_kind(gradient_model(model), kind) == "causal-lm":
         pool_pairs = pair_views(pool)
         target_pairs = None if target is None else pair_views(target)
         if pool_pairs is not None and (target is None or target_pairs is not None):
