@@ -145,7 +145,6 @@ def part_embed(device: Any, size: dict[str, Any], record: Record) -> None:
 
 
 def part_gradients(device: Any, size: dict[str, Any], record: Record) -> None:
-    import numpy as np
     import torch
 
     from tasksift.features.gradients import gradient_features, load_proxy
@@ -157,21 +156,9 @@ def part_gradients(device: Any, size: dict[str, Any], record: Record) -> None:
         for name, p in proxy.module.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
-    rates: dict[str, float] = {}
-    for where, n in dict.fromkeys([(str(device), len(texts)), ("cpu", size["grad_cpu_texts"])]):
-        proxy.to(where)
-        proxy.gradients(texts[:4])
-        order = np.argsort([-len(t) for t in texts[:n]], kind="stable")
-
-        def run(count: int = n, order: Any = order) -> None:
-            for start in range(0, count, 32):
-                proxy.gradients([texts[i] for i in order[start:start + 32]])
-
-        _, seconds = _timed(run)
-        rates[where] = n / seconds
-        record({"part": "per-example gradients (MiniLM LoRA, raw)", "where": where, "size": f"{n:,} texts, "
-                f"{proxy.dim:,} values/row", "seconds": seconds, "rate": rates[where], "unit": "rows/s",
-                "note": "batches of 32, rows copied to the CPU" + _speedup(rates, where)})
+    _time_gradients(proxy, texts, [(str(device), len(texts)), ("cpu", size["grad_cpu_texts"])], 32,
+                    "per-example gradients (MiniLM LoRA, raw)", "texts", "batches of 32, rows copied to the CPU",
+                    record)
     _pair_gradients(device, size, record)
     with tempfile.TemporaryDirectory() as cache:
         _, seconds = _timed(lambda: gradient_features(texts, proj_dim=size["proj_dim"], batch_size=32,
@@ -183,8 +170,6 @@ def part_gradients(device: Any, size: dict[str, Any], record: Record) -> None:
 
 def _pair_gradients(device: Any, size: dict[str, Any], record: Record) -> None:
     """Per-example LoRA gradients of a causal LM of SmolLM2's shape on (prompt, response) pairs, prompt masked."""
-    import numpy as np
-
     from tasksift.features.gradients import load_proxy
     from tasksift.features.gradients.pairs import join_pairs
 
@@ -195,21 +180,31 @@ def _pair_gradients(device: Any, size: dict[str, Any], record: Record) -> None:
     pairs = join_pairs(prompts, responses)
     with tempfile.TemporaryDirectory() as tmp:
         proxy = load_proxy(_random_lm(Path(tmp) / "lm", words, size["lm"]), max_length=size["max_length"])
-        rates: dict[str, float] = {}
-        for where, n in dict.fromkeys([(str(device), n_gpu), ("cpu", n_cpu)]):
-            proxy.to(where)
-            proxy.gradients(pairs[:2])
-            order = np.argsort([-len(t) for t in pairs[:n]], kind="stable")
+        _time_gradients(proxy, pairs, [(str(device), n_gpu), ("cpu", n_cpu)], 16,
+                        "per-example gradients (SmolLM2-shape LoRA, response only, raw)", "pairs",
+                        f"batches of 16, {size['max_length']} tokens", record)
 
-            def run(count: int = n, order: Any = order) -> None:
-                for start in range(0, count, 16):
-                    proxy.gradients([pairs[i] for i in order[start:start + 16]])
 
-            _, seconds = _timed(run)
-            rates[where] = n / seconds
-            record({"part": "per-example gradients (SmolLM2-shape LoRA, response only, raw)", "where": where,
-                    "size": f"{n:,} pairs, {proxy.dim:,} values/row", "seconds": seconds, "rate": rates[where],
-                    "unit": "rows/s", "note": f"batches of 16, {size['max_length']} tokens" + _speedup(rates, where)})
+def _time_gradients(proxy: Any, texts: list[str], runs: list[tuple[str, int]], batch: int, part: str, what: str,
+                    note: str, record: Record) -> None:
+    """Rows/s of ``proxy.gradients`` over the first ``n`` texts (longest first, batches of ``batch``) on each
+    ``(device, n)`` of ``runs``, recorded as ``part``; the last rows carry the speed-up against the first."""
+    import numpy as np
+
+    rates: dict[str, float] = {}
+    for where, n in dict.fromkeys(runs):
+        proxy.to(where)
+        proxy.gradients(texts[:2])
+        order = np.argsort([-len(t) for t in texts[:n]], kind="stable")
+
+        def run(count: int = n, order: Any = order) -> None:
+            for start in range(0, count, batch):
+                proxy.gradients([texts[i] for i in order[start:start + batch]])
+
+        _, seconds = _timed(run)
+        rates[where] = n / seconds
+        record({"part": part, "where": where, "size": f"{n:,} {what}, {proxy.dim:,} values/row", "seconds": seconds,
+                "rate": rates[where], "unit": "rows/s", "note": note + _speedup(rates, where)})
 
 
 def _random_lm(folder: Path, words: list[str], shape: str) -> Path:

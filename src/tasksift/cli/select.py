@@ -47,7 +47,8 @@ def select_command(
     = None,
     feature: Annotated[list[str] | None, typer.Option("--feature", help="Feature setting key=value for gradient "
                                                                         "methods (warmup_steps=8, precondition=less, "
-                                                                        "proj_dim=1024, ...); repeatable.")]
+                                                                        "proj_dim=1024, ...), or dtype=float16 to "
+                                                                        "cache embeddings in float16; repeatable.")]
     = None,
     text_field: TextFieldOpt = None,
     template: TemplateOpt = None,

@@ -300,6 +300,8 @@ class CachedFeatures:
         cache directory (the key: a hash of the shards' keys and checksums) with a marker holding the joined
         rows' checksum. A later call checks that file against its marker (a read of it, through the page cache)
         and maps it again, or writes it again. It takes the pool's size once more on disk."""
+        if self.n_rows == 0 or self.dim == 0:
+            return self.matrix()  # nothing to map
         wanted = json.dumps([self.dtype, self.dim, self.shard_keys, self.checksums]).encode()
         path = self.cache_dir / "joined" / f"{hashlib.sha256(wanted).hexdigest()}.npy"
         marker = read_marker(path.with_suffix(".done"), self.n_rows)
