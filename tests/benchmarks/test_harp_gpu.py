@@ -101,14 +101,6 @@ def test_the_rank_correlation_of_leaf_effects_is_none_where_it_means_nothing() -
     assert _rank_correlation(np.array([0.1, 0.2]), np.array([0.2, 0.1])) is None  # under 3 leaves
 
 
-@pytest.fixture
-def one_thread(monkeypatch: pytest.MonkeyPatch) -> Any:
-    before = torch.get_num_threads()
-    monkeypatch.setenv("TASKSIFT_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 def test_the_cpu_smoke_run_stops_at_its_budget_resumes_and_writes_tables(tmp_path: Path, one_thread: Any) -> None:
     task, lm = instruction_task(tmp_path), tiny_llama(tmp_path / "llama")

@@ -83,14 +83,6 @@ def test_the_budget_stops_a_unit_that_would_end_past_it() -> None:
         budget.check("run")  # 7 + 4 > 10
 
 
-@pytest.fixture
-def one_thread(monkeypatch: pytest.MonkeyPatch) -> Any:
-    before = torch.get_num_threads()
-    monkeypatch.setenv("TASKSIFT_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 def test_the_cpu_smoke_run_stops_at_its_budget_resumes_and_writes_curves(tmp_path: Path, one_thread: Any) -> None:
     task = retrieval_task(tmp_path)
