@@ -8,15 +8,16 @@
 10 target examples of each of the seven tasks (70, each naming its task); as test, the union of the seven test
 sets (2,100 items), scored per task (``accuracy/<task>``) and by their mean (``macro_accuracy``, the metric).
 
-Rows (``ROWS``), each the runs of ``tasksift compare --task tasks/instruction/general --budget 10% --epochs 1
---train max_length=128`` for its method and parameters, seed by seed (every row at seed 0 first, then 1...):
-random; tsds (the reference config); spice with the paper's recipe (windows of 128 rows, a proxy step every 10
-selections); fishersft (spice with lam=0); less with the target's tasks as its domains (the best cosine per task,
-averaged over tasks); and spice again with the cheap MiniLM proxy (``model=minilm``). The gradient rows take
-their gradients from SmolLM2-135M-Instruct, the model being finetuned, LoRA rank 8 on q_proj and v_proj, the
-response's loss with the prompt masked (the selectors' default proxy). Then no finetuning, and the full pool
-(one training, last: it is 50 times a 10% run). Everything resumes: finished selections, trainings, scores and
-feature shards are kept (the training store and the feature cache).
+First no finetuning (only scoring, so it comes first), then the rows (``ROWS``), each the runs of ``tasksift
+compare --task tasks/instruction/general --budget 10% --epochs 1 --train max_length=128`` for its method and
+parameters, seed by seed (every row at seed 0 first, then 1...): random; tsds (the reference config); spice with
+the paper's recipe (windows of 128 rows, a proxy step every 10 selections); fishersft (spice with lam=0); less
+with the target's tasks as its domains (the best cosine per task, averaged over tasks); and spice again with the
+cheap MiniLM proxy (``model=minilm``). The gradient rows take their gradients from SmolLM2-135M-Instruct, the
+model being finetuned, LoRA rank 8 on q_proj and v_proj, the response's loss with the prompt masked (the
+selectors' default proxy). Then the full pool (one training, last: it is 50 times a 10% run). Everything
+resumes: finished selections, trainings, scores and feature shards are kept (the training store and the feature
+cache).
 
 The section ``## General instruction tuning: ...`` of ``docs/results.md`` and the raw files under
 ``docs/results/general/`` are rewritten after every row. ``--cut-down N`` runs the same rows on the first N pool
@@ -229,12 +230,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.report_only:
         from tasksift.eval import evaluate
 
+        evaluate(args.task, "none", seeds=1, progress=True, **train)  # scoring only: first, it is cheap
         for seeds in range(1, args.seeds + 1):
             for row in ROWS:
                 run_row(args.task, args.runs, row, seeds, args.budget, train)
                 report(args)
-            if seeds == 1:
-                evaluate(args.task, "none", seeds=1, progress=True, **train)
         if args.full:
             evaluate(args.task, "full", seeds=1, progress=True, **train)
     return report(args)
