@@ -5,7 +5,6 @@ MiniLM 8 times), stopped by its budget, resumed, and reused."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,20 +17,14 @@ sys.path.insert(0, str(BENCH))
 
 import opera_gpu  # noqa: E402
 from preset_gpu import Budget, OutOfTime  # noqa: E402
+from tests.benchmarks.conftest import assert_refuses_without_a_gpu  # noqa: E402
 from tests.train.helpers import retrieval_task  # noqa: E402
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_without_a_gpu_it_refuses_in_one_line(tmp_path: Path, device: str) -> None:
-    results, doc = tmp_path / "r.json", tmp_path / "doc.md"
-    done = subprocess.run([sys.executable, str(BENCH / "opera_gpu.py"), "--device", device, "--results",
-                           str(results), "--doc", str(doc), "--runs", str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 2 and done.stdout == ""
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("opera_gpu.py: error: --device ") and "--cpu-smoke" in lines[0]
-    assert not results.exists() and not doc.exists() and not (tmp_path / "runs").exists()
+    assert_refuses_without_a_gpu("opera_gpu.py", device, tmp_path)
 
 
 def _summary(none: list[float], dynamic: list[float], std: float = 0.006, every: int = 40) -> dict[str, Any]:
