@@ -1,10 +1,14 @@
-"""``tasksift embed``: fill the embedding cache (resumable on either engine; a second run computes nothing)."""
+"""``tasksift embed``: fill the embedding cache (resumable on either engine; a second run computes nothing).
+
+A large input is streamed (:mod:`tasksift.records.column`): its texts are read shard by shard to plan and to
+embed, and ``--out`` is written shard by shard, so memory does not grow with the pool."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
+import numpy as np
 import typer
 
 from tasksift.cli.common import (
@@ -25,7 +29,7 @@ from tasksift.features import CachedFeatures, embed_texts
 from tasksift.records import load_records
 from tasksift.util.device import check_local, resolve_device
 from tasksift.util.errors import InputError
-from tasksift.util.io import write_npy_atomic
+from tasksift.util.io import atomic_write
 from tasksift.util.params import Interval
 
 
@@ -66,13 +70,21 @@ def embed_command(
 
 def write_checked(result: CachedFeatures, out: Path | None) -> None:
     """Write the features to ``out`` (every shard checked as it is read), or without ``out`` check every shard;
-    a shard that fails is recomputed either way."""
+    a shard that fails is recomputed either way. The ``.npy`` file is written shard by shard (the bytes
+    ``numpy.save`` writes for the whole matrix), so a pool larger than memory never sits in it."""
     if out is None:
         result.verify()
         return
-    matrix = result.matrix()
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_npy_atomic(out, matrix)
+
+    def write(f: BinaryIO) -> None:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(result.dtype)), "fortran_order": False,
+                  "shape": result.shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        for shard in result.iter_shards():
+            f.write(np.ascontiguousarray(shard).tobytes())
+
+    atomic_write(out, write)
 
 
 def _check_options(batch_size: int, shard_size: int, out: Path | None) -> None:

@@ -7,7 +7,9 @@ Layout::
         <shard key>.npy            float32 (or float16, ``dtype="float16"``), rows x dim
         <shard key>.done           completion marker: {"rows": ..., "dim": ..., "seconds": ..., "checksum": ...}
 
-The rows of a ``compute`` call are cut into shards of ``shard_size`` consecutive rows, starting at row 0. A
+The rows of a ``compute`` call are cut into shards of ``shard_size`` consecutive rows, starting at row 0, and
+the texts are read one shard at a time (``texts[start:stop]``), so a streamed text column
+(:class:`tasksift.records.column.TextColumn`) is never held whole. A
 shard's key is the sha256 of the sha256 digests of its texts, so the same texts give the same shard in any
 dataset and a pool that gains rows at its end reuses all of its earlier full shards. A shard is written to a
 temporary name, flushed, fsynced and renamed; its marker is then written the same way. Only a shard whose
@@ -49,6 +51,7 @@ from tasksift.features.shards import (
     marker_text,
     read_marker,
 )
+from tasksift.records.column import TextColumn
 from tasksift.util.env import CACHE_ENV, default_cache_root
 from tasksift.util.errors import InputError, from_os_error
 from tasksift.util.hashing import canonical_json, settings_key, text_digest
@@ -140,6 +143,7 @@ class FeatureCache:
         self.kind = kind
         self.meta: dict[str, Any] = dict(meta or {})
         self.dir = self.root / kind / self.key
+        self._planned: tuple[Sequence[str], list[_Shard]] | None = None
 
     @property
     def shard_size(self) -> int:
@@ -194,7 +198,7 @@ class FeatureCache:
         done, todo_rows, dim = self._finished_now(shards, dim)
 
         def run(shard: _Shard, advance: Callable[[int], None]) -> tuple[np.ndarray, float]:
-            chunk = [texts[i] for i in range(shard.start, shard.stop)]
+            chunk = list(texts[shard.start:shard.stop])
             t_shard = time.perf_counter()
             out = fn(chunk, advance) if reports_progress else fn(chunk)
             return self._validate(out, shard, dim), time.perf_counter() - t_shard
@@ -321,12 +325,16 @@ class FeatureCache:
         )
 
     def _plan(self, texts: Sequence[str]) -> list[_Shard]:
+        """The shards of ``texts``, read one shard at a time (``texts[start:stop]``). The plan of a streamed
+        column (which cannot change) is kept, so that planning, computing elsewhere and collecting read it once."""
+        if self._planned is not None and self._planned[0] is texts:
+            return self._planned[1]
         size = self.shard_size
         shards = []
         for index in range(math.ceil(len(texts) / size)):
             start, stop = index * size, min((index + 1) * size, len(texts))
-            key = shard_key([texts[i] for i in range(start, stop)], offset=start)
-            shards.append(_Shard(index, start, stop, key))
+            shards.append(_Shard(index, start, stop, shard_key(texts[start:stop], offset=start)))
+        self._planned = (texts, shards) if isinstance(texts, TextColumn) else None
         return shards
 
     def _prepare_dir(self) -> None:

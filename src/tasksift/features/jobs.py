@@ -24,7 +24,10 @@ FeatureFactory = Callable[[int], Callable[[list[str]], np.ndarray]]
 
 @dataclass
 class FeatureJob:
-    """Fill ``cache`` with the features of ``texts`` (finished shards reused)."""
+    """Fill ``cache`` with the features of ``texts`` (finished shards reused).
+
+    ``texts`` may be a streamed column (:class:`tasksift.records.column.TextColumn`) that reads its texts from the
+    input on demand: whoever runs the job reads it one shard at a time, ``texts[start:stop]``, never whole."""
 
     cache: FeatureCache
     texts: Sequence[str]

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.index.blocks import float32_rows, is_mapped, out_of_core, pool_rows
+from tasksift.index.blocks import float32_rows, is_mapped, out_of_core, pool_rows, scratch
 from tasksift.index.exact import range_search_blocks, range_search_l2
 from tasksift.util.env import default_threads
 
@@ -174,7 +174,8 @@ class PrunedRangeSearch:
         rng = np.random.default_rng([self.seed, 17])
         sample = float32_rows(self.x, None if n <= MEAN_ROWS else np.sort(rng.choice(n, MEAN_ROWS, replace=False)))
         self.mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
-        self.norms = np.empty(n, dtype=np.float32)
+        # one float per row: in a scratch file for a memory-mapped pool, whose size must not set the memory used
+        self.norms = scratch((n,), np.float32) if is_mapped(self.x) else np.empty(n, dtype=np.float32)
         self.max_centred_sq = 0.0
         for lo in range(0, n, 65536):
             part = float32_rows(self.x, slice(lo, lo + 65536))
@@ -288,22 +289,38 @@ class PrunedRangeSearch:
 
         blocks = -(-len(centred) // SUB_BLOCK)
         padded = np.concatenate([centred, np.repeat(centred[-1:], blocks * SUB_BLOCK - len(centred), axis=0)])
-        keep = torch.zeros((blocks, len(self.x)), dtype=torch.bool)
+        index_type = np.int32 if len(self.x) < 2**31 else np.int64
+        kept: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, index_type))] * \
+            self.tile_count
 
         def screen(number: int) -> None:
             tile, lo = self._tile(number), number * POOL_TILE
+            parts: list[tuple[np.ndarray, np.ndarray]] = []
             for q0 in range(0, len(padded), QUERY_BLOCK):
                 least = (queries[q0:q0 + QUERY_BLOCK] @ tile.T).view(-1, SUB_BLOCK, len(tile))
                 while least.shape[1] > 1:  # halving: twice as fast as amin on bfloat16
                     half = least.shape[1] // 2
                     least = torch.minimum(least[:, :half], least[:, half:])
                 # compared in float32: a bfloat16 comparison would round the threshold
-                keep[q0 // SUB_BLOCK:q0 // SUB_BLOCK + len(least), lo:lo + len(tile)] = least[:, 0].float() < threshold
+                block, row = np.nonzero((least[:, 0].float() < threshold).numpy())
+                parts.append(((block + q0 // SUB_BLOCK).astype(np.int32), (row + lo).astype(index_type)))
+            kept[number] = (np.concatenate([b for b, _ in parts]), np.concatenate([r for _, r in parts]))
 
         queries = _augmented(padded, query=True)
         _on_each_core(screen, range(self.tile_count))
         self.stats["screened"] += len(centred) * len(self.x)
-        return [np.flatnonzero(row) for row in keep.numpy()]
+        return _by_block([b for b, _ in kept], [r for _, r in kept], blocks)
+
+
+def _by_block(block_parts: list[np.ndarray], row_parts: list[np.ndarray], blocks: int) -> list[np.ndarray]:
+    """The pairs (block, pool row) the screen kept, tile by tile, as each block's pool rows in increasing order
+    (the tiles come in row order and a stable sort by block keeps it). Only the kept pairs are stored, never a
+    mask of every block and pool row, so the memory follows the pairs kept, not the pool's size."""
+    block, row = np.concatenate(block_parts), np.concatenate(row_parts)
+    order = np.argsort(block, kind="stable")
+    bounds = np.searchsorted(block[order], np.arange(blocks + 1))
+    row = row[order]
+    return [row[bounds[i]:bounds[i + 1]].astype(np.int64) for i in range(blocks)]
 
 
 def _with(function: Callable[..., Any], extra: Any, item: Any) -> Any:

@@ -5,10 +5,12 @@
   ``Dataset`` / ``IterableDataset`` / ``DataFrame`` into a :class:`RecordSet` and fetches chosen records again
   (one module per format, chosen in :mod:`.formats`; which files, in :mod:`.sources`);
 - a text view is a field, a template or a conversation (:mod:`.chat`);
+- a large input keeps its texts in the file: ``RecordSet.texts`` is then a :class:`TextColumn` (:mod:`.column`);
 - :func:`domain_index` numbers the domain labels of records;
 - :func:`load_vectors` / :func:`check_vectors` check vectors the user already has.
 """
 
+from tasksift.records.column import TextColumn
 from tasksift.records.domains import domain_index
 from tasksift.records.files import file_sha256, hf_dir_sha256
 from tasksift.records.load import EXTENSIONS, FORMATS, detect_format, load_records, records_from_dicts
@@ -22,6 +24,7 @@ __all__ = [
     "EXTENSIONS",
     "FORMATS",
     "RecordSet",
+    "TextColumn",
     "check_vectors",
     "compile_template",
     "content_hash",

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasksift.records.files import hf_dir_sha256
-from tasksift.records.readers import Loaded, add_batches, needed_columns
+from tasksift.records.readers import Loaded, add_batches, needed_columns, text_columns
 from tasksift.records.sources import choose_split
 from tasksift.records.view import ViewBuilder, Where
 from tasksift.util.errors import InputError
@@ -21,7 +21,9 @@ def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
     columns = needed_columns(builder, dataset.column_names)
     view = dataset.select_columns(columns) if columns is not None else dataset
     add_batches(view.with_format("arrow").iter(batch_size=batch_size), builder, Where(index=0))
-    return Loaded(builder, hf_dir_sha256(path), dataset)
+    texts = dataset.select_columns(text_columns(builder, dataset.column_names)).with_format("arrow")
+    return Loaded(builder, hf_dir_sha256(path), dataset,
+                  lambda start, stop: texts[start:stop].to_pylist() if stop > start else [])
 
 
 def take(path: Path, dataset: Any, idx: np.ndarray) -> pa.Table:

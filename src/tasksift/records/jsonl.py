@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from array import array
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasksift.records.files import BOM, compression, file_sha256, open_stream
+from tasksift.records.files import BOM, compression, file_sha256, open_binary, open_stream
 from tasksift.records.readers import Loaded
 from tasksift.records.view import ViewBuilder, Where
 from tasksift.util.errors import InputError
@@ -65,7 +66,8 @@ def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
             builder.add(_parse_line(body, path, lineno), Where(line=lineno), check_surrogates=b"\\u" in body)
             offsets.append(start)
     sha = file_sha256(path) if packed else digest.hexdigest()
-    return Loaded(builder, sha, np.frombuffer(offsets, dtype=np.int64).copy())
+    starts = np.frombuffer(offsets, dtype=np.int64)  # no copy: the array is not appended to again
+    return Loaded(builder, sha, starts, LineRows(path, starts))
 
 
 def take(path: Path, offsets: np.ndarray, idx: np.ndarray) -> list[dict[str, Any]]:
@@ -89,6 +91,87 @@ def take(path: Path, offsets: np.ndarray, idx: np.ndarray) -> list[dict[str, Any
                 f.seek(int(offsets[i]))
                 lines.append(f.readline())
     return [json.loads(lines[j]) for j in inverse]
+
+
+class LineRows:
+    """``rows(start, stop)``: the records of rows ``start`` to ``stop - 1`` parsed again from their lines.
+
+    A plain file is read as one block from the first row's offset to the end of the last row's line. A compressed
+    file is read through one decompressing stream kept open: a range at or after the last one read goes on from
+    where the stream is (so reading a column range by range in row order decompresses the file once), an
+    earlier one starts the stream again."""
+
+    def __init__(self, path: Path, offsets: np.ndarray) -> None:
+        self.path = path
+        self.offsets = offsets
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._pos = 0
+
+    def __call__(self, start: int, stop: int) -> list[dict[str, Any]]:
+        if stop <= start:
+            return []
+        if compression(self.path) is None:
+            lines = self._plain(start, stop)
+        else:
+            with self._lock:
+                lines = self._packed(start, stop)
+        return [_reparse(line, self.path, int(self.offsets[start + k])) for k, line in enumerate(lines)]
+
+    def _plain(self, start: int, stop: int) -> list[bytes]:
+        first, last = int(self.offsets[start]), int(self.offsets[stop - 1])
+        with open_binary(self.path) as f:
+            f.seek(first)
+            block = f.read(last - first) + f.readline(max_line_bytes() + 1)
+        lines = []
+        for at in (self.offsets[start:stop] - first).tolist():
+            end = block.find(b"\n", at)
+            lines.append(block[at:] if end < 0 else block[at:end + 1])
+        return lines
+
+    def _packed(self, start: int, stop: int) -> list[bytes]:
+        try:
+            if self._stream is None or self._pos > int(self.offsets[start]):
+                self.close()
+                self._stream, self._pos = open_stream(self.path), 0
+            lines = []
+            for target in self.offsets[start:stop].tolist():
+                while self._pos < target:
+                    skipped = len(self._stream.read(min(1 << 20, target - self._pos)))
+                    if not skipped:
+                        break
+                    self._pos += skipped
+                line = self._stream.readline(max_line_bytes() + 1)
+                self._pos += len(line)
+                lines.append(line)
+            return lines
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - gzip raises OSError or EOFError, zstandard its own ZstdError
+            self.close()
+            raise InputError(f"cannot read the file again: {e}", path=self.path,
+                             fix="check that the file is still there and complete") from e
+
+    def close(self) -> None:
+        """Close the decompressing stream (a later read opens it again)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _reparse(raw: bytes, path: Path, offset: int) -> dict[str, Any]:
+    """The record of a line read again (it parsed when the file was loaded)."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except ValueError:  # also UnicodeDecodeError
+        rec = None
+    if not isinstance(rec, dict):
+        raise InputError(f"the line at byte {offset} no longer holds a JSON object: the file changed after it "
+                         "was loaded", path=path, fix="load the records again")
+    return rec
 
 
 def _lines(f: Any, path: Path, limit: int) -> Any:

@@ -4,7 +4,10 @@
 A source is read in batches (or streamed) and only each record's id and text view (and its domain when asked)
 are kept. Everything else stays where it is: :meth:`RecordSet.take` fetches chosen records again from the byte
 offset of their line (jsonl) or their row position (parquet, csv, HF), so a large pool never sits in memory as
-Python objects.
+Python objects. A large jsonl, parquet or dataset-directory input (above ``$TASKSIFT_STREAM_RECORDS_BYTES``,
+256 MiB by default, or with ``stream=True``) does not keep its texts either: they come as a
+:class:`~tasksift.records.column.TextColumn` that reads them again on demand, and ids are kept compactly
+(:mod:`.ids`).
 
 Every problem with the input raises :class:`~tasksift.util.errors.InputError` naming the file and the line (jsonl,
 csv, malformed json) or the record's 0-based position (``record N``: json lists, parquet, HF datasets); for a
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tasksift.records import memory, multi
+from tasksift.records.column import TextColumn, streams
 from tasksift.records.formats import READERS, Take
 from tasksift.records.hf_dataset import HUB_PREFIX, load_hub
 from tasksift.records.readers import Loaded
@@ -37,7 +41,7 @@ _IN_MEMORY: dict[str, tuple[Callable[[Any, ViewBuilder, int], Loaded], Take, str
 def load_records(source: Any, *, text_field: str | None = None, template: str | None = None,
                  id_field: str | None = None, domain_field: str | None = None, text_view: str | None = None,
                  chat_model: str | Path | None = None, split: str | None = None, subset: str | None = None,
-                 batch_size: int = 10_000) -> RecordSet:
+                 batch_size: int = 10_000, stream: bool | None = None) -> RecordSet:
     """Read records and return their ids and text views.
 
     ``source`` is a file (jsonl, also ``.jsonl.gz`` / ``.jsonl.zst``; json; parquet; csv), a glob or a list of
@@ -51,13 +55,16 @@ def load_records(source: Any, *, text_field: str | None = None, template: str | 
     with none, field ``text`` is used, or the conversation when records have no ``text`` but ``messages`` or
     ``conversations``. ``id_field`` names a field of unique ids; without it ids hash the record's content.
     ``domain_field`` names a field whose value is kept as the record's domain. ``batch_size`` rows are converted
-    to Python at a time (parquet, HF datasets, DataFrames).
+    to Python at a time (parquet, HF datasets, DataFrames). ``stream``: keep the texts in the input, not in
+    memory (:mod:`.column`; jsonl, parquet and dataset directories, others load a list whatever is asked);
+    ``None``: when the input is larger than ``$TASKSIFT_STREAM_RECORDS_BYTES`` (256 MiB by default).
     """
     view = {"text_field": text_field, "template": template, "id_field": id_field, "domain_field": domain_field,
             "text_view": text_view, "chat_model": chat_model}
 
     def again(**other: Any) -> RecordSet:
-        return load_records(source, **{**view, **other}, split=split, subset=subset, batch_size=batch_size)
+        return load_records(source, **{**view, **other}, split=split, subset=subset, batch_size=batch_size,
+                            stream=stream)
 
     kind = memory.kind_of(source)
     if kind is not None:
@@ -70,10 +77,12 @@ def load_records(source: Any, *, text_field: str | None = None, template: str | 
     files = input_files(source, split, subset)
     if len(files) == 1 and isinstance(source, str | Path):
         fmt = detect_format(files[0])
-        loaded = READERS[fmt].read(files[0], ViewBuilder(files[0], **view), batch_size)
+        builder = ViewBuilder(files[0], **view, streamed=streams(stream, fmt, files))
+        loaded = READERS[fmt].read(files[0], builder, batch_size)
         return _record_set(loaded, files[0], fmt, READERS[fmt].take, again)
     fmt = multi.common_format(files)
-    loaded = multi.read(files, fmt, ViewBuilder(files[0], **view), batch_size)
+    loaded = multi.read(files, fmt, ViewBuilder(files[0], **view, streamed=streams(stream, fmt, files)),
+                        batch_size)
     same = isinstance(source, str | Path) and split is None and subset is None
     return _record_set(loaded, Path(source) if same else None, fmt, multi.take, again)
 
@@ -103,7 +112,12 @@ def _record_set(loaded: Loaded, path: Path | None, fmt: str, take: Take,
                 again: Callable[..., RecordSet]) -> RecordSet:
     builder = loaded.builder
     builder.check_not_empty()
-    return RecordSet(path=path, format=fmt, ids=builder.ids, texts=builder.texts, domains=builder.domains,
+    builder.finish()
+    texts: Sequence[str] | None = builder.texts
+    if texts is None:
+        assert loaded.rows is not None, f"{fmt} files cannot be streamed"
+        texts = TextColumn(len(builder.ids), loaded.rows, builder.text_of, source=builder.label)
+    return RecordSet(path=path, format=fmt, ids=builder.ids, texts=texts, domains=builder.domains,
                      id_rule=builder.id_rule, text_rule=builder.text_rule, file_sha256=loaded.sha256, _take=take,
                      _state=loaded.state, _again=again)
 

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from tasksift.records.column import JoinedRows
 from tasksift.records.formats import READERS
 from tasksift.records.readers import Loaded
 from tasksift.records.sources import detect_format, sha256_of_parts
@@ -41,7 +42,7 @@ def common_format(files: list[Path]) -> str:
 
 def read(files: list[Path], fmt: str, builder: ViewBuilder, batch_size: int) -> Loaded:
     """Every file in turn; the hash is over the files' names and hashes, in order."""
-    parts, hashes = [], []
+    parts, hashes, fetchers = [], [], []
     for file in files:
         builder.at(file)
         start = len(builder.ids)
@@ -49,9 +50,11 @@ def read(files: list[Path], fmt: str, builder: ViewBuilder, batch_size: int) -> 
         builder = loaded.builder
         parts.append(Part(file, loaded.state, start))
         hashes.append((file.name, loaded.sha256))
+        fetchers.append((start, loaded.rows))
     builder.at(None)
     builder.label = ", ".join(str(f) for f in files[:3]) + (", ..." if len(files) > 3 else "")
-    return Loaded(builder, sha256_of_parts(hashes), (fmt, parts))
+    rows = None if any(f is None for _, f in fetchers) else JoinedRows(fetchers, len(builder.ids))
+    return Loaded(builder, sha256_of_parts(hashes), (fmt, parts), rows)
 
 
 def take(path: None, state: tuple[str, list[Part]], idx: np.ndarray) -> list[dict[str, Any]] | pa.Table:

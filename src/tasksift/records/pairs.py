@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Sequence
 
 from tasksift.records.recordset import RecordSet
 
@@ -37,7 +38,7 @@ def response_split(text_rule: str) -> tuple[str, str] | None:
     return prompt, name
 
 
-def pair_views(records: RecordSet) -> tuple[list[str], list[str]] | None:
+def pair_views(records: RecordSet) -> tuple[Sequence[str], Sequence[str]] | None:
     """Prompts and responses of ``records`` (see :func:`response_split`), in row order; ``None`` when their text
     view has no such split. The file is read again under the two views."""
     split = response_split(records.text_rule)

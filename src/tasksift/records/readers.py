@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -11,12 +11,14 @@ from tasksift.records.view import ViewBuilder, Where
 
 
 class Loaded(NamedTuple):
-    """A format reader's result: the builder holding ids and text views, the sha256 of the input, and what the
-    format's ``take`` needs to fetch records again."""
+    """A format reader's result: the builder holding ids and text views, the sha256 of the input, what the
+    format's ``take`` needs to fetch records again, and (formats that can) ``rows(start, stop)``, the records of
+    a range of rows parsed again, for a streamed text column (:mod:`.column`)."""
 
     builder: ViewBuilder
     sha256: str
     state: Any = None
+    rows: Callable[[int, int], list[dict[str, Any]]] | None = None
 
 
 def needed_columns(builder: ViewBuilder, names: Sequence[str]) -> list[str] | None:
@@ -25,6 +27,12 @@ def needed_columns(builder: ViewBuilder, names: Sequence[str]) -> list[str] | No
     if builder.id_field is None:
         return None
     wanted = [builder.id_field, builder.domain_field, builder.text_field, *builder.template_fields]
+    return [name for name in names if name in wanted]
+
+
+def text_columns(builder: ViewBuilder, names: Sequence[str]) -> list[str]:
+    """The fields the text view reads (once the builder has settled it), in the file's order."""
+    wanted = {builder.text_field, *builder.template_fields}
     return [name for name in names if name in wanted]
 
 

@@ -22,12 +22,16 @@ class RecordSet:
     directory, the canonical JSON of in-memory records) and goes into the run's manifest. ``_take`` is the
     format's row fetcher and ``_state`` what it needs (line offsets, csv column types, a dataset, the records);
     ``_again`` reads the same records again under other view settings (:meth:`with_view`).
+
+    ``ids`` and ``texts`` are lists, or for a streamed input (:attr:`streamed`, :mod:`.column`) sequences that
+    hold no string: ``texts`` a :class:`~tasksift.records.column.TextColumn` that reads each text again from the
+    input (slice it, ``texts[start:stop]``, to read many), ``ids`` a compact column (:mod:`.ids`).
     """
 
     path: Path | None
     format: str
-    ids: list[str]
-    texts: list[str]
+    ids: Sequence[str]
+    texts: Sequence[str]
     domains: list[str] | None
     id_rule: str
     text_rule: str
@@ -42,6 +46,11 @@ class RecordSet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the texts are read from the input on demand (a large input; see :mod:`.column`)."""
+        return not isinstance(self.texts, list)
 
     def __repr__(self) -> str:
         return f"RecordSet(path={str(self.path)!r}, format={self.format!r}, n={self.n}, id_rule={self.id_rule!r})"

@@ -18,11 +18,13 @@ import hashlib
 import json
 import re
 import string
+from array import array
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tasksift.records.chat import CHAT_FIELDS, chat_field, renderer, turns
+from tasksift.records.ids import ContentIds, FieldIds
 from tasksift.util.errors import InputError
 
 #: the text views a builder takes (``None``: a field or template, or chat when that is all records have)
@@ -81,11 +83,16 @@ class Where:
 
 
 class ViewBuilder:
-    """Computes and keeps the id, text view and domain of each record, raising InputError on bad records."""
+    """Computes and keeps the id, text view and domain of each record, raising InputError on bad records.
+
+    ``streamed``: keep no text (each is computed, checked and dropped; :meth:`text_of` computes it again from
+    the record) and keep ids compactly (:mod:`.ids`); a repeated id field is then reported by :meth:`finish`,
+    once the whole input is read, with the same message.
+    """
 
     def __init__(self, path: Path | None, *, text_field: str | None, template: str | None,
                  id_field: str | None, domain_field: str | None, text_view: str | None = None,
-                 chat_model: str | Path | None = None) -> None:
+                 chat_model: str | Path | None = None, streamed: bool = False) -> None:
         if text_field is not None and template is not None:
             raise InputError("give either a text field or a template, not both",
                              fix="drop --text-field or --template")
@@ -103,10 +110,15 @@ class ViewBuilder:
             self.text_rule = f"field:{text_field}" if text_field is not None else ""
         self.id_field = id_field
         self.domain_field = domain_field
-        self.ids: list[str] = []
-        self.texts: list[str] = []
+        self.streamed = streamed
+        self.ids: Any = [] if not streamed else FieldIds() if id_field is not None else ContentIds()
+        self.texts: list[str] | None = None if streamed else []
         self.domains: list[str] | None = [] if domain_field is not None else None
         self._seen: dict[str, Any] = {}  # id -> (file, first line or position); content hash -> repeat count
+        self._names: dict[str, str] = {}  # one string object per distinct domain
+        #: streamed with an id field: each record's line or position, and the first row of each file
+        self._positions = array("q")
+        self._files: list[tuple[int, Path | None, str]] = [(0, path, self.label)]
         self.text_view = text_view
         self.chat_model = chat_model
         self.chat_field: str | None = None
@@ -123,6 +135,8 @@ class ViewBuilder:
         """Name ``path`` in the errors that follow (the file being read, for a source of several files)."""
         self.path = path
         self.label = str(path) if path is not None else "<records>"
+        if path is not None:
+            self._files = [f for f in self._files if f[0] < len(self.ids)] + [(len(self.ids), path, self.label)]
 
     def snapshot(self) -> tuple[Any, ...]:
         """The state to go back to with :meth:`restore` (to read one file again from its start)."""
@@ -130,7 +144,9 @@ class ViewBuilder:
 
     def restore(self, state: tuple[Any, ...]) -> None:
         n, seen, self.text_field, self.text_rule, self.chat_field = state
-        del self.ids[n:], self.texts[n:]
+        del self.ids[n:], self._positions[n:]
+        if self.texts is not None:
+            del self.texts[n:]
         if self.domains is not None:
             del self.domains[n:]
         self._seen = seen
@@ -167,7 +183,7 @@ class ViewBuilder:
         self.text_rule = "field:text"
 
     def add(self, rec: dict[str, Any], where: Where, *, check_surrogates: bool = False) -> None:
-        if not self.texts:
+        if not len(self.ids):
             self.resolve_default_text(rec.keys())
         text = self._text(rec, where)
         if check_surrogates:
@@ -178,9 +194,42 @@ class ViewBuilder:
                                 where,
                                 fix="fix or drop this record") from e
         if self.domains is not None:
-            self.domains.append(self._required(rec, self.domain_field, "domain", where))
+            domain = self._required(rec, self.domain_field, "domain", where)
+            self.domains.append(self._names.setdefault(domain, domain))
         self.ids.append(self._id(rec, where))
-        self.texts.append(text)
+        if self.texts is not None:
+            self.texts.append(text)
+
+    def text_of(self, rec: dict[str, Any], row: int) -> str:
+        """The text view of ``rec`` (row ``row``), by the rule the load settled on (for a streamed column)."""
+        return self._text(rec, Where(index=row))
+
+    def finish(self) -> None:
+        """After the last record: drop what only the load needed; streamed, number content repeats or raise
+        for the first repeated id (its file and line, and where it first was)."""
+        self._seen, self._names = {}, {}
+        if isinstance(self.ids, ContentIds):
+            self.ids.finish()
+        elif isinstance(self.ids, FieldIds):
+            repeat = self.ids.first_repeat()
+            positions, self._positions = self._positions, array("q")
+            if repeat is not None:
+                row, first = repeat
+                (_, path, label), (_, _, first_label) = self._file_of(row), self._file_of(first)
+                where, first_where = (self._where(positions, row), self._where(positions, first))
+                place = first_where.describe(first_where.position())
+                place = place if first_label == label else f"{first_label} {place}"
+                self.at(path)
+                raise self.fail(f"{where.subject()} repeats id {self.ids[row]!r} of field '{self.id_field}' "
+                                f"(first at {place})", where,
+                                fix="ids must be unique; pick another --id-field or drop it to hash content")
+
+    def _file_of(self, row: int) -> tuple[int, Path | None, str]:
+        return [f for f in self._files if f[0] <= row][-1]
+
+    def _where(self, positions: array, row: int) -> Where:
+        line = positions[row] >= 0
+        return Where(line=positions[row]) if line else Where(index=-positions[row] - 1)
 
     def _text(self, rec: dict[str, Any], where: Where) -> str:
         if self.template is None:
@@ -220,6 +269,9 @@ class ViewBuilder:
     def _id(self, rec: dict[str, Any], where: Where) -> str:
         if self.id_field is not None:
             rid = self._required(rec, self.id_field, "id", where)
+            if self.streamed:  # repeats are found by finish()
+                self._positions.append(where.line if where.line is not None else -where.index - 1)
+                return rid
             first_path, first = self._seen.setdefault(rid, (self.label, where.position()))
             if (first_path, first) != (self.label, where.position()):
                 place = where.describe(first) if first_path == self.label else f"{first_path} {where.describe(first)}"
@@ -228,6 +280,8 @@ class ViewBuilder:
                                 fix="ids must be unique; pick another --id-field or drop it to hash content")
             return rid
         digest = content_hash(rec)
+        if self.streamed:  # repeats are numbered by finish()
+            return digest
         k = self._seen.get(digest, 0)
         self._seen[digest] = k + 1
         return digest if k == 0 else f"{digest}-{k}"

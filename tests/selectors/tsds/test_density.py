@@ -148,3 +148,24 @@ def test_pruned_exact_density_selects_as_the_brute_force(monkeypatch: pytest.Mon
     # float32 distances (|y|^2 + |x|^2 - 2 y.x, norms ~260 here), summed in another order than faiss's
     assert np.allclose(pruned.probability_.density, brute.probability_.density, rtol=1e-4)
     assert pruned.selection_.indices.tolist() == brute.selection_.indices.tolist()
+
+
+def test_density_oracle_computes_each_row_once_and_answers_in_the_order_asked() -> None:
+    from tasksift.selectors.tsds.density import DensityOracle
+
+    x, _ = clustered(4, n=400, m=5)
+    asked: list[list[int]] = []
+    brute = pool_range_search(x, 1.5, {})
+
+    def search(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        asked.append([int(np.flatnonzero((x == row).all(axis=1))[0]) for row in y])
+        return brute(y)
+
+    oracle = DensityOracle(x, 1.5, search)
+    first = oracle(np.array([30, 7, 30, 200]))
+    second = oracle(np.array([200, 5, 7, 399, 5]))
+    assert asked == [[7, 30, 200], [5, 399]]  # each row once, ascending
+    expected = brute_density(x, np.arange(len(x)), 1.5)
+    np.testing.assert_allclose(first, expected[[30, 7, 30, 200]], rtol=1e-5)
+    np.testing.assert_allclose(second, expected[[200, 5, 7, 399, 5]], rtol=1e-5)
+    assert oracle.known.tolist() == [5, 7, 30, 200, 399] and oracle.rows == 5

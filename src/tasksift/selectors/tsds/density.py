@@ -212,7 +212,9 @@ class DensityOracle:
         self.x, self.sigma, self.search, self.kde_k = x, float(sigma), search, kde_k
         self.approximate, self.exact_rows = approximate, exact_rows
         self.approximate_density: DensityFunction | None = None
-        self.cache = np.full(x.shape[0], np.nan)
+        # the rows computed so far, ascending, and their rho: memory grows with the rows asked for, not the pool
+        self.known = np.zeros(0, dtype=np.int64)
+        self.known_rho = np.zeros(0)
         self.rows = 0
         self.rows_exact = 0
         self.seconds = 0.0
@@ -240,10 +242,12 @@ class DensityOracle:
         rows = np.asarray(rows, dtype=np.int64)
         if self.search is None:
             return np.ones(len(rows))
-        missing = np.unique(rows[np.isnan(self.cache[rows])])
+        missing = np.setdiff1d(rows, self.known)  # sorted, each row once
         if len(missing):
             t0 = time.perf_counter()
-            self.cache[missing] = self._compute(missing)
+            rho = self._compute(missing)
             self.rows += len(missing)
             self.seconds += time.perf_counter() - t0
-        return self.cache[rows]
+            at = np.searchsorted(self.known, missing)
+            self.known, self.known_rho = np.insert(self.known, at, missing), np.insert(self.known_rho, at, rho)
+        return self.known_rho[np.searchsorted(self.known, rows)]

@@ -31,15 +31,14 @@ def pool_probability(masses: np.ndarray, neighbours: np.ndarray, dist: np.ndarra
     query, col = np.nonzero(masses > 0)
     rows = neighbours[query, col].astype(np.int64)
     mass = masses[query, col]
-    span = int(rows.max()) + 1 if len(rows) else 0
-    unique = np.flatnonzero(np.bincount(rows, minlength=span))
-    total = np.bincount(rows, weights=mass, minlength=span)[unique]
-    most = np.zeros(span)
-    np.maximum.at(most, rows, mass)
-    top = np.flatnonzero(mass == most[rows])
-    first = np.full(span, len(mass), dtype=np.int64)
-    np.minimum.at(first, rows[top], top)
-    first = first[unique]
+    # indexed by position among the distinct rows, not by pool row: the work and memory follow the plan's size
+    unique, at = np.unique(rows, return_inverse=True)
+    total = np.bincount(at, weights=mass, minlength=len(unique))
+    most = np.zeros(len(unique))
+    np.maximum.at(most, at, mass)
+    top = np.flatnonzero(mass == most[at])
+    first = np.full(len(unique), len(mass), dtype=np.int64)
+    np.minimum.at(first, at[top], top)
     return PoolProbability(rows=unique, probability=total, sender=query[first],
                            distance=np.asarray(dist, dtype=np.float64)[:, :width][query[first], col[first]],
                            density=np.asarray(density, dtype=np.float64)[:, :width][query[first], col[first]])

@@ -160,8 +160,8 @@ class TSDSSelector(Selector):
         width = masses.shape[1]
         self.level_, self.masses_, self.probability_ = level, masses, probability
         self.neighbours_, self.distances_, self.densities_ = neighbours[:, :width], dist[:, :width], rho
-        self.density_rows_ = np.flatnonzero(~np.isnan(oracle.cache))
-        self.density_values_ = oracle.cache[self.density_rows_]
+        self.density_rows_ = oracle.known.copy()
+        self.density_values_ = oracle.known_rho.copy()
         selection.manifest.update({
             "index": {**index.info(), "list_length": length},
             "stages": {k: round(v, 4) for k, v in stages.items()},
