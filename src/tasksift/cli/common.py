@@ -104,6 +104,6 @@ AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray cluster t
                                                                   "ray://head:10001, host:6379; default: "
                                                                   "$RAY_ADDRESS, else a new local cluster).")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Ray workers per step (default: the cluster's "
-                                                                  "CPUs).")]
+                                                                  "CPUs; with --device cuda its GPUs).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Where models run: cpu (default), auto (a GPU when torch "
                                                          "sees one), cuda or cuda:N.")]

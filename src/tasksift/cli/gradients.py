@@ -6,8 +6,8 @@ layers to take gradients of. A second run with the same settings computes nothin
 shard it was computing (the cache of ``tasksift embed``). For LESS, compute the pool with ``--feature
 warmup_steps=N --feature precondition=less`` (or ``adam``) and the target with the same warm-up (``--warmup-in
 POOL --feature warmup_steps=N``, no ``precondition``): both then start from the same warmed-up proxy.
-``--device cuda`` runs the proxy on a GPU (with the local engine); its rows go under the same cache key as the
-CPU's.
+``--device cuda`` runs the proxy on a GPU (on Ray: one worker per GPU); its rows go under the same cache key as
+the CPU's.
 """
 
 from __future__ import annotations

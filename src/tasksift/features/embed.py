@@ -29,7 +29,7 @@ from tasksift.train.resolve import (
     model_fingerprint,
     resolve_model,
 )
-from tasksift.util.device import check_local, resolve_device
+from tasksift.util.device import check_local, engine_device, resolve_device
 from tasksift.util.env import default_threads
 from tasksift.util.errors import InputError
 
@@ -189,17 +189,20 @@ class EmbedderFactory:
     """Builds, where it runs (a Ray worker), the :class:`Embedder` the driver described, and refuses to run if
     the model found there is not the same model (its fingerprint differs), so a worker can never write
     another model's embeddings under this cache key. ``model`` is what the user gave (``None``: the bundled
-    model, found in the worker's own installation)."""
+    model, found in the worker's own installation). ``device``: what the run asks the workers for (``cpu``,
+    ``cuda`` or ``auto``, :func:`tasksift.util.device.engine_device`); the engine passes each worker the device
+    it builds on (``cuda``: the GPU it was given)."""
 
     model: str | None
     batch_size: int
     max_seq_length: int | None
     normalize: bool
     settings: dict[str, Any]
+    device: str = "cpu"
 
-    def __call__(self, threads: int) -> Callable[[list[str]], np.ndarray]:
+    def __call__(self, threads: int, device: str | None = None) -> Callable[[list[str]], np.ndarray]:
         embedder = Embedder(self.model, batch_size=self.batch_size, max_seq_length=self.max_seq_length,
-                            normalize=self.normalize, num_threads=threads)
+                            normalize=self.normalize, device=device or self.device, num_threads=threads)
         if embedder.cache_settings() != self.settings:
             raise InputError("the embedding model on this worker differs from the driver's (fingerprints differ)",
                              path=str(embedder.path), fix="install the same model on every node of the cluster")
@@ -229,9 +232,11 @@ def embed_texts(
     ``$TASKSIFT_CACHE`` or ``~/.cache/tasksift``). Finished shards are reused, so an interrupted run picks up
     where it stopped; when every shard is cached the model is not even loaded. ``engine``: what computes the
     missing shards (an engine of :mod:`tasksift.engine`; ``None``: this process); every engine writes the same
-    cache. ``device``: where the model runs (:class:`Embedder`; ``None``: the CPU, or the Embedder's own); a GPU
-    runs with the local engine only. ``dtype``: how the rows are cached, ``"float32"`` (default) or ``"float16"``
-    (half the disk and memory, rows rounded to float16; a cache of its own, keyed by ``dtype``).
+    cache. ``device``: where the model runs (:class:`Embedder`; ``None``: the CPU, or the Embedder's own); on
+    the Ray engine a GPU is one worker per GPU of the cluster (``auto``: its GPUs if any). ``dtype``: how the
+    rows are cached, ``"float32"`` (default) or ``"float16"`` (half the disk and memory, rows rounded to
+    float16; a cache of its own, keyed by ``dtype``). ``texts`` may be a streamed column (``RecordSet.texts`` of
+    a large input, :mod:`tasksift.records.column`): it is read one shard at a time, never whole.
     """
     if isinstance(model, Embedder):
         embedder = model
@@ -259,7 +264,7 @@ def embed_texts(
     if isinstance(model, Embedder) and embedder.name != DEFAULT_MODEL_NAME:
         given = str(embedder.path)
     factory = EmbedderFactory(given, embedder.batch_size, embedder.max_seq_length, embedder.normalize,
-                              embedder.cache_settings())
+                              embedder.cache_settings(), device=engine_device(device, embedder.device))
     job = FeatureJob(cache, texts, embedder.encode, factory, desc, embedder.dim if len(texts) == 0 else None,
                      progress)
     return run_job(job, engine)

@@ -239,6 +239,7 @@ class PrunedRangeSearch:
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for first, stop, rows_of in self._gathers(candidates):
             found += _on_each_core(functools.partial(_with, exact, rows_of), range(first, stop))
+            del rows_of  # one group's gathered rows alive at a time
         self.stats["compared"] += sum(min(SUB_BLOCK, len(y) - b * SUB_BLOCK) * len(union)
                                       for b, union in enumerate(candidates))
         counts = np.zeros(len(y), dtype=np.int64)
@@ -270,6 +271,7 @@ class PrunedRangeSearch:
                 union = np.unique(np.concatenate(candidates[first:stop]))
                 gathered = float32_rows(self.x, union)
                 yield first, stop, functools.partial(_lookup, union, gathered)
+                del gathered, union
             first = stop
 
     def _tile(self, number: int, out: Any = None) -> Any:

@@ -96,11 +96,25 @@ def autocast(device: torch.device) -> Iterator[None]:
         yield
 
 
+#: the engines that can run a model on a GPU: ``local`` in this process, ``ray`` on one worker per GPU of the
+#: cluster (the Ray engine refuses a GPU its cluster does not have, when it starts a job)
+GPU_ENGINES = ("local", "ray")
+
+
 def check_local(device: torch.device, engine: Any) -> None:
-    """Refuse a GPU with an engine (an engine object or its name; ``None``: this process) that computes elsewhere:
-    the Ray engine's workers run on their own CPUs."""
+    """Refuse a GPU with an engine (an engine object or its name; ``None``: this process) that cannot run the
+    model on one: any but :data:`GPU_ENGINES`."""
     name = engine if isinstance(engine, str) else getattr(engine, "name", "local")
-    if device.type != "cpu" and name != "local":
-        raise InputError(f"--device {device} runs the model in this process, but the {name} engine computes on "
-                         "its workers' CPUs (one worker per GPU is not supported)",
-                         fix="use --engine local with a GPU, or --device cpu")
+    if device.type != "cpu" and name not in GPU_ENGINES:
+        raise InputError(f"--device {device} runs the model on a GPU, but the {name} engine computes on its "
+                         "workers' CPUs", fix="use --engine local or ray with a GPU, or --device cpu")
+
+
+def engine_device(requested: Any, resolved: torch.device) -> str:
+    """What a job asks an engine's workers for (the ``device`` of its factory): ``auto`` when ``requested`` is
+    the text ``auto`` (the workers' cluster decides: its GPUs when it has some), ``cuda`` for any GPU (each
+    worker on the GPU its engine gives it), else ``cpu``. ``resolved`` is ``requested`` as
+    :func:`resolve_device` turned it (or the model's own device when nothing was requested)."""
+    if isinstance(requested, str) and requested.strip().lower() == "auto":
+        return "auto"
+    return "cuda" if resolved.type == "cuda" else "cpu"

@@ -14,7 +14,6 @@ def require_ray() -> Any:
     """The ``ray`` module, or an :class:`InputError` naming the extra that installs it."""
     try:
         import ray
-        import ray.data  # noqa: F401 - the featurization needs ray[data], not only ray
     except ImportError:
         raise InputError("--engine ray needs Ray, which is not installed",
                          fix="pip install 'tasksift[ray]'") from None

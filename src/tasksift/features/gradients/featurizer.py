@@ -34,7 +34,7 @@ from tasksift.features.gradients.proxy import (
 )
 from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings, cached_warmup, warmup_key
 from tasksift.features.jobs import FeatureJob, run_job
-from tasksift.util.device import check_local, resolve_device
+from tasksift.util.device import check_local, engine_device, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.params import Declarations, Interval, Options, convert_params
 
@@ -142,7 +142,9 @@ class GradientFactory:
     :meth:`plan` derives it (and the cache ``settings`` of its rows) from the settings; :meth:`build` loads the
     proxy (or takes a loaded one), runs the warm-up on ``warmup_texts`` (or reads it from the cache) and returns
     the :class:`GradientFeaturizer`. Called with a thread count (by an engine, on a worker), it builds from
-    ``spec`` and refuses to run if the proxy found there is not the driver's model.
+    ``spec`` and refuses to run if the proxy found there is not the driver's model. ``device``: what the run asks
+    the workers for (``cpu``, ``cuda`` or ``auto``, :func:`tasksift.util.device.engine_device`); the engine
+    passes each worker the device it builds on (``cuda``: the GPU it was given).
     """
 
     spec: ProxySpec | None
@@ -155,11 +157,12 @@ class GradientFactory:
     batch_size: int
     settings: dict[str, Any]
     cache_dir: str | None
+    device: str = "cpu"
 
     @classmethod
     def plan(cls, identity: dict[str, Any], spec: ProxySpec | None, *, warmup: WarmupSettings | None,
              warmup_texts: Sequence[str], rule: str | None, proj_dim: int | None, seed: int, projection: str,
-             batch_size: int, cache_dir: str | Path | None) -> GradientFactory:
+             batch_size: int, cache_dir: str | Path | None, device: str = "cpu") -> GradientFactory:
         """The chain for the proxy of ``identity`` (``spec``: how to load it; ``None``: a loaded proxy is passed
         to :meth:`build`). A warm-up of no steps is no warm-up; ``proj_dim`` ``None`` or 0: raw gradients."""
         warm = warmup if warmup is not None and warmup.steps > 0 else None
@@ -168,7 +171,7 @@ class GradientFactory:
         warm_key = warmup_key(texts, warm) if warm is not None and texts is not None else None
         settings = gradient_settings(identity, proj, warm_key, rule)
         return cls(spec, warm, texts, rule, proj_dim or None, seed, projection, batch_size, settings,
-                   None if cache_dir is None else str(cache_dir))
+                   None if cache_dir is None else str(cache_dir), device)
 
     def build(self, proxy: ProxyModel | None = None, *, progress: bool = False,
               device: str | torch.device | None = None) -> GradientFeaturizer:
@@ -191,7 +194,7 @@ class GradientFactory:
         return GradientFeaturizer(proxy, projection=proj, precondition=prec, batch_size=self.batch_size,
                                   settings=self.settings)
 
-    def __call__(self, threads: int) -> Callable[[list[str]], np.ndarray]:
+    def __call__(self, threads: int, device: str | None = None) -> Callable[[list[str]], np.ndarray]:
         if self.spec is None:
             raise ValueError("a chain planned for a loaded proxy cannot run on a worker")
         if key_identity(self.spec.identity()) != self.settings["proxy"]:
@@ -199,7 +202,8 @@ class GradientFactory:
                              path=str(self.spec.path), fix="install the same model on every node of the cluster")
         proxy = self.spec.load()
         torch.set_num_threads(threads)
-        return self.build(proxy)
+        where = device or self.device
+        return self.build(proxy, device=None if where == "cpu" else where)
 
 
 def gradient_features(
@@ -240,8 +244,8 @@ def gradient_features(
 
     Finished shards are reused and a killed run resumes; when every shard is cached the model is not loaded.
     ``engine``: where missing shards are computed (a :mod:`tasksift.engine` engine; ``None`` or local: here).
-    ``device``: where the proxy runs (module docstring; ``None``: the CPU, or a loaded proxy's own device); a
-    GPU runs with the local engine only.
+    ``device``: where the proxy runs (module docstring; ``None``: the CPU, or a loaded proxy's own device); on
+    the Ray engine a GPU is one worker per GPU of the cluster (``auto``: its GPUs if any).
     """
     rule = _rule(precondition, warmup)
     where = None if device is None else resolve_device(device)
@@ -264,7 +268,8 @@ def gradient_features(
     factory = GradientFactory.plan(identity, spec, warmup=warmup,
                                    warmup_texts=warmup_texts if warmup_texts is not None else texts, rule=rule,
                                    proj_dim=proj_dim, seed=seed, projection=projection, batch_size=batch_size,
-                                   cache_dir=cache_dir)
+                                   cache_dir=cache_dir,
+                                   device=engine_device(device, where if where is not None else torch.device("cpu")))
     cache = FeatureCache(cache_dir, "gradients", {**factory.settings, "shard_size": shard_size},
                          meta={"model_name": identity["name"], "model_path": identity["path"]})
     built: list[GradientFeaturizer] = []
