@@ -141,3 +141,30 @@ def test_local_search_prunes_whole_large_pools(monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(LocalSearch().range_search(x, 0.5, {}), PrunedRangeSearch)
     assert not isinstance(LocalSearch(prune=False).range_search(x, 0.5, {}), PrunedRangeSearch)
     assert not isinstance(LocalSearch().range_search(x, 0.5, {}, among=np.arange(10)), PrunedRangeSearch)
+
+
+@pytest.mark.parametrize("screen", [True, False])
+def test_kernel_sums_equal_those_of_the_hits_bit_for_bit(screen: bool, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasksift.index.exact import kernel_sums
+
+    monkeypatch.setattr(pruned, "UNION_SLICE", 64)  # several slices of each union
+    monkeypatch.setattr(pruned, "GATHER_BYTES", 64 * 4 * 300)  # several gathers of the mapped rows
+    x = topics(8, 3000)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.random.default_rng(8).choice(len(x), 400, replace=False)
+    sigma = 0.3
+    for pool in (x, mapped):
+        search = PrunedRangeSearch(pool, sigma, {}, screen=screen, cells=11)
+        lims, d2, ids = search(x[rows])
+        pos = np.repeat(np.arange(len(rows)), np.diff(lims))
+        expected = kernel_sums(pos, d2, ids, rows, sigma, len(rows))
+        got = search.kernel_sums(x[rows], rows)
+        assert np.array_equal(got, expected)
+        assert (got > 0.5).sum() > 20  # rows with near-copies: the sums are not all zero
+        own = ids == rows[pos]
+        assert own.sum() == len(rows)  # every query finds itself, and its own row is left out of the sum
+    # the density by sums equals the density from the same search's hits (a plain function hides kernel_sums)
+    assert np.array_equal(radius_density(search, mapped, rows, sigma, chunk=150),
+                          radius_density(lambda y: search(y), mapped, rows, sigma, chunk=150))

@@ -157,3 +157,22 @@ def test_weights_equal_the_data_selection_package_on_real_text(n_pool: int, tmp_
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
     sel = DSIRSelector(20, sampling="topk").fit(pool, target).selection_
     assert sel.indices.tolist() == np.argsort(-expected, kind="stable")[:20].tolist()
+
+
+def test_a_pool_read_from_its_file_gives_the_same_weights_chunk_by_chunk(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasksift.records import TextColumn, load_records
+    from tasksift.selectors import dsir
+
+    texts = [f"{a['headline']} {a['body'][:400]}" for a in bbc_news()[::40]][:60] + ["", "one"]
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    column = load_records(path, stream=True).texts
+    assert isinstance(column, TextColumn)
+    monkeypatch.setattr(dsir, "STREAM_ROWS", 7)  # several chunks, the last one short
+    target = texts[:5]
+    streamed = log_importance_weights(column, target, 500, 2)
+    whole = log_importance_weights(texts, target, 500, 2)
+    assert np.array_equal(streamed[0], whole[0]) and np.array_equal(streamed[1], whole[1])
+    rows = DSIRSelector(10, num_buckets=500).fit(column, target).selection_.indices
+    assert rows.tolist() == DSIRSelector(10, num_buckets=500).fit(texts, target).selection_.indices.tolist()

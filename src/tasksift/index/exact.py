@@ -45,6 +45,17 @@ def pool_range_search(x: np.ndarray, radius: float, stats: dict[str, int],
     return search
 
 
+def kernel_sums(pos: np.ndarray, d2: np.ndarray, ids: np.ndarray, rows: np.ndarray, sigma: float, count: int
+                ) -> np.ndarray:
+    """Per query, the sum in float64 of ``1 - d^2 / sigma^2`` over its hits that are not the query's own pool
+    row (``rows[pos]``): ``pos`` the query of each hit, ``d2`` its squared distance (float32), ``ids`` its pool
+    row. Computed in float32 and summed in hit order, each query's hits in increasing row order, so every exact
+    range search that lists the same hits gives the same sums bit for bit."""
+    other = ids != rows[pos]
+    kernel = np.maximum(1.0 - d2[other] / np.float32(sigma**2), 0.0).astype(np.float64)
+    return np.bincount(pos[other], weights=kernel, minlength=count)
+
+
 def range_search_l2(y: np.ndarray, pool: np.ndarray, radius2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every row of ``pool`` (float32, C-contiguous) with a squared L2 distance below ``radius2`` from each row
     of ``y``, by faiss's brute force on ``pool`` in place: faiss's CSR ``(lims, squared distances, rows)``, each

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from tasksift.index.blocks import float32_rows, is_mapped, out_of_core, pool_rows, scratch
-from tasksift.index.exact import range_search_blocks, range_search_l2
+from tasksift.index.exact import kernel_sums, range_search_blocks, range_search_l2
 from tasksift.util.env import default_threads
 
 #: queries screened together against one tile of the pool (a bfloat16 product of QUERY_BLOCK x POOL_TILE)
@@ -149,7 +149,8 @@ class PrunedRangeSearch:
     def __init__(self, x: np.ndarray, radius: float, stats: dict[str, int], *, screen: bool | None = None,
                  cells: int | None = None, seed: int = 0) -> None:
         self.x = pool_rows(x)
-        self.radius2 = float(radius) ** 2
+        self.radius = float(radius)
+        self.radius2 = self.radius ** 2
         self.stats = stats
         self.screen, self.cells, self.seed = screen, cells, int(seed)
         self.built = False
@@ -209,8 +210,25 @@ class PrunedRangeSearch:
         with _torch_on_one_thread():
             return self._search(y)
 
-    def _search(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The screen, then the exact distances of the pairs it keeps, block by block on every core."""
+    def kernel_sums(self, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """:func:`tasksift.index.exact.kernel_sums` of the hits of ``y`` (the pool rows ``rows``), the kernel's
+        radius this search's: the numbers the hits would give, summed block by block as they are found, so that
+        no list of every hit is kept (their number grows with the pool)."""
+        y, rows = np.ascontiguousarray(y, dtype=np.float32), np.asarray(rows, dtype=np.int64)
+        if not self.built:
+            self._build()
+        if not self.screen or len(y) == 0:
+            lims, d2, ids = self(y)
+            counts = np.diff(np.asarray(lims, dtype=np.int64))
+            return kernel_sums(np.repeat(np.arange(len(y)), counts), np.asarray(d2, np.float32),
+                               np.asarray(ids, np.int64), rows, self.radius, len(y))
+        self.stats["brute_force"] += len(y) * len(self.x)
+        with _torch_on_one_thread():
+            return self._search(y, rows)
+
+    def _search(self, y: np.ndarray, query_rows: np.ndarray | None = None) -> Any:
+        """The screen, then the exact distances of the pairs it keeps, block by block on every core: the hits,
+        or with ``query_rows`` (the queries' pool rows) only their :meth:`kernel_sums`."""
         centred = y - self.mean
         nearest = np.argmin(np.einsum("ij,ij->i", self.centres, self.centres) - 2 * _product(centred, self.centres),
                             axis=1)
@@ -234,14 +252,21 @@ class PrunedRangeSearch:
                     into.append(value)
             i, d2, ids = (np.concatenate(values) for values in found)
             by_query = np.argsort(i, kind="stable")  # each query's hits stay in increasing row order
+            if query_rows is not None:
+                return (kernel_sums(i[by_query], d2[by_query], ids[by_query], query_rows[rows],
+                                    self.radius, len(rows)),)
             return np.bincount(i, minlength=len(rows)), d2[by_query], ids[by_query]
 
-        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        found: list[Any] = []
         for first, stop, rows_of in self._gathers(candidates):
             found += _on_each_core(functools.partial(_with, exact, rows_of), range(first, stop))
             del rows_of  # one group's gathered rows alive at a time
         self.stats["compared"] += sum(min(SUB_BLOCK, len(y) - b * SUB_BLOCK) * len(union)
                                       for b, union in enumerate(candidates))
+        if query_rows is not None:
+            sums = np.zeros(len(y))
+            sums[order] = np.concatenate([part[0] for part in found])
+            return sums
         counts = np.zeros(len(y), dtype=np.int64)
         counts[order] = np.concatenate([c for c, _, _ in found])
         return _in_query_order(order, counts, [d2 for _, d2, _ in found], [ids for _, _, ids in found])

@@ -21,13 +21,14 @@ token are dropped: their weight, an empty sum, would be 0 and beat every real ex
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import regex
 
+from tasksift.records import TextColumn
 from tasksift.selectors.base import Context, Selection, Selector
 from tasksift.selectors.registry import register
 from tasksift.util.errors import InputError
@@ -74,17 +75,41 @@ def bag_of_ngrams(buckets: np.ndarray, num_buckets: int) -> np.ndarray:
     return counts / total if total > 0 else counts
 
 
+#: pool texts hashed at a time when the pool is read from its file (:class:`tasksift.records.TextColumn`)
+STREAM_ROWS = 8192
+
+
 def log_importance_weights(pool_texts: Sequence[str], target_texts: Sequence[str], num_buckets: int = 10_000,
                            n: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """``(log importance weight per pool text, n-gram count per pool text)``."""
-    pool_offsets, pool_buckets = hashed_counts(pool_texts, num_buckets, n)
-    _, target_buckets = hashed_counts(target_texts, num_buckets, n)
-    log_diff = (np.log(bag_of_ngrams(target_buckets, num_buckets) + SMOOTHING)
-                - np.log(bag_of_ngrams(pool_buckets, num_buckets) + SMOOTHING))
-    lengths = np.diff(pool_offsets)
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    sums = np.bincount(owner, weights=log_diff[pool_buckets], minlength=len(lengths))
+    """``(log importance weight per pool text, n-gram count per pool text)``.
+
+    A pool held as a list is hashed once and its n-grams kept. A pool read from its file (a
+    :class:`tasksift.records.TextColumn`) is read twice, ``STREAM_ROWS`` texts at a time: once for the pool's
+    bucket counts, once for each text's weight, so memory holds two numbers per text, not its n-grams. The
+    numbers are the same: integer counts add up exactly, and each text's sum runs over its own n-grams in order.
+    """
+    _, target_buckets = hashed_counts(list(target_texts), num_buckets, n)
+    streamed = isinstance(pool_texts, TextColumn)
+    parts = [(0, *hashed_counts(pool_texts, num_buckets, n))] if not streamed else None
+    pool_counts = np.zeros(num_buckets, dtype=np.int64)
+    for _, _, buckets in parts if parts is not None else _pool_chunks(pool_texts, num_buckets, n):
+        pool_counts += np.bincount(buckets, minlength=num_buckets)
+    total = pool_counts.sum()
+    pool_model = pool_counts / total if total > 0 else pool_counts.astype(np.float64)
+    log_diff = np.log(bag_of_ngrams(target_buckets, num_buckets) + SMOOTHING) - np.log(pool_model + SMOOTHING)
+    sums, lengths = np.zeros(len(pool_texts)), np.zeros(len(pool_texts), dtype=np.int64)
+    for lo, offsets, buckets in parts if parts is not None else _pool_chunks(pool_texts, num_buckets, n):
+        counts = np.diff(offsets)
+        owner = np.repeat(np.arange(len(counts)), counts)
+        sums[lo:lo + len(counts)] = np.bincount(owner, weights=log_diff[buckets], minlength=len(counts))
+        lengths[lo:lo + len(counts)] = counts
     return sums, lengths
+
+
+def _pool_chunks(texts: Sequence[str], num_buckets: int, n: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first row, offsets, buckets)`` of ``STREAM_ROWS`` texts at a time (:func:`hashed_counts`)."""
+    for lo in range(0, len(texts), STREAM_ROWS):
+        yield (lo, *hashed_counts(texts[lo:lo + STREAM_ROWS], num_buckets, n))
 
 
 @register
@@ -106,7 +131,7 @@ class DSIRSelector(Selector):
         self._keep(locals())
 
     def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
-        logw, lengths = log_importance_weights(list(pool), list(target), int(self.num_buckets), int(self.ngrams))
+        logw, lengths = log_importance_weights(pool, target, int(self.num_buckets), int(self.ngrams))
         self.log_importance_weights_ = logw
         # The reference counts an example's length as its number of unigrams: (grams + n(n-1)/2) // n.
         tokens = (lengths + self.ngrams * (self.ngrams - 1) // 2) // self.ngrams

@@ -128,7 +128,7 @@ def gradient_model(model: str | Path | None) -> str | Path:
 
 
 def gradient_texts(pool: RecordSet, target: RecordSet | None, model: str | Path | None, kind: str = "auto"
-                   ) -> tuple[list[str], list[str] | None, str]:
+                   ) -> tuple[Sequence[str], Sequence[str] | None, str]:
     """The texts the proxy ``model`` (``None``: :data:`DEFAULT_GRADIENT_MODEL`) takes gradients of, pool and
     target (``None``: none), and the loss: ``"response"`` or ``"text"``.
 
@@ -147,7 +147,8 @@ def gradient_texts(pool: RecordSet, target: RecordSet | None, model: str | Path 
             if target_pairs is None:
                 return joined, None, "response"
             return joined, join_pairs(*target_pairs, what=str(target.path or "target records")), "response"
-    return list(pool.texts), None if target is None else list(target.texts), "text"
+    # the text views as they are: a pool read from its file (a TextColumn) is read shard by shard by the cache
+    return pool.texts, None if target is None else target.texts, "text"
 
 
 def selection_gradients(pool_texts: Sequence[str], target_texts: Sequence[str] | None, recipe: GradientRecipe, *,

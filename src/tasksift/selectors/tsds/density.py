@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.index.exact import RangeSearch
+from tasksift.index.exact import RangeSearch, kernel_sums
 from tasksift.index.two_level import TwoLevelIVF
 
 #: rows of needed points handled per block by the exact range search
@@ -76,11 +76,13 @@ def radius_density(search: RangeSearch, x: np.ndarray, rows: np.ndarray, sigma: 
     finds a subset (:class:`tasksift.index.two_level.TwoLevelIVF`). The row itself adds exactly 1 whether or not
     the search finds it (its float32 distance to itself is taken as 0), so ``rho >= 1``."""
     rho = np.ones(len(rows))
-    s2 = np.float32(sigma**2)
+    sums = getattr(search, "kernel_sums", None)  # a search that sums as it finds keeps no list of hits
+    if sums is not None:
+        for lo in range(0, len(rows), chunk):
+            rho[lo:lo + chunk] += sums(x[rows[lo:lo + chunk]], rows[lo:lo + chunk])
+        return rho
     for lo, pos, d2, ids in _hits_per_row(rows, x, search, chunk):
-        other = ids != rows[lo + pos]
-        kernel = np.maximum(1.0 - d2[other] / s2, 0.0).astype(np.float64)
-        rho[lo:lo + chunk] += np.bincount(pos[other], weights=kernel, minlength=min(chunk, len(rows) - lo))
+        rho[lo:lo + chunk] += kernel_sums(pos, d2, ids, rows[lo:lo + chunk], sigma, min(chunk, len(rows) - lo))
     return rho
 
 
