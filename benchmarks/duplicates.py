@@ -123,7 +123,9 @@ def markdown(tables: list[str], seeds: int) -> str:
             "rewrites this section from the runs):", "", "```bash", "tasksift data build --out tasks/",
             f"TASKSIFT_THREADS=1 python benchmarks/duplicates.py --runs runs/compare --seeds {seeds}", "```", "",
             "Raw `eval.json`, `selection.parquet` and `manifest.json` files: `docs/results/duplicates/<task>/`.", ""]
-    return "\n".join(text + [t + "\n" for t in tables])
+    reading = RAW / "reading.md"  # the reading, written by hand as the runs come in; kept when tables change
+    tail = [reading.read_text(encoding="utf-8").strip() + "\n"] if reading.is_file() else []
+    return "\n".join(text + [t + "\n" for t in tables] + tail)
 
 
 def copy_raw(runs: Path, name: str) -> None:

@@ -140,7 +140,14 @@ def markdown(body: str, args: argparse.Namespace) -> str:
         "rewrites this section from the runs):", "", "```bash", "tasksift data build --out tasks/",
         f"TASKSIFT_THREADS=1 python benchmarks/general.py --runs runs/compare --seeds {args.seeds}", "```", "",
         "Raw files: `docs/results/general/`. Columns after the fifth: each task's accuracy, the mean over the "
-        "row's seeds.", "", body, ""])
+        "row's seeds.", "", body, "", *_reading()])
+
+
+def _reading() -> list[str]:
+    """The reading, written by hand in ``docs/results/general/reading.md`` as the rows come in (kept when the
+    table is rewritten)."""
+    path = RAW / "reading.md"
+    return [path.read_text(encoding="utf-8").strip(), ""] if path.is_file() else []
 
 
 def copy_raw(task_dir: Path, runs: Path) -> None:
