@@ -12,13 +12,13 @@ computed (and checked) from the same bytes, so they are equal, character for cha
 from __future__ import annotations
 
 import operator
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
 
+from tasksift.util.env import env_bytes
 from tasksift.util.errors import InputError
 
 #: environment variable: inputs larger than this many bytes are loaded with a :class:`TextColumn`
@@ -38,17 +38,7 @@ TextOf = Callable[[dict[str, Any], int], str]
 
 def stream_threshold() -> int:
     """The size above which an input is streamed: ``$TASKSIFT_STREAM_RECORDS_BYTES``, else 256 MiB."""
-    text = os.environ.get(STREAM_ENV, "").strip()
-    if not text:
-        return DEFAULT_STREAM_BYTES
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise InputError(f"${STREAM_ENV}={text!r} is not a whole number of bytes",
-                         fix=f"unset it (default {DEFAULT_STREAM_BYTES}) or give a number such as 268435456")
-    return value
+    return env_bytes(STREAM_ENV, DEFAULT_STREAM_BYTES, minimum=0, example=268435456)
 
 
 def input_bytes(files: Sequence[Path]) -> int:

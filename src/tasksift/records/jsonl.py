@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from array import array
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from tasksift.records.files import BOM, compression, file_sha256, open_binary, open_stream
 from tasksift.records.readers import Loaded
 from tasksift.records.view import ViewBuilder, Where
+from tasksift.util.env import env_bytes
 from tasksift.util.errors import InputError
 
 #: environment variable setting the longest line read, in bytes
@@ -33,17 +33,7 @@ DEFAULT_MAX_LINE_BYTES = 64 << 20
 
 def max_line_bytes() -> int:
     """The longest line :func:`read` accepts: ``$TASKSIFT_MAX_LINE_BYTES``, else 64 MiB."""
-    text = os.environ.get(MAX_LINE_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_LINE_BYTES
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise InputError(f"${MAX_LINE_ENV}={text!r} is not a positive whole number of bytes",
-                         fix=f"unset it (default {DEFAULT_MAX_LINE_BYTES}) or give a number such as 134217728")
-    return value
+    return env_bytes(MAX_LINE_ENV, DEFAULT_MAX_LINE_BYTES, minimum=1, example=134217728)
 
 
 def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
