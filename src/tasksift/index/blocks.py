@@ -64,11 +64,36 @@ def pool_rows(x: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _mapping(x: Any) -> mmap.mmap | None:
+    """The ``mmap`` under ``x`` (through views of a memory map), if any."""
+    while x is not None:
+        if isinstance(x, mmap.mmap):
+            return x
+        found = getattr(x, "_mmap", None)
+        if isinstance(found, mmap.mmap):
+            return found
+        x = getattr(x, "base", None)
+    return None
+
+
 def float32_rows(x: np.ndarray, rows: Any = None) -> np.ndarray:
     """Rows of ``x`` (all, a slice or a gather) as a C-contiguous float32 matrix; float32 rows are not copied
-    when they already are contiguous."""
-    part = x if rows is None else x[rows]
-    return np.ascontiguousarray(part, dtype=np.float32)
+    when they already are contiguous.
+
+    A gather from a memory-mapped file is read with the kernel told to expect random reads (``MADV_RANDOM``):
+    each row read then costs its own pages, where the default read-ahead fetches far more around each of them,
+    and reads the file many times over when the page cache is small (a pool larger than memory). The advice is
+    set back to normal after, for the block-by-block reads."""
+    if rows is None or isinstance(rows, slice):
+        return np.ascontiguousarray(x if rows is None else x[rows], dtype=np.float32)
+    mapping = _mapping(x)
+    if mapping is None or not hasattr(mmap, "MADV_RANDOM"):
+        return np.ascontiguousarray(x[rows], dtype=np.float32)
+    mapping.madvise(mmap.MADV_RANDOM)
+    try:
+        return np.ascontiguousarray(x[rows], dtype=np.float32)
+    finally:
+        mapping.madvise(mmap.MADV_NORMAL)
 
 
 def blocks(x: np.ndarray, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
