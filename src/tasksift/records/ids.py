@@ -12,6 +12,7 @@ Both read like a list of ``str`` (``ids[i]``, ``ids[a:b]``, ``len``, iteration).
 from __future__ import annotations
 
 import operator
+from abc import abstractmethod
 from array import array
 from collections.abc import Iterator, Sequence
 from typing import overload
@@ -20,13 +21,13 @@ import numpy as np
 
 
 class _Ids(Sequence[str]):
-    """What both kinds share: indexing by int or slice, iteration."""
+    """What both kinds share: indexing by int or slice, iteration; each kind gives ``__len__`` and ``_get``."""
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def __len__(self) -> int: ...
 
-    def _get(self, i: int) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _get(self, i: int) -> str: ...
 
     @overload
     def __getitem__(self, index: int) -> str: ...
