@@ -97,11 +97,11 @@ def test_pool_range_search_over_a_memory_map_counts_and_finds_the_same(tmp_path:
     assert stats_mapped == stats_memory == {"compared": 25 * 300}
 
 
-@pytest.mark.parametrize(("screen", "gather_rows"), [(True, 10**6), (True, 3000), (True, 20), (False, 10**6)])
+@pytest.mark.parametrize(("screen", "fused_rows"), [(True, 10**6), (True, 2048), (True, 300), (False, 10**6)])
 def test_pruned_search_over_a_memory_map_finds_what_it_finds_in_memory(tmp_path: Path, screen: bool,
-                                                                       gather_rows: int,
+                                                                       fused_rows: int,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pruned, "GATHER_BYTES", gather_rows * 4 * 32)  # all blocks at once, some, none
+    monkeypatch.setattr(pruned, "FUSED_ROWS", fused_rows)  # the pool read at once, in two slices, in ten
     rng = np.random.default_rng(9)
     x = (rng.normal(size=(3000, 32)) / np.sqrt(32)).astype(np.float32)
     x[::7] = x[1::7][: len(x[::7])] + 0.01

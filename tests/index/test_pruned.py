@@ -149,7 +149,7 @@ def test_kernel_sums_equal_those_of_the_hits_bit_for_bit(screen: bool, tmp_path:
     from tasksift.index.exact import kernel_sums
 
     monkeypatch.setattr(pruned, "UNION_SLICE", 64)  # several slices of each union
-    monkeypatch.setattr(pruned, "GATHER_BYTES", 64 * 4 * 300)  # several gathers of the mapped rows
+    monkeypatch.setattr(pruned, "FUSED_ROWS", 700)  # the mapped pool read in five slices
     x = topics(8, 3000)
     np.save(tmp_path / "x.npy", x)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")

@@ -52,8 +52,13 @@ def kernel_sums(pos: np.ndarray, d2: np.ndarray, ids: np.ndarray, rows: np.ndarr
     row. Computed in float32 and summed in hit order, each query's hits in increasing row order, so every exact
     range search that lists the same hits gives the same sums bit for bit."""
     other = ids != rows[pos]
-    kernel = np.maximum(1.0 - d2[other] / np.float32(sigma**2), 0.0).astype(np.float64)
-    return np.bincount(pos[other], weights=kernel, minlength=count)
+    return np.bincount(pos[other], weights=kernel_values(d2[other], sigma), minlength=count)
+
+
+def kernel_values(d2: np.ndarray, sigma: float) -> np.ndarray:
+    """``1 - d^2 / sigma^2`` clipped at 0, computed in float32 from squared distances ``d2`` (float32), in
+    float64: the terms that :func:`kernel_sums` adds."""
+    return np.maximum(1.0 - d2 / np.float32(sigma**2), 0.0).astype(np.float64)
 
 
 def range_search_l2(y: np.ndarray, pool: np.ndarray, radius2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,6 +13,11 @@ Here a screen rules pairs out first, by a bound that never rules out a pair the 
   candidates. The queries are grouped first by the nearest of ``sqrt(N)`` pool rows drawn at random (cells), so
   the queries of a block share candidates.
 
+A memory-mapped pool (one larger than memory) is read once per call, in row order, ``FUSED_ROWS`` rows at a
+time, and both steps run on each slice as it is read: the candidates of the whole pool are never listed (on
+clustered data they grow with the pool) and no row is read twice or out of order (gathers from a file larger
+than the page cache read it many times over).
+
 The hits are the brute force's: the same rows, in increasing row order per query, their distances equal up to
 the float32 rounding of two matrix products (which may also move a pair lying within that rounding of the
 radius across it, as two batch sizes of the brute force may). The screen runs where the CPU multiplies
@@ -31,6 +36,7 @@ no faster than the screen at full width.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import math
@@ -43,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from tasksift.index.blocks import float32_rows, is_mapped, out_of_core, pool_rows, scratch
-from tasksift.index.exact import kernel_sums, range_search_blocks, range_search_l2
+from tasksift.index.exact import kernel_sums, kernel_values, range_search_blocks, range_search_l2
 from tasksift.util.env import default_threads
 
 #: queries screened together against one tile of the pool (a bfloat16 product of QUERY_BLOCK x POOL_TILE)
@@ -54,8 +60,8 @@ POOL_TILE = 2048
 SUB_BLOCK = 128
 #: union rows per exact product (a block's candidates gathered a slice at a time)
 UNION_SLICE = 8192
-#: bytes of a memory-mapped pool's rows gathered at once, in row order, for the exact distances of some blocks
-GATHER_BYTES = 128 << 20
+#: rows of a memory-mapped pool read at once, in order, and both screened and compared there (tiles of it)
+FUSED_ROWS = 16 * POOL_TILE
 #: rows sampled for the pool's mean
 MEAN_ROWS = 16384
 #: the unit roundoffs of float32 and bfloat16
@@ -142,9 +148,8 @@ class PrunedRangeSearch:
 
     A pool that is memory-mapped or in float16 (:func:`tasksift.index.blocks.out_of_core`) is not copied: its
     rows are read (and converted to float32) where they are used, and without the screen the brute force runs
-    block by block. The screen of a memory-mapped pool keeps no bfloat16 copy of it: each tile is rounded from
-    the pool's rows when it is screened (the same values; a read of the pool per call, where a stored copy would
-    take half the pool's size in memory). The hits are the same."""
+    block by block. A memory-mapped pool keeps no bfloat16 copy: each tile is rounded when its slice is read
+    (the same values; a read of the pool per call, where a stored copy would take half its size in memory)."""
 
     def __init__(self, x: np.ndarray, radius: float, stats: dict[str, int], *, screen: bool | None = None,
                  cells: int | None = None, seed: int = 0) -> None:
@@ -208,7 +213,7 @@ class PrunedRangeSearch:
                 return range_search_blocks(y, self.x, self.radius2)
             return range_search_l2(y, self.x, self.radius2)
         with _torch_on_one_thread():
-            return self._search(y)
+            return self._search_mapped(y) if is_mapped(self.x) else self._search(y)
 
     def kernel_sums(self, y: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """:func:`tasksift.index.exact.kernel_sums` of the hits of ``y`` (the pool rows ``rows``), the kernel's
@@ -224,80 +229,100 @@ class PrunedRangeSearch:
                                np.asarray(ids, np.int64), rows, self.radius, len(y))
         self.stats["brute_force"] += len(y) * len(self.x)
         with _torch_on_one_thread():
-            return self._search(y, rows)
+            return self._search_mapped(y, rows) if is_mapped(self.x) else self._search(y, rows)
 
-    def _search(self, y: np.ndarray, query_rows: np.ndarray | None = None) -> Any:
-        """The screen, then the exact distances of the pairs it keeps, block by block on every core: the hits,
-        or with ``query_rows`` (the queries' pool rows) only their :meth:`kernel_sums`."""
+    def _plan(self, y: np.ndarray) -> tuple[np.ndarray, Any, float]:
+        """The queries' order (grouped by the nearest cell, so that the queries of a block of ``SUB_BLOCK`` share
+        candidates), the ordered queries centred, padded to whole blocks and in bfloat16
+        (:func:`_augmented`), and the screen's threshold."""
         centred = y - self.mean
         nearest = np.argmin(np.einsum("ij,ij->i", self.centres, self.centres) - 2 * _product(centred, self.centres),
                             axis=1)
-        order = np.argsort(nearest, kind="stable")  # queries grouped by cell
+        order = np.argsort(nearest, kind="stable")
         threshold = screen_threshold(self.radius2, y.shape[1], max(self.max_sq, _max_sq(y)),
                                      max(self.max_centred_sq, _max_sq(centred)))
-        candidates = self._screen(centred[order], threshold)
-        y_norms = np.einsum("ij,ij->i", y, y)
-        radius2 = np.float32(self.radius2)
+        blocks = -(-len(y) // SUB_BLOCK)
+        padded = centred[np.concatenate([order, np.repeat(order[-1:], blocks * SUB_BLOCK - len(y))])]
+        self.stats["screened"] += len(y) * len(self.x)
+        return order, _augmented(padded, query=True), threshold
 
-        def exact(block: int, rows_of: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _exact(self, y: np.ndarray, y_norms: np.ndarray, queries: np.ndarray, pool: np.ndarray,
+               pool_norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs of ``queries`` (rows of ``y``) and ``pool`` (float32 rows, their squared norms
+        ``pool_norms``) within the radius, as the brute force computes them (``|y|^2 + |x|^2 - 2 y.x``, clipped
+        at 0): ``(position in queries, position in pool, squared distance)``, query by query."""
+        d2 = -2.0 * _product(y[queries], pool)
+        d2 += np.add.outer(y_norms[queries], pool_norms)  # as faiss rounds it
+        np.maximum(d2, 0.0, out=d2)
+        i, j = np.nonzero(d2 < np.float32(self.radius2))
+        return i, j, d2[i, j]
+
+    def _search(self, y: np.ndarray, query_rows: np.ndarray | None = None) -> Any:
+        """The screen of the whole pool, then the exact distances of the pairs it keeps, block by block on every
+        core: the hits, or with ``query_rows`` (the queries' pool rows) only their :meth:`kernel_sums`."""
+        order, queries, threshold = self._plan(y)
+        candidates = self._screen(queries, threshold)
+        y_norms = np.einsum("ij,ij->i", y, y)
+
+        def exact(block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             rows, union = order[block * SUB_BLOCK:(block + 1) * SUB_BLOCK], candidates[block]
-            found = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)], [np.zeros(0, dtype=np.int64)]
+            found = []
             for lo in range(0, len(union), UNION_SLICE):  # a slice of the union at a time: bounded memory
                 part = union[lo:lo + UNION_SLICE]
-                d2 = -2.0 * _product(y[rows], rows_of(part))
-                d2 += np.add.outer(y_norms[rows], self.norms[part])  # (|y|^2 + |x|^2) - 2 y.x, as faiss rounds it
-                np.maximum(d2, 0.0, out=d2)
-                i, j = np.nonzero(d2 < radius2)
-                for into, value in zip(found, (i, d2[i, j], part[j].astype(np.int64)), strict=True):
-                    into.append(value)
-            i, d2, ids = (np.concatenate(values) for values in found)
-            by_query = np.argsort(i, kind="stable")  # each query's hits stay in increasing row order
-            if query_rows is not None:
-                return (kernel_sums(i[by_query], d2[by_query], ids[by_query], query_rows[rows],
-                                    self.radius, len(rows)),)
-            return np.bincount(i, minlength=len(rows)), d2[by_query], ids[by_query]
+                i, j, d2 = self._exact(y, y_norms, rows, float32_rows(self.x, part), self.norms[part])
+                found.append((i, d2, part[j].astype(np.int64)))
+            i, d2, ids = _by_query(*_joined(found))
+            if query_rows is not None:  # the block's sums: no list of every hit is kept
+                return rows, kernel_sums(i, d2, ids, query_rows[rows], self.radius, len(rows)), ids[:0]
+            return rows[i], d2, ids
 
-        found: list[Any] = []
-        for first, stop, rows_of in self._gathers(candidates):
-            found += _on_each_core(functools.partial(_with, exact, rows_of), range(first, stop))
-            del rows_of  # one group's gathered rows alive at a time
+        found = _on_each_core(exact, range(len(candidates)))
         self.stats["compared"] += sum(min(SUB_BLOCK, len(y) - b * SUB_BLOCK) * len(union)
                                       for b, union in enumerate(candidates))
         if query_rows is not None:
             sums = np.zeros(len(y))
-            sums[order] = np.concatenate([part[0] for part in found])
+            for rows, part, _ in found:
+                sums[rows] = part
             return sums
-        counts = np.zeros(len(y), dtype=np.int64)
-        counts[order] = np.concatenate([c for c, _, _ in found])
-        return _in_query_order(order, counts, [d2 for _, d2, _ in found], [ids for _, _, ids in found])
+        return _csr(*_by_query(*_joined(found)), len(y))
 
-    def _gathers(self, candidates: list[np.ndarray]
-                 ) -> Iterator[tuple[int, int, Callable[[np.ndarray], np.ndarray]]]:
-        """Groups of consecutive blocks ``(first, stop, rows_of)``, ``rows_of(rows)`` their float32 pool rows. In
-        memory: one group, rows gathered where they are used. Memory-mapped: the union of a group's candidates
-        (at most ``GATHER_BYTES``) read at once in row order, because gathering where they are used would read the
-        file's pages in random order, many times over when the page cache cannot hold the pool; a block whose
-        candidates alone exceed it reads them where they are used. The rows, and the distances, are the same."""
-        def direct(rows: np.ndarray) -> np.ndarray:
-            return float32_rows(self.x, rows)
+    def _search_mapped(self, y: np.ndarray, query_rows: np.ndarray | None = None) -> Any:
+        """:meth:`_search` of a memory-mapped pool, read once in row order: the screen and the exact distances
+        run together, ``FUSED_ROWS`` rows at a time, on rows read once for both. Nothing kept grows with the
+        pool but the hits, and with ``query_rows`` not even those: each slice's kernel values are added to the
+        sums as it comes, each query's in increasing row order as :func:`tasksift.index.exact.kernel_sums` adds
+        them, so the sums are those of the hits to the bit."""
+        order, queries, threshold = self._plan(y)
+        y_norms = np.einsum("ij,ij->i", y, y)
 
-        if not is_mapped(self.x):
-            yield 0, len(candidates), direct
-            return
-        limit = max(1, GATHER_BYTES // (4 * self.x.shape[1]))
-        first = 0
-        while first < len(candidates):
-            stop, size = first + 1, len(candidates[first])
-            while stop < len(candidates) and size + len(candidates[stop]) <= limit:
-                size, stop = size + len(candidates[stop]), stop + 1
-            if size > limit:
-                yield first, stop, direct
-            else:
-                union = np.unique(np.concatenate(candidates[first:stop]))
-                gathered = float32_rows(self.x, union)
-                yield first, stop, functools.partial(_lookup, union, gathered)
-                del gathered, union
-            first = stop
+        def part(number: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+            lo = number * FUSED_ROWS
+            rows = float32_rows(self.x, slice(lo, lo + FUSED_ROWS))  # in order: the file's read-ahead helps
+            norms = np.asarray(self.norms[lo:lo + len(rows)])
+            kept = [self._screen_tile(queries, _augmented(rows[t:t + POOL_TILE] - self.mean, query=False),
+                                      threshold, t) for t in range(0, len(rows), POOL_TILE)]
+            block, row = (np.concatenate(values) for values in zip(*kept, strict=True))
+            by = np.argsort(block, kind="stable")  # each block's rows stay in increasing order
+            block, row = block[by], row[by]
+            edges = np.searchsorted(block, np.arange(len(queries) // SUB_BLOCK + 1))
+            found, compared = [], 0
+            for b in np.flatnonzero(np.diff(edges)):
+                near, ids = order[b * SUB_BLOCK:(b + 1) * SUB_BLOCK], row[edges[b]:edges[b + 1]]
+                i, j, d2 = self._exact(y, y_norms, near, rows[ids], norms[ids])
+                found.append((near[i], d2, ids[j].astype(np.int64) + lo))
+                compared += len(near) * len(ids)
+            return _joined(found), compared
+
+        hits: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        sums = np.zeros(len(y))
+        for (i, d2, ids), compared in _in_order(part, range(-(-len(self.x) // FUSED_ROWS)), 2 * default_threads()):
+            self.stats["compared"] += compared
+            if query_rows is None:
+                hits.append((i, d2, ids))
+                continue
+            other = ids != query_rows[i]  # slices in row order: each query's values added in increasing row order
+            np.add.at(sums, i[other], kernel_values(d2[other], self.radius))
+        return sums if query_rows is not None else _csr(*_by_query(*_joined(hits)), len(y))
 
     def _tile(self, number: int, out: Any = None) -> Any:
         """Tile ``number`` of the centred pool in bfloat16 (:func:`_augmented`): the stored one, or rounded now."""
@@ -307,38 +332,32 @@ class PrunedRangeSearch:
         rows = float32_rows(self.x, slice(lo, lo + POOL_TILE))
         return _augmented(rows - self.mean, query=False, out=None if out is None else out[:len(rows)])
 
-    def _screen(self, centred: np.ndarray, threshold: float) -> list[np.ndarray]:
-        """For each block of ``SUB_BLOCK`` (centred, grouped) queries: the pool rows (ascending) that the
-        bfloat16 screen keeps for at least one of them. Each product is ``[y, |y|^2, 1] . [-2 x, 1, |x|^2]``,
-        the squared distance, in bfloat16, reduced to its least value per block and pool row; the pool's tiles
-        are shared among the cores (:func:`_on_each_core`)."""
+    def _screen_tile(self, queries: Any, tile: Any, threshold: float, lo: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs (block of ``SUB_BLOCK`` queries, pool row ``lo + position``) that the bfloat16 screen keeps
+        on one tile: each product is ``[y, |y|^2, 1] . [-2 x, 1, |x|^2]``, the squared distance in bfloat16,
+        reduced to its least value per block and pool row, tile row by tile row for each block."""
         import torch
 
-        blocks = -(-len(centred) // SUB_BLOCK)
-        padded = np.concatenate([centred, np.repeat(centred[-1:], blocks * SUB_BLOCK - len(centred), axis=0)])
         index_type = np.int32 if len(self.x) < 2**31 else np.int64
-        kept: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, index_type))] * \
-            self.tile_count
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for q0 in range(0, len(queries), QUERY_BLOCK):
+            least = (queries[q0:q0 + QUERY_BLOCK] @ tile.T).view(-1, SUB_BLOCK, len(tile))
+            while least.shape[1] > 1:  # halving: twice as fast as amin on bfloat16
+                half = least.shape[1] // 2
+                least = torch.minimum(least[:, :half], least[:, half:])
+            # compared in float32: a bfloat16 comparison would round the threshold
+            block, row = np.nonzero((least[:, 0].float() < threshold).numpy())
+            parts.append(((block + q0 // SUB_BLOCK).astype(np.int32), (row + lo).astype(index_type)))
+        return np.concatenate([b for b, _ in parts]), np.concatenate([r for _, r in parts])
 
-        def screen(number: int) -> None:
-            tile, lo = self._tile(number), number * POOL_TILE
-            parts: list[tuple[np.ndarray, np.ndarray]] = []
-            for q0 in range(0, len(padded), QUERY_BLOCK):
-                least = (queries[q0:q0 + QUERY_BLOCK] @ tile.T).view(-1, SUB_BLOCK, len(tile))
-                while least.shape[1] > 1:  # halving: twice as fast as amin on bfloat16
-                    half = least.shape[1] // 2
-                    least = torch.minimum(least[:, :half], least[:, half:])
-                # compared in float32: a bfloat16 comparison would round the threshold
-                block, row = np.nonzero((least[:, 0].float() < threshold).numpy())
-                parts.append(((block + q0 // SUB_BLOCK).astype(np.int32), (row + lo).astype(index_type)))
-            kept[number] = (np.concatenate([b for b, _ in parts]), np.concatenate([r for _, r in parts]))
-
-        queries = _augmented(padded, query=True)
-        _on_each_core(screen, range(self.tile_count))
-        self.stats["screened"] += len(centred) * len(self.x)
+    def _screen(self, queries: Any, threshold: float) -> list[np.ndarray]:
+        """For each block of ``SUB_BLOCK`` queries (ordered and padded by :meth:`_plan`): the pool rows
+        (ascending) that the screen keeps for at least one of them, the pool's tiles shared among the cores."""
+        kept = _on_each_core(lambda number: self._screen_tile(queries, self._tile(number), threshold,
+                                                              number * POOL_TILE), range(self.tile_count))
         block_parts, row_parts = [b for b, _ in kept], [r for _, r in kept]
         kept.clear()
-        return _by_block(block_parts, row_parts, blocks)
+        return _by_block(block_parts, row_parts, len(queries) // SUB_BLOCK)
 
 
 def _by_block(block_parts: list[np.ndarray], row_parts: list[np.ndarray], blocks: int) -> list[np.ndarray]:
@@ -352,13 +371,37 @@ def _by_block(block_parts: list[np.ndarray], row_parts: list[np.ndarray], blocks
     return [row[block == b] for b in range(blocks)]  # int32 below 2^31 rows: half the memory of int64
 
 
-def _with(function: Callable[..., Any], extra: Any, item: Any) -> Any:
-    return function(item, extra)
+def _in_order(function: Callable[[int], Any], items: range, ahead: int) -> Iterator[Any]:
+    """``function`` over ``items`` on ``default_threads()`` threads, the results in order, at most ``ahead`` of
+    them computed before they are taken (so that the memory they hold is bounded)."""
+    with ThreadPoolExecutor(max_workers=default_threads()) as pool:
+        pending: collections.deque[Any] = collections.deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
-def _lookup(union: np.ndarray, gathered: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The rows ``rows`` (a sorted subset of ``union``) among ``gathered``, the rows of ``union``."""
-    return gathered[np.searchsorted(union, rows)]
+def _joined(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lists of ``(query, squared distance, pool row)`` joined in their order."""
+    return (np.concatenate([np.zeros(0, np.int64)] + [np.asarray(i, np.int64) for i, _, _ in found]),
+            np.concatenate([np.zeros(0, np.float32)] + [d for _, d, _ in found]),
+            np.concatenate([np.zeros(0, np.int64)] + [r for _, _, r in found]))
+
+
+def _by_query(i: np.ndarray, d2: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hits sorted by query, stably: each query's keep the order they had (increasing pool row)."""
+    by = np.argsort(i, kind="stable")
+    return i[by], d2[by], ids[by]
+
+
+def _csr(i: np.ndarray, d2: np.ndarray, ids: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """faiss's CSR ``(lims, d2, ids)`` of hits sorted by query."""
+    lims = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.bincount(i, minlength=count), out=lims[1:])
+    return lims, d2, ids
 
 
 def _augmented(v: np.ndarray, *, query: bool, out: Any = None) -> Any:
@@ -377,18 +420,3 @@ def _augmented(v: np.ndarray, *, query: bool, out: Any = None) -> Any:
         out[:, :d] *= -2
         out[:, d], out[:, d + 1] = 1.0, norms
     return out
-
-
-def _in_query_order(order: np.ndarray, counts: np.ndarray, d2_parts: list[np.ndarray],
-                    id_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """faiss's CSR ``(lims, d2, ids)`` in query order from hits listed query by query in the order ``order``."""
-    d2 = np.concatenate(d2_parts) if d2_parts else np.zeros(0, dtype=np.float32)
-    ids = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int64)
-    start_sorted = np.zeros(len(order) + 1, dtype=np.int64)
-    np.cumsum(counts[order], out=start_sorted[1:])
-    start = np.empty(len(order), dtype=np.int64)
-    start[order] = start_sorted[:-1]
-    lims = np.zeros(len(order) + 1, dtype=np.int64)
-    np.cumsum(counts, out=lims[1:])
-    take = np.repeat(start - lims[:-1], counts) + np.arange(lims[-1])
-    return lims, d2[take], ids[take]
