@@ -11,7 +11,6 @@ computed (and checked) from the same bytes, so they are equal, character for cha
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -20,6 +19,7 @@ import numpy as np
 
 from tasksift.util.env import env_bytes
 from tasksift.util.errors import InputError
+from tasksift.util.positions import position
 
 #: environment variable: inputs larger than this many bytes are loaded with a :class:`TextColumn`
 STREAM_ENV = "TASKSIFT_STREAM_RECORDS_BYTES"
@@ -93,11 +93,7 @@ class TextColumn(Sequence[str]):
             if step != 1:
                 return [self[i] for i in range(start, stop, step)]
             return self.texts(start, stop) if stop > start else []
-        i = operator.index(index)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(f"text {index} is outside the {self._n} texts")
+        i = position(index, self._n, "texts")
         return self.texts(i, i + 1)[0]
 
     def texts(self, start: int, stop: int) -> list[str]:

@@ -11,13 +11,14 @@ Both read like a list of ``str`` (``ids[i]``, ``ids[a:b]``, ``len``, iteration).
 
 from __future__ import annotations
 
-import operator
 from abc import abstractmethod
 from array import array
 from collections.abc import Iterator, Sequence
 from typing import overload
 
 import numpy as np
+
+from tasksift.util.positions import position
 
 
 class _Ids(Sequence[str]):
@@ -39,12 +40,7 @@ class _Ids(Sequence[str]):
         n = len(self)
         if isinstance(index, slice):
             return [self._get(i) for i in range(*index.indices(n))]
-        i = operator.index(index)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"id {index} is outside the {n} ids")
-        return self._get(i)
+        return self._get(position(index, n, "ids"))
 
     def __iter__(self) -> Iterator[str]:
         for i in range(len(self)):
