@@ -16,6 +16,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from tasksift.util.device import check_local, resolve_device
 from tasksift.util.env import default_cache_root
 from tasksift.util.errors import InputError, from_os_error
 
@@ -107,3 +108,11 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Ray workers p
                                                                   "CPUs; with --device cuda its GPUs).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Where models run: cpu (default), auto (a GPU when torch "
                                                          "sees one), cuda or cuda:N.")]
+
+
+def checked_device(device: str, engine: str) -> str:
+    """``--device`` resolved (``auto`` to a GPU when torch sees one) and checked against ``--engine`` before any
+    work: an unusable device ends the command with one line."""
+    where = resolve_device(device)
+    check_local(where, engine)
+    return where

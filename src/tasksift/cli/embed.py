@@ -5,6 +5,7 @@ embed, and ``--out`` is written shard by shard, so memory does not grow with the
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
@@ -21,13 +22,13 @@ from tasksift.cli.common import (
     TemplateOpt,
     TextFieldOpt,
     WorkersOpt,
+    checked_device,
     console,
     user_errors,
 )
 from tasksift.engine import get_engine
 from tasksift.features import CachedFeatures, embed_texts
 from tasksift.records import load_records
-from tasksift.util.device import check_local, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.io import atomic_write
 from tasksift.util.params import Interval
@@ -52,15 +53,11 @@ def embed_command(
     """Embed records into the feature cache (resumable on either engine; a second run computes nothing)."""
     with user_errors():
         _check_options(batch_size, shard_size, out)
-        where = resolve_device(device)
-        check_local(where, engine)
+        where = checked_device(device, engine)
         records = load_records(input_path, text_field=text_field, template=template, id_field=id_field)
-        runner = get_engine(engine, address=address, workers=workers)
-        try:
+        with closing(get_engine(engine, address=address, workers=workers)) as runner:
             result = embed_texts(records.texts, model=model, cache_dir=cache_dir, batch_size=batch_size,
                                  shard_size=shard_size, progress=True, engine=runner, device=where)
-        finally:
-            runner.close()
         write_checked(result, out)
     info = result.info()
     console.print(f"embedded {len(records):,} records from {input_path}: {result.n_computed} shards computed, "

@@ -12,6 +12,7 @@ the CPU's.
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,7 @@ from tasksift.cli.common import (
     TemplateOpt,
     TextFieldOpt,
     WorkersOpt,
+    checked_device,
     console,
     user_errors,
 )
@@ -38,7 +40,6 @@ from tasksift.features.gradients.recipe import (
     gradient_texts,
 )
 from tasksift.records import load_records
-from tasksift.util.device import check_local, resolve_device
 from tasksift.util.params import parse_assignments
 
 #: the feature settings this command takes: those of a gradient method but the proxy trainer's
@@ -73,8 +74,7 @@ def gradients_command(
     """Per-example gradient features of a proxy model into the feature cache (resumable)."""
     with user_errors():
         check_npy_out(out)
-        where = resolve_device(device)
-        check_local(where, engine)
+        where = checked_device(device, engine)
         recipe = GradientRecipe.of({}, parse_assignments(feature, "--feature"), declarations=CLI_FEATURES)
         view = {"text_field": text_field, "template": template, "id_field": id_field}
         records = load_records(input_path, **view)
@@ -82,13 +82,10 @@ def gradients_command(
         warmup_texts = texts
         if recipe.warmup is not None and warmup_in is not None:
             warmup_texts, _, _ = gradient_texts(load_records(warmup_in, **view), None, model, recipe.values["kind"])
-        runner = get_engine(engine, address=address, workers=workers)
-        try:
+        with closing(get_engine(engine, address=address, workers=workers)) as runner:
             result = recipe.features(texts, model=gradient_model(model), precondition=recipe.precondition,
                                      warmup_texts=warmup_texts, cache_dir=cache_dir, progress=True,
                                      desc="gradients", engine=runner, target_modules=target_module, device=where)
-        finally:
-            runner.close()
         write_checked(result, out)
     info = result.info()
     console.print(f"gradients of {len(records):,} records from {input_path} (loss: {loss}): {result.dim:,} dimensions, "
