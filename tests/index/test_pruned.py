@@ -168,3 +168,23 @@ def test_kernel_sums_equal_those_of_the_hits_bit_for_bit(screen: bool, tmp_path:
     # the density by sums equals the density from the same search's hits (a plain function hides kernel_sums)
     assert np.array_equal(radius_density(search, mapped, rows, sigma, chunk=150),
                           radius_density(lambda y: search(y), mapped, rows, sigma, chunk=150))
+
+
+def test_a_mapped_pool_is_read_once_per_call_in_row_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a pool larger than memory: each row read once per search, slice after slice, never gathered out of order
+    monkeypatch.setattr(pruned, "FUSED_ROWS", 512)
+    x = topics(12, 3000)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.random.default_rng(12).choice(len(x), 300, replace=False)
+    search = PrunedRangeSearch(mapped, 0.3, {}, screen=True, cells=11)
+    want = PrunedRangeSearch(x, 0.3, {}, screen=True, cells=11).kernel_sums(x[rows], rows)
+    search.kernel_sums(x[rows], rows)  # the first call also reads the pool for its mean and norms
+    reads: list[object] = []
+    real = pruned.float32_rows
+    monkeypatch.setattr(pruned, "float32_rows", lambda pool, which=None: reads.append(which) or real(pool, which))
+    got = search.kernel_sums(x[rows], rows)
+    assert all(isinstance(which, slice) for which in reads)
+    assert sorted((which.start, which.stop) for which in reads) == [(lo, lo + 512) for lo in range(0, 3000, 512)]
+    assert np.array_equal(got, want)  # the sums of the in-memory search, to the bit
+    assert search.stats["compared"] < 0.5 * search.stats["brute_force"]  # the screen ruled most pairs out
