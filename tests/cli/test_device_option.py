@@ -70,3 +70,28 @@ def test_gpu_embed_on_the_gpu_fills_the_cpu_cache(tmp_path: Path) -> None:
     assert first.exit_code == 0, first.output
     again = runner.invoke(app, [*args, "--device", "cpu"])
     assert again.exit_code == 0 and "0 shards computed, 1 reused" in again.output
+
+
+@pytest.mark.parametrize("command", ["embed", "gradients"])
+@pytest.mark.parametrize(("device", "asked"), [("cuda", "cuda"), ("cuda:1", "cuda"), ("auto", "auto"),
+                                               ("cpu", "cpu")])
+def test_on_ray_the_workers_are_asked_for_the_device_as_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              command: str, device: str, asked: str) -> None:
+    """A head node without a GPU starts a job for its cluster's GPUs: the workers get the device as named (auto
+    too, which this machine alone would resolve to its CPU), and the engine checks the cluster when it starts."""
+    from tasksift.util.errors import InputError
+
+    class Recorder:  # an engine named ray that says what the job asks its workers for, and stops
+        name = "ray"
+
+        def featurize(self, job: object) -> None:
+            raise InputError(f"workers asked for {job.factory.device}")  # type: ignore[attr-defined]
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(f"tasksift.cli.{command}.get_engine", lambda *args, **kwargs: Recorder())
+    result = runner.invoke(app, [*_commands(tmp_path)[command], "--engine", "ray", "--device", device,
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == f"tasksift: error: workers asked for {asked}"

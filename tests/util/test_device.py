@@ -18,6 +18,7 @@ from tasksift.util.device import (
     autocast,
     check_local,
     device_info,
+    driver_device,
     engine_device,
     resolve_device,
     uses_bf16,
@@ -106,6 +107,21 @@ def test_what_a_job_asks_the_workers_for() -> None:
     assert engine_device("auto", cpu) == engine_device(" Auto", gpu) == "auto"  # the cluster decides
     assert engine_device("cuda:1", gpu) == engine_device(gpu, gpu) == engine_device(None, gpu) == "cuda"
     assert engine_device("cpu", cpu) == engine_device(None, cpu) == engine_device(cpu, cpu) == "cpu"
+
+
+def test_a_head_node_without_a_gpu_asks_its_ray_workers_for_theirs() -> None:
+    cpu = torch.device("cpu")
+    # on Ray the model runs on the workers: this process keeps the CPU, the request goes to them as named
+    for request in ("cuda", "cuda:1", "auto", " CUDA "):
+        assert driver_device(request, "ray") == driver_device(request, SimpleNamespace(name="ray")) == cpu
+    assert engine_device("cuda", cpu) == engine_device("cuda:1", cpu) == "cuda"
+    assert driver_device("cpu", "ray") == driver_device(None, "ray") == cpu
+    with pytest.raises(InputError, match="^--device 'tpu' is not a device"):
+        driver_device("tpu", "ray")  # the form is still checked here, before any work
+    assert driver_device("cpu", "local") == cpu
+    if not torch.cuda.is_available():  # here a GPU must be one torch sees
+        with pytest.raises(InputError, match="torch sees no CUDA device here"):
+            driver_device("cuda", "local")
 
 
 def test_torch_is_imported_inside_the_functions_only() -> None:

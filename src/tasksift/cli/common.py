@@ -16,7 +16,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from tasksift.util.device import check_local, resolve_device
+from tasksift.util.device import check_local, driver_device
 from tasksift.util.env import default_cache_root
 from tasksift.util.errors import InputError, from_os_error
 
@@ -110,9 +110,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="Where models run: cpu 
                                                          "sees one), cuda or cuda:N.")]
 
 
-def checked_device(device: str, engine: str) -> str:
-    """``--device`` resolved (``auto`` to a GPU when torch sees one) and checked against ``--engine`` before any
-    work: an unusable device ends the command with one line."""
-    where = resolve_device(device)
-    check_local(where, engine)
-    return where
+def check_device(device: str, engine: str) -> None:
+    """``--device`` checked against ``--engine`` before any work: an unusable device ends the command with one
+    line. Here a GPU must be one torch sees; on Ray it is the cluster's, which the engine checks when it starts
+    (:func:`tasksift.util.device.driver_device`). The commands pass on the device as named, not as resolved."""
+    check_local(driver_device(device, engine), engine)

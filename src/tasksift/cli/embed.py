@@ -22,7 +22,7 @@ from tasksift.cli.common import (
     TemplateOpt,
     TextFieldOpt,
     WorkersOpt,
-    checked_device,
+    check_device,
     console,
     user_errors,
 )
@@ -53,11 +53,11 @@ def embed_command(
     """Embed records into the feature cache (resumable on either engine; a second run computes nothing)."""
     with user_errors():
         _check_options(batch_size, shard_size, out)
-        where = checked_device(device, engine)
+        check_device(device, engine)
         records = load_records(input_path, text_field=text_field, template=template, id_field=id_field)
         with closing(get_engine(engine, address=address, workers=workers)) as runner:
             result = embed_texts(records.texts, model=model, cache_dir=cache_dir, batch_size=batch_size,
-                                 shard_size=shard_size, progress=True, engine=runner, device=where)
+                                 shard_size=shard_size, progress=True, engine=runner, device=device)
         write_checked(result, out)
     info = result.info()
     console.print(f"embedded {len(records):,} records from {input_path}: {result.n_computed} shards computed, "

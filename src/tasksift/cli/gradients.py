@@ -27,7 +27,7 @@ from tasksift.cli.common import (
     TemplateOpt,
     TextFieldOpt,
     WorkersOpt,
-    checked_device,
+    check_device,
     console,
     user_errors,
 )
@@ -74,7 +74,7 @@ def gradients_command(
     """Per-example gradient features of a proxy model into the feature cache (resumable)."""
     with user_errors():
         check_npy_out(out)
-        where = checked_device(device, engine)
+        check_device(device, engine)
         recipe = GradientRecipe.of({}, parse_assignments(feature, "--feature"), declarations=CLI_FEATURES)
         view = {"text_field": text_field, "template": template, "id_field": id_field}
         records = load_records(input_path, **view)
@@ -85,7 +85,7 @@ def gradients_command(
         with closing(get_engine(engine, address=address, workers=workers)) as runner:
             result = recipe.features(texts, model=gradient_model(model), precondition=recipe.precondition,
                                      warmup_texts=warmup_texts, cache_dir=cache_dir, progress=True,
-                                     desc="gradients", engine=runner, target_modules=target_module, device=where)
+                                     desc="gradients", engine=runner, target_modules=target_module, device=device)
         write_checked(result, out)
     info = result.info()
     console.print(f"gradients of {len(records):,} records from {input_path} (loss: {loss}): {result.dim:,} dimensions, "

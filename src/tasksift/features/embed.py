@@ -29,7 +29,7 @@ from tasksift.train.resolve import (
     model_fingerprint,
     resolve_model,
 )
-from tasksift.util.device import check_local, engine_device, resolve_device
+from tasksift.util.device import check_local, driver_device, engine_device, resolve_device
 from tasksift.util.env import default_threads
 from tasksift.util.errors import InputError
 
@@ -244,13 +244,13 @@ def embed_texts(
             ("batch_size", batch_size, embedder.batch_size, None),
             ("max_seq_length", max_seq_length, embedder.max_seq_length, None),
             ("normalize", normalize, embedder.normalize, True),
-            ("device", None if device is None else resolve_device(device), embedder.device, None),
+            ("device", None if device is None else driver_device(device, engine), embedder.device, None),
         ) if given != default and given != own]
         if clashes:
             raise ValueError(f"{', '.join(clashes)} given both to embed_texts and to the Embedder, differently")
     else:
-        embedder = Embedder(model, batch_size=batch_size or DEFAULT_BATCH_SIZE,
-                            max_seq_length=max_seq_length, normalize=normalize, device=device)
+        embedder = Embedder(model, batch_size=batch_size or DEFAULT_BATCH_SIZE, max_seq_length=max_seq_length,
+                            normalize=normalize, device=None if device is None else driver_device(device, engine))
     check_local(embedder.device, engine)
     identity = embedder.identity()
     cache = FeatureCache(

@@ -32,6 +32,20 @@ DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
 _FORM = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
 
 
+def _form(value: Any, option: str) -> tuple[str, int | None]:
+    """``(kind, number)`` of a device's name (``auto``, ``cpu``, ``cuda``; the number of ``cuda:N``), ``None``
+    being :data:`DEFAULT_DEVICE`; anything else refused in one line naming ``option``."""
+    import torch
+
+    if value is None:
+        value = DEFAULT_DEVICE
+    match = _FORM.fullmatch(str(value).strip().lower())
+    if not isinstance(value, str | torch.device) or match is None or (match[2] is not None and match[1] != "cuda"):
+        raise InputError(f"{option} {value!r} is not a device",
+                         fix=f"use {DEVICE_FORMS}, N being the number of a GPU torch sees")
+    return match[1], None if match[2] is None else int(match[2])
+
+
 def resolve_device(value: Any = None, *, option: str = "--device") -> torch.device:
     """The ``torch.device`` that ``value`` names: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, a ``torch.device``, or
     ``None`` (:data:`DEFAULT_DEVICE`). ``cuda`` is the first GPU, ``cuda:0`` as torch writes it.
@@ -42,14 +56,7 @@ def resolve_device(value: Any = None, *, option: str = "--device") -> torch.devi
     """
     import torch
 
-    if value is None:
-        value = DEFAULT_DEVICE
-    text = str(value).strip().lower()
-    match = _FORM.fullmatch(text)
-    if not isinstance(value, str | torch.device) or match is None or (match[2] is not None and match[1] != "cuda"):
-        raise InputError(f"{option} {value!r} is not a device",
-                         fix=f"use {DEVICE_FORMS}, N being the number of a GPU torch sees")
-    kind, number = match[1], None if match[2] is None else int(match[2])
+    kind, number = _form(value, option)
     if kind == "auto":
         return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     if kind == "cpu":
@@ -111,10 +118,26 @@ def check_local(device: torch.device, engine: Any) -> None:
 
 
 def engine_device(requested: Any, resolved: torch.device) -> str:
-    """What a job asks an engine's workers for (the ``device`` of its factory): ``auto`` when ``requested`` is
-    the text ``auto`` (the workers' cluster decides: its GPUs when it has some), ``cuda`` for any GPU (each
-    worker on the GPU its engine gives it), else ``cpu``. ``resolved`` is ``requested`` as
-    :func:`resolve_device` turned it (or the model's own device when nothing was requested)."""
-    if isinstance(requested, str) and requested.strip().lower() == "auto":
-        return "auto"
+    """What a job asks an engine's workers for (the ``device`` of its factory), from the device ``requested``:
+    ``auto`` (the workers' cluster decides: its GPUs when it has some), ``cuda`` for any GPU (each worker on the
+    GPU its engine gives it), else ``cpu``; when nothing was requested, from ``resolved``, the model's own
+    device. The request is read as named, not as this process resolved it: a head node without a GPU may ask
+    its cluster's workers for theirs (:func:`driver_device`)."""
+    if requested is not None:
+        kind, _ = _form(requested, "--device")
+        return "cuda" if kind == "cuda" else kind
     return "cuda" if resolved.type == "cuda" else "cpu"
+
+
+def driver_device(value: Any, engine: Any, *, option: str = "--device") -> torch.device:
+    """Where this process runs the model for a feature job on ``engine`` (an engine or its name). Here:
+    :func:`resolve_device`. On the Ray engine the model runs on the workers, so a GPU request (``cuda``,
+    ``cuda:N``, ``auto``) is for the cluster's GPUs, which the engine checks when the job starts: this process,
+    a head node that may have no GPU, keeps the CPU (only the form of ``value`` is checked here)."""
+    import torch
+
+    name = engine if isinstance(engine, str) else getattr(engine, "name", "local")
+    if name == "ray":
+        _form(value, option)
+        return torch.device("cpu")
+    return resolve_device(value, option=option)

@@ -245,15 +245,16 @@ def test_embedding_and_gradient_factories_carry_the_device(tmp_path: Path) -> No
 
     recorder = Recorder()
     model = tiny_llama(tmp_path / "tiny")
-    for device in (None, "cpu", "auto", " AUTO"):
+    for device in (None, "cpu", "auto", " AUTO", "cuda", "cuda:1"):
         with pytest.raises(Asked):
             embed_texts(["a", "b"], cache_dir=tmp_path, engine=recorder, device=device, progress=False)
         with pytest.raises(Asked):
             gradient_features(["a", "b"], model=model, proj_dim=8, cache_dir=tmp_path, engine=recorder,
                               device=device, progress=False)
     asked = [f.device for f in recorder.factories]
-    # on this machine auto is the CPU here, but the workers' cluster decides
-    assert asked == ["cpu", "cpu", "cpu", "cpu", "auto", "auto", "auto", "auto"]
+    # on this machine auto is the CPU here, but the workers' cluster decides; a GPU is asked of the workers even
+    # where this process sees none (a head node without a GPU): the engine checks the cluster's when it starts
+    assert asked == ["cpu"] * 4 + ["auto"] * 4 + ["cuda"] * 4
 
 
 def test_the_factories_build_on_the_device_the_worker_is_given(tmp_path: Path) -> None:

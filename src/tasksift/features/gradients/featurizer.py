@@ -34,7 +34,7 @@ from tasksift.features.gradients.proxy import (
 )
 from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings, cached_warmup, warmup_key
 from tasksift.features.jobs import FeatureJob, run_job
-from tasksift.util.device import check_local, engine_device, resolve_device
+from tasksift.util.device import check_local, driver_device, engine_device, resolve_device
 from tasksift.util.errors import InputError
 from tasksift.util.params import Declarations, Interval, Options, convert_params
 
@@ -248,7 +248,7 @@ def gradient_features(
     the Ray engine a GPU is one worker per GPU of the cluster (``auto``: its GPUs if any).
     """
     rule = _rule(precondition, warmup)
-    where = None if device is None else resolve_device(device)
+    where = None if device is None else driver_device(device, engine)
     check_local(where if where is not None else torch.device("cpu"), engine)
     v = convert_params("gradient features", FEATURE_PARAMETERS, {
         "seed": seed, "proj_dim": proj_dim, "projection": projection, "batch_size": batch_size,
