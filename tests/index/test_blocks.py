@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasksift.index import build_index, pruned
-from tasksift.index.blocks import BlockIndex, block_rows, blocks, is_mapped, out_of_core, pool_rows, scratch
+from tasksift.index.blocks import BlockIndex, block_rows, blocks, is_mapped, out_of_core, pool_rows
 from tasksift.index.exact import InPlaceSearch, pool_range_search, range_search_blocks, range_search_l2
 from tasksift.index.pruned import PrunedRangeSearch
 from tasksift.index.searcher import LocalSearch
+from tasksift.util.spill import scratch
 
 
 def pool_with_ties(seed: int, n: int = 300, dim: int = 16) -> np.ndarray:

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasksift.records import ids as ids_module
 from tasksift.records import load_records
 from tasksift.records.column import STREAM_ENV, TextColumn
 from tasksift.records.ids import ContentIds, FieldIds
+from tasksift.util import spill
 from tasksift.util.errors import InputError
 from tests.records.test_records import RECORDS, make_hf, make_jsonl, make_parquet, write_jsonl
 
@@ -164,7 +166,12 @@ def test_a_file_changed_after_loading_is_an_input_error(tmp_path: Path) -> None:
         streamed.texts[1:3]
 
 
-def test_content_ids_number_repeats_as_brute_force_does() -> None:
+@pytest.mark.parametrize(("buffer", "chunk"), [(1 << 16, 1 << 20), (64, 7), (1, 1)])
+def test_content_ids_number_repeats_as_brute_force_does(monkeypatch: pytest.MonkeyPatch, buffer: int,
+                                                        chunk: int) -> None:
+    # in memory; in a file past 64 hashes, numbered 7 at a time (pairs across chunks); one at a time
+    monkeypatch.setattr(spill, "BUFFER_VALUES", buffer)
+    monkeypatch.setattr(ids_module, "FINISH_CHUNK", chunk)
     rng = np.random.default_rng(0)
     digests = [f"{int(d):016x}" for d in rng.integers(0, 40, 500)] + ["ffffffffffffffff", "0000000000000000"]
     ids, seen, expected = ContentIds(), {}, []

@@ -20,7 +20,6 @@ to the bit; the tests check it with blocks of a few rows.
 from __future__ import annotations
 
 import mmap
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,15 +100,6 @@ def blocks(x: np.ndarray, rows: int | None = None) -> Iterator[tuple[int, np.nda
     step = int(rows) if rows else block_rows(x.shape[1])
     for lo in range(0, x.shape[0], step):
         yield lo, float32_rows(x, slice(lo, lo + step))
-
-
-def scratch(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A writable array of ``shape`` backed by an unnamed temporary file (``$TMPDIR``), not by anonymous
-    memory: the kernel writes its pages out when memory is short. The file is gone once the array is."""
-    with tempfile.TemporaryFile(prefix="tasksift-scratch-") as f:
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        f.truncate(max(size, 1))
-        return np.memmap(f, dtype=dtype, mode="r+", shape=shape)
 
 
 class BlockIndex:

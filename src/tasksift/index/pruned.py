@@ -48,9 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.index.blocks import float32_rows, is_mapped, out_of_core, pool_rows, scratch
+from tasksift.index.blocks import float32_rows, is_mapped, out_of_core, pool_rows
 from tasksift.index.exact import kernel_sums, kernel_values, range_search_blocks, range_search_l2
 from tasksift.util.env import default_threads
+from tasksift.util.spill import scratch
 
 #: queries screened together against one tile of the pool (a bfloat16 product of QUERY_BLOCK x POOL_TILE)
 QUERY_BLOCK = 1024

@@ -19,6 +19,10 @@ from typing import overload
 import numpy as np
 
 from tasksift.util.positions import position
+from tasksift.util.spill import SpilledArray, scratch
+
+#: hashes handled at a time when repeats are numbered
+FINISH_CHUNK = 1 << 20
 
 
 class _Ids(Sequence[str]):
@@ -51,45 +55,61 @@ class _Ids(Sequence[str]):
 
 
 class ContentIds(_Ids):
-    """Content-hash ids: 8 bytes a record, plus the rows that repeat an earlier record's content."""
+    """Content-hash ids: one 64-bit integer a record, in a temporary file past a small buffer
+    (:class:`tasksift.util.spill.SpilledArray`), plus the rows that repeat an earlier record's content."""
 
     def __init__(self) -> None:
-        self._digests = array("Q")
+        self._spill = SpilledArray(np.uint64)
+        self._digests: np.ndarray | None = None  # all of them once finished
         self._repeat_rows = np.zeros(0, dtype=np.int64)
         self._repeat_k = np.zeros(0, dtype=np.int64)
 
     def append(self, digest: str) -> None:
         """Add the next record's hash (16 hex digits, without a repeat suffix)."""
-        self._digests.append(int(digest, 16))
+        self._spill.append(int(digest, 16))
+        self._digests = None
 
     def __len__(self) -> int:
-        return len(self._digests)
+        return len(self._spill)
 
     def __delitem__(self, index: slice) -> None:
         """``del ids[n:]``: forget the records from row ``n`` on (to read a file again from its start)."""
-        n = index.indices(len(self))[0]
-        del self._digests[n:]
+        self._spill.truncate(index.indices(len(self))[0])
+        self._digests = None
 
     def finish(self) -> None:
-        """Number the repeats: the k-th record (k >= 1, in row order) with the same hash gets ``-k``."""
-        d = np.frombuffer(self._digests, dtype=np.uint64) if len(self._digests) else np.zeros(0, np.uint64)
-        order = np.argsort(d, kind="stable")  # equal hashes stay in row order
-        ranked = d[order]
-        same = ranked[1:] == ranked[:-1]  # sorted position j + 1 repeats position j
-        del ranked, d
-        repeats = np.flatnonzero(same) + 1
-        if not len(repeats):
-            self._repeat_rows, self._repeat_k = np.zeros(0, np.int64), np.zeros(0, np.int64)
-            return
-        firsts = np.flatnonzero(np.concatenate([[True], ~same]))  # where each run of one hash starts
-        del same
-        k = repeats - firsts[np.searchsorted(firsts, repeats, side="right") - 1]
-        rows = order[repeats]
-        by_row = np.argsort(rows)
-        self._repeat_rows, self._repeat_k = rows[by_row].astype(np.int64), k[by_row].astype(np.int64)
+        """Number the repeats: the k-th record (k >= 1, in row order) with the same hash gets ``-k``. The hashes
+        are sorted in a scratch file, a copy, to find the repeated values; only the rows holding one of those
+        are gathered in memory, so nothing here takes memory in proportion to the records."""
+        d = self._values()
+        ranked = scratch((len(d),), np.uint64)
+        for lo in range(0, len(d), FINISH_CHUNK):
+            ranked[lo:lo + FINISH_CHUNK] = d[lo:lo + FINISH_CHUNK]
+        ranked.sort()
+        repeated = np.unique(np.concatenate([np.zeros(0, np.uint64)] + [
+            part[1:][part[1:] == part[:-1]]  # chunks overlap by one value: a pair across two chunks is seen
+            for part in (ranked[lo:lo + FINISH_CHUNK + 1] for lo in range(0, max(len(d) - 1, 0), FINISH_CHUNK))]))
+        del ranked
+        rows = np.concatenate([np.zeros(0, np.int64)] + [
+            np.flatnonzero(np.isin(d[lo:lo + FINISH_CHUNK], repeated)) + lo for lo in range(0, len(d), FINISH_CHUNK)
+        ]) if len(repeated) else np.zeros(0, np.int64)
+        by_value = np.argsort(d[rows], kind="stable")  # equal hashes stay in row order
+        values = d[rows][by_value]
+        first = np.concatenate([[True], values[1:] != values[:-1]]) if len(values) else np.zeros(0, bool)
+        starts = np.flatnonzero(first)
+        k = np.arange(len(values)) - starts[np.cumsum(first) - 1]  # 0 for the first of each hash
+        again = k > 0
+        repeat_rows, repeat_k = rows[by_value][again], k[again]
+        by_row = np.argsort(repeat_rows)
+        self._repeat_rows, self._repeat_k = repeat_rows[by_row].astype(np.int64), repeat_k[by_row].astype(np.int64)
+
+    def _values(self) -> np.ndarray:
+        if self._digests is None:
+            self._digests = self._spill.values()
+        return self._digests
 
     def _get(self, i: int) -> str:
-        digest = f"{self._digests[i]:016x}"
+        digest = f"{int(self._values()[i]):016x}"
         at = int(np.searchsorted(self._repeat_rows, i))
         if at < len(self._repeat_rows) and self._repeat_rows[at] == i:
             return f"{digest}-{int(self._repeat_k[at])}"

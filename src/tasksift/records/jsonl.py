@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from array import array
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from tasksift.records.readers import Loaded
 from tasksift.records.view import ViewBuilder, Where
 from tasksift.util.env import env_bytes
 from tasksift.util.errors import InputError
+from tasksift.util.spill import SpilledArray
 
 #: environment variable setting the longest line read, in bytes
 MAX_LINE_ENV = "TASKSIFT_MAX_LINE_BYTES"
@@ -38,7 +38,7 @@ def max_line_bytes() -> int:
 
 def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
     """One JSON object per line; blank lines skipped. Keeps each record line's byte offset; hashes the bytes."""
-    offsets = array("q")
+    offsets = SpilledArray(np.int64)  # past a small buffer, in a temporary file: nothing a line in memory
     packed = compression(path) is not None
     digest = hashlib.sha256()
     pos = 0
@@ -56,7 +56,7 @@ def read(path: Path, builder: ViewBuilder, batch_size: int) -> Loaded:
             builder.add(_parse_line(body, path, lineno), Where(line=lineno), check_surrogates=b"\\u" in body)
             offsets.append(start)
     sha = file_sha256(path) if packed else digest.hexdigest()
-    starts = np.frombuffer(offsets, dtype=np.int64)  # no copy: the array is not appended to again
+    starts = offsets.values()
     return Loaded(builder, sha, starts, LineRows(path, starts))
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tasksift.index.blocks import is_mapped, scratch
+from tasksift.index.blocks import is_mapped
 from tasksift.index.search import has_unit_rows, normalize_rows
 from tasksift.index.searcher import Search, SearchIndex
 from tasksift.index.two_level import TwoLevelIVF
@@ -48,6 +48,7 @@ from tasksift.selectors.tsds.sampling import pool_probability, sample_selection
 from tasksift.selectors.tsds.solver import Level, first_prefix, list_length, plan_masses, solve_lazily, solve_level
 from tasksift.util.errors import InputError
 from tasksift.util.params import Interval, Options
+from tasksift.util.spill import scratch
 
 DENSITY_RULES = ("auto", "radius", "ivf", "reference")
 SAMPLING_RULES = ("multinomial", "without_replacement")

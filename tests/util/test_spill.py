@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from tasksift.util import spill
+from tasksift.util.spill import SpilledArray, scratch
+
+
+@pytest.mark.parametrize("buffer", [4, 1 << 16])
+def test_a_spilled_array_gives_back_what_was_appended(monkeypatch: pytest.MonkeyPatch, buffer: int) -> None:
+    monkeypatch.setattr(spill, "BUFFER_VALUES", buffer)  # a file after 4 values, or none at all
+    values = SpilledArray(np.uint64)
+    want = [3, 2**64 - 1, 0, 7, 7, 11, 2**63, 1, 5]
+    for v in want:
+        values.append(v)
+    assert len(values) == 9
+    got = values.values()
+    assert got.dtype == np.uint64 and got.tolist() == want
+    assert (values._file is not None) == (buffer == 4)
+    values.append(13)  # appending after reading: the next read has it
+    assert values.values().tolist() == [*want, 13]
+
+
+@pytest.mark.parametrize("keep", [0, 2, 4, 6, 10])
+def test_truncating_keeps_the_first_values_in_memory_or_in_the_file(monkeypatch: pytest.MonkeyPatch,
+                                                                    keep: int) -> None:
+    monkeypatch.setattr(spill, "BUFFER_VALUES", 4)
+    values = SpilledArray(np.int64)
+    for v in range(10):
+        values.append(-v)
+    values.truncate(keep)
+    assert values.values().tolist() == [-v for v in range(keep)]
+    for v in (100, 101, 102, 103, 104):
+        values.append(v)
+    assert values.values().tolist() == [-v for v in range(keep)] + [100, 101, 102, 103, 104]
+
+
+def test_a_mapped_array_is_read_only_and_takes_no_anonymous_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spill, "BUFFER_VALUES", 4)
+    values = SpilledArray(np.int64)
+    for v in range(9):
+        values.append(v)
+    got = values.values()
+    with pytest.raises(ValueError):
+        got[0] = 1
+    array = scratch((3, 2), np.float32)
+    array[:] = 2.5
+    assert array.sum() == 15.0 and isinstance(array, np.memmap)
