@@ -117,7 +117,11 @@ def error(source: object, **kwargs: object) -> str:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_repeated_id_gives_the_same_message(tmp_path: Path, stream: bool) -> None:
+@pytest.mark.parametrize("buffer", [1 << 16, 2])
+def test_a_repeated_id_gives_the_same_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stream: bool,
+                                              buffer: int) -> None:
+    monkeypatch.setattr(spill, "BUFFER_VALUES", buffer)  # 2: positions, ends and offsets in temporary files
+    monkeypatch.setattr(spill, "BUFFER_BYTES", buffer)
     rows = [{"id": 1, "text": "a"}, {"id": 2, "text": "b"}, {"id": 3, "text": "c"}, {"id": 2, "text": "d"},
             {"id": 1, "text": "e"}]
     path = tmp_path / "dup.jsonl"
@@ -187,7 +191,13 @@ def test_content_ids_number_repeats_as_brute_force_does(monkeypatch: pytest.Monk
     assert list(ids) == expected[:300]
 
 
-def test_field_ids_find_the_first_repeat_as_brute_force_does() -> None:
+@pytest.mark.parametrize(("buffer", "chunk"), [(1 << 16, 1 << 20), (5, 7), (1, 1)])
+def test_field_ids_find_the_first_repeat_as_brute_force_does(monkeypatch: pytest.MonkeyPatch, buffer: int,
+                                                             chunk: int) -> None:
+    # in memory; ends in a file past 5 ids and bytes past 5 bytes, hashes 7 at a time; one at a time
+    monkeypatch.setattr(spill, "BUFFER_VALUES", buffer)
+    monkeypatch.setattr(spill, "BUFFER_BYTES", buffer)
+    monkeypatch.setattr(ids_module, "FINISH_CHUNK", chunk)
     rng = np.random.default_rng(1)
     for trial in range(20):
         values = [f"id-{int(v)}-\u00e9" for v in rng.integers(0, 400, 60)]

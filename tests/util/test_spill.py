@@ -45,3 +45,18 @@ def test_a_mapped_array_is_read_only_and_takes_no_anonymous_memory(monkeypatch: 
     array = scratch((3, 2), np.float32)
     array[:] = 2.5
     assert array.sum() == 15.0 and isinstance(array, np.memmap)
+
+
+@pytest.mark.parametrize(("buffer", "keep"), [(1 << 20, 3), (4, 0), (4, 3), (4, 9), (4, 11)])
+def test_spilled_bytes_give_back_what_was_appended(monkeypatch: pytest.MonkeyPatch, buffer: int, keep: int) -> None:
+    from tasksift.util.spill import SpilledBytes
+
+    monkeypatch.setattr(spill, "BUFFER_BYTES", buffer)  # a file after 4 bytes, or none at all
+    data = SpilledBytes()
+    for piece in (b"ab", b"", b"cde", "\u00e9t\u00e9".encode(), b"z"):
+        data.append(piece)
+    assert len(data) == 11 and bytes(data.view()) == b"abcde" + "\u00e9t\u00e9".encode() + b"z"
+    assert (data._file is not None) == (buffer == 4)
+    data.truncate(keep)
+    data.append(b"!")
+    assert bytes(data.view()) == (b"abcde" + "\u00e9t\u00e9".encode() + b"z")[:keep] + b"!"

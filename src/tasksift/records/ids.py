@@ -3,8 +3,12 @@
 - :class:`ContentIds`: the 16-hex-digit content hash of each record as one 64-bit integer; the k-th repeat of a
   hash (k >= 1) is numbered once the whole input is read (:meth:`ContentIds.finish`), so the ids are exactly those
   of the plain list (``<hash>`` then ``<hash>-1``, ``<hash>-2``, ... in row order).
-- :class:`FieldIds`: the ids of an id field as UTF-8 bytes in one buffer with the end offset of each; a repeated
-  id is found once the whole input is read (:meth:`FieldIds.first_repeat`), by sorting 64-bit hashes of the ids.
+- :class:`FieldIds`: the ids of an id field as UTF-8 bytes one after another with the end offset of each; a
+  repeated id is found once the whole input is read (:meth:`FieldIds.first_repeat`), among the rows whose 64-bit
+  hash repeats.
+
+Past small buffers all of it is kept in temporary files (:mod:`tasksift.util.spill`), and repeats are found by
+sorting a copy of the hashes in a scratch file: the memory these take does not grow with the input.
 
 Both read like a list of ``str`` (``ids[i]``, ``ids[a:b]``, ``len``, iteration).
 """
@@ -12,14 +16,13 @@ Both read like a list of ``str`` (``ids[i]``, ``ids[a:b]``, ``len``, iteration).
 from __future__ import annotations
 
 from abc import abstractmethod
-from array import array
 from collections.abc import Iterator, Sequence
 from typing import overload
 
 import numpy as np
 
 from tasksift.util.positions import position
-from tasksift.util.spill import SpilledArray, scratch
+from tasksift.util.spill import SpilledArray, SpilledBytes, scratch
 
 #: hashes handled at a time when repeats are numbered
 FINISH_CHUNK = 1 << 20
@@ -82,17 +85,7 @@ class ContentIds(_Ids):
         are sorted in a scratch file, a copy, to find the repeated values; only the rows holding one of those
         are gathered in memory, so nothing here takes memory in proportion to the records."""
         d = self._values()
-        ranked = scratch((len(d),), np.uint64)
-        for lo in range(0, len(d), FINISH_CHUNK):
-            ranked[lo:lo + FINISH_CHUNK] = d[lo:lo + FINISH_CHUNK]
-        ranked.sort()
-        repeated = np.unique(np.concatenate([np.zeros(0, np.uint64)] + [
-            part[1:][part[1:] == part[:-1]]  # chunks overlap by one value: a pair across two chunks is seen
-            for part in (ranked[lo:lo + FINISH_CHUNK + 1] for lo in range(0, max(len(d) - 1, 0), FINISH_CHUNK))]))
-        del ranked
-        rows = np.concatenate([np.zeros(0, np.int64)] + [
-            np.flatnonzero(np.isin(d[lo:lo + FINISH_CHUNK], repeated)) + lo for lo in range(0, len(d), FINISH_CHUNK)
-        ]) if len(repeated) else np.zeros(0, np.int64)
+        rows = _rows_holding(d, _repeated_values(d))  # ascending
         by_value = np.argsort(d[rows], kind="stable")  # equal hashes stay in row order
         values = d[rows][by_value]
         first = np.concatenate([[True], values[1:] != values[:-1]]) if len(values) else np.zeros(0, bool)
@@ -117,14 +110,17 @@ class ContentIds(_Ids):
 
 
 class FieldIds(_Ids):
-    """Ids of an id field: their UTF-8 bytes in one buffer and the end offset of each."""
+    """Ids of an id field: their UTF-8 bytes one after another and the end offset of each, both in temporary
+    files past small buffers (:mod:`tasksift.util.spill`)."""
 
     def __init__(self) -> None:
-        self._data = bytearray()
-        self._ends = array("q")
+        self._data = SpilledBytes()
+        self._ends = SpilledArray(np.int64)
+        self._read: tuple[memoryview, np.ndarray] | None = None  # the bytes and ends, once read
 
     def append(self, rid: str) -> None:
-        self._data += rid.encode("utf-8", "surrogatepass")
+        self._read = None
+        self._data.append(rid.encode("utf-8", "surrogatepass"))
         self._ends.append(len(self._data))
 
     def __len__(self) -> int:
@@ -133,31 +129,51 @@ class FieldIds(_Ids):
     def __delitem__(self, index: slice) -> None:
         """``del ids[n:]``: forget the records from row ``n`` on (to read a file again from its start)."""
         n = index.indices(len(self))[0]
-        del self._ends[n:]
-        del self._data[self._end(n - 1):]
-
-    def _end(self, i: int) -> int:
-        return self._ends[i] if i >= 0 else 0
+        self._read = None
+        end = int(self._ends.values()[n - 1]) if n > 0 else 0
+        self._ends.truncate(n)
+        self._data.truncate(end)
 
     def _bytes(self, i: int) -> bytes:
-        return bytes(self._data[self._end(i - 1):self._ends[i]])
+        if self._read is None:
+            self._read = self._data.view(), self._ends.values()
+        data, ends = self._read
+        return bytes(data[int(ends[i - 1]) if i > 0 else 0:int(ends[i])])
 
     def _get(self, i: int) -> str:
         return self._bytes(i).decode("utf-8", "surrogatepass")
 
     def first_repeat(self) -> tuple[int, int] | None:
-        """``(row, first)`` of the earliest row whose id an earlier row ``first`` already has, else None."""
+        """``(row, first)`` of the earliest row whose id an earlier row ``first`` already has, else None. The
+        ids' 64-bit hashes go to a scratch file; only the rows whose hash repeats are compared by their bytes."""
         n = len(self)
-        hashes = np.fromiter((hash(self._bytes(i)) for i in range(n)), dtype=np.int64, count=n)
-        order = np.argsort(hashes, kind="stable")  # equal hashes stay in row order
-        hashes.sort()  # in place: the hashes in the order of ``order``
-        pair = np.flatnonzero(hashes[1:] == hashes[:-1])
-        del hashes
-        if not len(pair):
-            return None
+        hashes = scratch((n,), np.int64)
+        for lo in range(0, n, FINISH_CHUNK):
+            hi = min(n, lo + FINISH_CHUNK)
+            hashes[lo:hi] = np.fromiter((hash(self._bytes(i)) for i in range(lo, hi)), dtype=np.int64, count=hi - lo)
         seen: dict[bytes, int] = {}
-        for row in np.unique(np.concatenate([order[pair], order[pair + 1]])).tolist():
+        for row in _rows_holding(hashes, _repeated_values(hashes)).tolist():  # ascending
             first = seen.setdefault(self._bytes(row), row)
             if first != row:
                 return row, first
         return None
+
+
+def _repeated_values(values: np.ndarray) -> np.ndarray:
+    """The values that occur more than once in ``values``, sorted: found in a sorted copy in a scratch file,
+    :data:`FINISH_CHUNK` at a time, so that no copy of ``values`` is held in memory."""
+    ranked = scratch((len(values),), values.dtype)
+    for lo in range(0, len(values), FINISH_CHUNK):
+        ranked[lo:lo + FINISH_CHUNK] = values[lo:lo + FINISH_CHUNK]
+    ranked.sort()
+    parts = (ranked[lo:lo + FINISH_CHUNK + 1] for lo in range(0, max(len(values) - 1, 0), FINISH_CHUNK))
+    # the chunks overlap by one value, so that a pair across two chunks is seen
+    return np.unique(np.concatenate([np.zeros(0, values.dtype)] + [p[1:][p[1:] == p[:-1]] for p in parts]))
+
+
+def _rows_holding(values: np.ndarray, repeated: np.ndarray) -> np.ndarray:
+    """The rows of ``values`` that hold one of ``repeated``, ascending, read :data:`FINISH_CHUNK` at a time."""
+    if not len(repeated):
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.flatnonzero(np.isin(values[lo:lo + FINISH_CHUNK], repeated)) + lo
+                           for lo in range(0, len(values), FINISH_CHUNK)]).astype(np.int64)

@@ -18,14 +18,16 @@ import hashlib
 import json
 import re
 import string
-from array import array
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tasksift.records.chat import CHAT_FIELDS, chat_field, renderer, turns
 from tasksift.records.ids import ContentIds, FieldIds
 from tasksift.util.errors import InputError
+from tasksift.util.spill import SpilledArray
 
 #: the text views a builder takes (``None``: a field or template, or chat when that is all records have)
 TEXT_VIEWS = ("auto", "chat")
@@ -117,7 +119,7 @@ class ViewBuilder:
         self._seen: dict[str, Any] = {}  # id -> (file, first line or position); content hash -> repeat count
         self._names: dict[str, str] = {}  # one string object per distinct domain
         #: streamed with an id field: each record's line or position, and the first row of each file
-        self._positions = array("q")
+        self._positions = SpilledArray(np.int64)
         self._files: list[tuple[int, Path | None, str]] = [(0, path, self.label)]
         self.text_view = text_view
         self.chat_model = chat_model
@@ -144,7 +146,8 @@ class ViewBuilder:
 
     def restore(self, state: tuple[Any, ...]) -> None:
         n, seen, self.text_field, self.text_rule, self.chat_field = state
-        del self.ids[n:], self._positions[n:]
+        del self.ids[n:]
+        self._positions.truncate(n)
         if self.texts is not None:
             del self.texts[n:]
         if self.domains is not None:
@@ -212,7 +215,7 @@ class ViewBuilder:
             self.ids.finish()
         elif isinstance(self.ids, FieldIds):
             repeat = self.ids.first_repeat()
-            positions, self._positions = self._positions, array("q")
+            positions, self._positions = self._positions.values(), SpilledArray(np.int64)
             if repeat is not None:
                 row, first = repeat
                 (_, path, label), (_, _, first_label) = self._file_of(row), self._file_of(first)
@@ -227,9 +230,9 @@ class ViewBuilder:
     def _file_of(self, row: int) -> tuple[int, Path | None, str]:
         return [f for f in self._files if f[0] <= row][-1]
 
-    def _where(self, positions: array, row: int) -> Where:
-        line = positions[row] >= 0
-        return Where(line=positions[row]) if line else Where(index=-positions[row] - 1)
+    def _where(self, positions: np.ndarray, row: int) -> Where:
+        at = int(positions[row])
+        return Where(line=at) if at >= 0 else Where(index=-at - 1)
 
     def _text(self, rec: dict[str, Any], where: Where) -> str:
         if self.template is None:

@@ -2,7 +2,8 @@
 
 - :func:`scratch`: a writable array of a known shape, backed by an unnamed temporary file;
 - :class:`SpilledArray`: values appended one at a time (a record's line offset, its content hash), written to
-  an unnamed temporary file past a small buffer, then read as one memory-mapped array.
+  an unnamed temporary file past a small buffer, then read as one memory-mapped array;
+- :class:`SpilledBytes`: the same for bytes appended piece by piece (the UTF-8 of ids from a field).
 
 The kernel writes such pages out when memory is short and reads them back when they are used, so the memory
 they take is page cache, which it can take back, not the process's own. Each file is gone once its array is.
@@ -19,6 +20,8 @@ import numpy as np
 
 #: values a :class:`SpilledArray` keeps in memory before it writes them to its file
 BUFFER_VALUES = 1 << 16
+#: bytes a :class:`SpilledBytes` keeps in memory before it writes them to its file
+BUFFER_BYTES = 1 << 20
 _CODES = {np.dtype(np.int64): "q", np.dtype(np.uint64): "Q"}
 
 
@@ -83,3 +86,52 @@ class SpilledArray:
         self._file.flush()
         mapping = mmap.mmap(self._file.fileno(), self._written * self.dtype.itemsize, access=mmap.ACCESS_READ)
         return np.frombuffer(mapping, dtype=self.dtype)
+
+
+class SpilledBytes:
+    """Bytes appended piece by piece (ids' UTF-8), in an unnamed temporary file past :data:`BUFFER_BYTES` of them;
+    :meth:`view` reads them all, memory-mapped."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._file: IO[bytes] | None = None
+        self._written = 0
+
+    def __len__(self) -> int:
+        return self._written + len(self._buffer)
+
+    def append(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="tasksift-spill-")
+        self._file.seek(self._written)
+        self._file.write(self._buffer)
+        self._written += len(self._buffer)
+        self._buffer = bytearray()
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` bytes."""
+        n = max(0, min(int(n), len(self)))
+        if n >= self._written:
+            del self._buffer[n - self._written:]
+            return
+        self._buffer = bytearray()
+        self._written = n
+        assert self._file is not None
+        self._file.truncate(n)
+
+    def view(self) -> memoryview:
+        """Every byte appended, read-only (a memory map of the file, or a copy of the small buffer)."""
+        if self._file is None:
+            return memoryview(bytes(self._buffer))
+        self._flush()
+        if not self._written:
+            return memoryview(b"")
+        self._file.flush()
+        return memoryview(mmap.mmap(self._file.fileno(), self._written, access=mmap.ACCESS_READ))
