@@ -2,7 +2,7 @@
 
     TASKSIFT_THREADS=1 python benchmarks/general.py [--task tasks/instruction/general] [--runs runs/compare]
                                                     [--seeds 3] [--budget 10%] [--no-full] [--report-only]
-                                                    [--restore] [--cut-down N]
+                                                    [--restore] [--cut-down N] [--rows ROW ...]
 
 ``tasksift data build`` writes ``instruction/general``: the 14,968-record instruction pool; as target, the first
 10 target examples of each of the seven tasks (70, each naming its task); as test, the union of the seven test
@@ -10,14 +10,14 @@ sets (2,100 items), scored per task (``accuracy/<task>``) and by their mean (``m
 
 First no finetuning (only scoring, so it comes first), then the rows (``ROWS``), each the runs of ``tasksift
 compare --task tasks/instruction/general --budget 10% --epochs 1 --train max_length=128`` for its method and
-parameters, seed by seed (every row at seed 0 first, then 1...): random; tsds (the reference config); spice with
-the paper's recipe (windows of 128 rows, a proxy step every 10 selections); fishersft (spice with lam=0); less
-with the target's tasks as its domains (the best cosine per task, averaged over tasks); and spice again with the
-cheap MiniLM proxy (``model=minilm``). The gradient rows take their gradients from SmolLM2-135M-Instruct, the
-model being finetuned, LoRA rank 8 on q_proj and v_proj, the response's loss with the prompt masked (the
-selectors' default proxy). Then the full pool (one training, last: it is 50 times a 10% run). Everything
-resumes: finished selections, trainings, scores and feature shards are kept (the training store and the feature
-cache).
+parameters, seed by seed (every row at seed 0 first, then 1...; ``--rows`` runs only the rows named): random;
+tsds (the reference config); spice with the paper's recipe (windows of 128 rows, a proxy step every 10
+selections); fishersft (spice with lam=0); less with the target's tasks as its domains (the best cosine per task,
+averaged over tasks); and spice again with the cheap MiniLM proxy (``model=minilm``). The gradient rows take
+their gradients from SmolLM2-135M-Instruct, the model being finetuned, LoRA rank 8 on q_proj and v_proj, the
+response's loss with the prompt masked (the selectors' default proxy). Then the full pool (one training, last:
+it is 50 times a 10% run). Everything resumes: finished selections, trainings, scores and feature shards are kept
+(the training store and the feature cache); a selection stopped half way starts again.
 
 The section ``## General instruction tuning: ...`` of ``docs/results.md`` and the raw files under
 ``docs/results/general/`` are rewritten after every row. ``--cut-down N`` runs the same rows on the first N pool
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--doc", type=Path, default=DOC)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--restore", action="store_true")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
+                        help=f"the rows to run, in the table's order (default: all of {', '.join(ROWS)})")
     parser.add_argument("--cut-down", type=int, default=0, metavar="N",
                         help="a check on N pool records, 1 seed, 8 steps, no full pool, no doc")
     args = parser.parse_args(argv)
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         evaluate(args.task, "none", seeds=1, progress=True, **train)  # scoring only: first, it is cheap
         for seeds in range(1, args.seeds + 1):
-            for row in ROWS:
+            for row in (name for name in ROWS if name in args.rows):
                 run_row(args.task, args.runs, row, seeds, args.budget, train)
                 report(args)
         if args.full:

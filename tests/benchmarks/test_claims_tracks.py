@@ -86,3 +86,16 @@ def test_general_cut_down_keeps_two_of_each_task_and_less_reads_the_targets_task
     assert spec["counts"]["pool"] == 12 and spec["counts"]["tasks"] == {"colors": 2, "docs": 2, "terms": 2}
     assert general.target_domains(small) == ["colors", "colors", "docs", "docs", "terms", "terms"]
     assert len((small / "pool.jsonl").read_text().splitlines()) == 12
+
+
+def test_general_runs_only_the_rows_named_in_the_tables_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasksift.eval
+
+    ran: list[tuple[str, int]] = []
+    monkeypatch.setattr(general, "run_row", lambda task, runs, row, seeds, budget, train: ran.append((row, seeds)))
+    monkeypatch.setattr(general, "report", lambda args: {})
+    monkeypatch.setattr(tasksift.eval, "evaluate", lambda *args, **kwargs: ran.append(("scored " + args[1], 1)))
+    general.main(["--seeds", "2", "--no-full", "--rows", "fishersft", "random", "--task", str(tmp_path)])
+    assert ran == [("scored none", 1), ("random", 1), ("fishersft", 1), ("random", 2), ("fishersft", 2)]
+    with pytest.raises(SystemExit):
+        general.main(["--rows", "nonsense"])
