@@ -175,6 +175,7 @@ def test_content_ids_number_repeats_as_brute_force_does(monkeypatch: pytest.Monk
                                                         chunk: int) -> None:
     # in memory; in a file past 64 hashes, numbered 7 at a time (pairs across chunks); one at a time
     monkeypatch.setattr(spill, "BUFFER_VALUES", buffer)
+    monkeypatch.setattr(spill, "BUFFER_BYTES", 8 * buffer)
     monkeypatch.setattr(ids_module, "FINISH_CHUNK", chunk)
     rng = np.random.default_rng(0)
     digests = [f"{int(d):016x}" for d in rng.integers(0, 40, 500)] + ["ffffffffffffffff", "0000000000000000"]

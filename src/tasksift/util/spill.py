@@ -35,57 +35,42 @@ def scratch(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 class SpilledArray:
-    """64-bit integers (``int64`` or ``uint64``) appended one at a time; past :data:`BUFFER_VALUES` of them they
-    go to an unnamed temporary file. :meth:`values` gives them all as one array: memory-mapped from the file
-    when they reached it, else a copy of the buffer (no file for a small input)."""
+    """64-bit integers (``int64`` or ``uint64``) appended one at a time, kept as :class:`SpilledBytes` past a
+    buffer of :data:`BUFFER_VALUES` of them. :meth:`values` gives them all as one array: memory-mapped from the
+    file when they reached it, else a copy of what is in memory (no file for a small input)."""
 
     def __init__(self, dtype: Any) -> None:
         self.dtype = np.dtype(dtype)
         self._code = _CODES[self.dtype]
         self._buffer = array(self._code)
-        self._file: IO[bytes] | None = None
-        self._written = 0
+        self.spilled = SpilledBytes()
 
     def __len__(self) -> int:
-        return self._written + len(self._buffer)
+        return len(self.spilled) // self.dtype.itemsize + len(self._buffer)
 
     def append(self, value: int) -> None:
         self._buffer.append(value)
         if len(self._buffer) >= BUFFER_VALUES:
-            self._flush()
+            self._move()
 
-    def _flush(self) -> None:
-        if not self._buffer:
-            return
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="tasksift-spill-")
-        self._file.seek(self._written * self.dtype.itemsize)
-        self._file.write(self._buffer.tobytes())
-        self._written += len(self._buffer)
+    def _move(self) -> None:
+        self.spilled.append(self._buffer.tobytes())
         self._buffer = array(self._code)
 
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` values (to read an input again from its start)."""
-        n = max(0, min(int(n), len(self)))
-        if n >= self._written:
-            del self._buffer[n - self._written:]
-            return
-        self._buffer = array(self._code)
-        self._written = n
-        assert self._file is not None
-        self._file.truncate(n * self.dtype.itemsize)
+        n, moved = max(0, min(int(n), len(self))), len(self.spilled) // self.dtype.itemsize
+        if n >= moved:
+            del self._buffer[n - moved:]
+        else:
+            self._buffer = array(self._code)
+            self.spilled.truncate(n * self.dtype.itemsize)
 
     def values(self) -> np.ndarray:
-        """Every value appended, in order: a read-only memory map of the file, or a copy of the small buffer
-        when nothing reached the file. Appending after this gives a new array at the next call."""
-        if self._file is None:
-            return np.frombuffer(self._buffer, dtype=self.dtype).copy() if self._buffer else np.zeros(0, self.dtype)
-        self._flush()
-        if not self._written:  # truncated to nothing
-            return np.zeros(0, self.dtype)
-        self._file.flush()
-        mapping = mmap.mmap(self._file.fileno(), self._written * self.dtype.itemsize, access=mmap.ACCESS_READ)
-        return np.frombuffer(mapping, dtype=self.dtype)
+        """Every value appended, in order (read-only once in the file). Appending after this gives a new array at
+        the next call."""
+        self._move()
+        return np.frombuffer(self.spilled.view(), dtype=self.dtype)
 
 
 class SpilledBytes:
@@ -125,6 +110,11 @@ class SpilledBytes:
         self._written = n
         assert self._file is not None
         self._file.truncate(n)
+
+    @property
+    def in_file(self) -> bool:
+        """Whether some of the bytes went to the file."""
+        return self._file is not None
 
     def view(self) -> memoryview:
         """Every byte appended, read-only (a memory map of the file, or a copy of the small buffer)."""
