@@ -92,6 +92,13 @@ def test_select_wires_less_recipe_and_spice_proxy(tmp_path) -> None:
     spice = tasksift.select(pool, None, method="spice", budget=6, window=8, T=2, cache_dir=tmp_path,
                             features={"proj_dim": 32})
     assert spice.manifest["proxy"]["steps"] == 3 and spice.manifest["proxy"]["refreshed_windows"] == 2
+    assert spice.manifest["proxy"]["helper"]["gradients_reused"] == 0
+    # run again (as after a kill): the proxy's steps are replayed and its re-read gradients come from the cache
+    again = tasksift.select(pool, None, method="spice", budget=6, window=8, T=2, cache_dir=tmp_path,
+                            features={"proj_dim": 32})
+    assert again.manifest["proxy"]["helper"]["gradients_reused"] == 2
+    assert again.indices.tolist() == spice.indices.tolist() and again.manifest["proxy"]["losses"] == \
+        spice.manifest["proxy"]["losses"]
     one_window = tasksift.select(pool, None, method="spice", budget=6, T=2, cache_dir=tmp_path,
                                  features={"proj_dim": 32})
     assert "proxy" not in one_window.manifest or one_window.manifest["proxy"]["steps"] == 0

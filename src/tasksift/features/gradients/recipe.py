@@ -39,6 +39,7 @@ from tasksift.features.gradients.trainer import ProxyTrainer
 from tasksift.features.gradients.warmup import PRECONDITION_RULES, WarmupSettings
 from tasksift.records.pairs import pair_views, response_split
 from tasksift.records.recordset import RecordSet
+from tasksift.util.env import default_cache_root
 from tasksift.util.errors import InputError
 from tasksift.util.params import Declarations, Interval, Options, convert_params
 
@@ -173,4 +174,5 @@ def proxy_trainer(pool_texts: Sequence[str], recipe: GradientRecipe, *, model: s
     spec = proxy_spec(gradient_model(model), **recipe.spec_kwargs())
     factory = GradientFactory.plan(spec.identity(), spec, warmup_texts=pool_texts, rule=recipe.precondition,
                                    cache_dir=cache_dir, **recipe.chain_kwargs())
-    return ProxyTrainer(factory.build(progress=progress, device=device), pool_texts, lr=recipe.values["proxy_lr"])
+    return ProxyTrainer(factory.build(progress=progress, device=device), pool_texts, lr=recipe.values["proxy_lr"],
+                        cache_dir=cache_dir if cache_dir is not None else default_cache_root())
