@@ -16,6 +16,7 @@ changed. Do not regenerate it to make a failure go away: find out what changed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -344,7 +345,12 @@ def test_gradient_cache_keys_of_the_runs(gradient_runs: dict[str, Any]) -> None:
                    for side in ("pool", "target") if side in sel.manifest["features"]}
             for name, sel in gradient_runs["selections"].items()}
     assert keys == EXPECTED["gradient_run_keys"]
-    assert gradient_runs["files"] == EXPECTED["gradient_cache_files"]
+    files = gradient_runs["files"]
+    proxy = [f for f in files if f.startswith("proxy-gradients/")]
+    assert [f for f in files if f not in proxy] == EXPECTED["gradient_cache_files"]
+    # added after the pin, deliberately: spice's one re-read window, kept under a key of the proxy's weights after
+    # its steps (training arithmetic, whose last bits may differ from one CPU to another: its name is not pinned)
+    assert len(proxy) == 1 and re.fullmatch(r"proxy-gradients/[0-9a-f]{64}\.npy", proxy[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------
