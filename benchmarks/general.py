@@ -1,6 +1,6 @@
 """The general track: SPICE's own setting, one selection for instruction tuning in general, scored on every task.
 
-    TASKSIFT_THREADS=1 python benchmarks/general.py [--task tasks/instruction/general] [--runs runs/compare]
+    TASKSIFT_THREADS=2 python benchmarks/general.py [--task tasks/instruction/general] [--runs runs/compare]
                                                     [--seeds 3] [--budget 10%] [--no-full] [--report-only]
                                                     [--restore] [--cut-down N] [--rows ROW ...]
 
@@ -134,11 +134,11 @@ def markdown(body: str, args: argparse.Namespace) -> str:
         "step per 10 selections), fishersft is spice with lam=0, less reads the target's tasks as its domains; the "
         "last row is spice with the cheap MiniLM proxy, to show what the proxy changes. tsds: the reference "
         "config. The seed sets the selection and the training; nothing was tuned on the test sets.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one torch thread per run, other jobs "
-        "running beside.", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one or two torch threads per run "
+        "(`TASKSIFT_THREADS`; the gradient rows and their re-reads ran on two), other jobs running beside.", "",
         "Command (resumes; `--restore` first puts the committed raw files back on a fresh machine; `--report-only` "
         "rewrites this section from the runs):", "", "```bash", "tasksift data build --out tasks/",
-        f"TASKSIFT_THREADS=1 python benchmarks/general.py --runs runs/compare --seeds {args.seeds}", "```", "",
+        f"TASKSIFT_THREADS=2 python benchmarks/general.py --runs runs/compare --seeds {args.seeds}", "```", "",
         "Raw files: `docs/results/general/`. Columns after the fifth: each task's accuracy, the mean over the "
         "row's seeds.", "", body, "", *_reading()])
 
