@@ -2,7 +2,7 @@
 
     TASKSIFT_THREADS=2 python benchmarks/general.py [--task tasks/instruction/general] [--runs runs/compare]
                                                     [--seeds 3] [--budget 10%] [--no-full] [--report-only]
-                                                    [--restore] [--cut-down N] [--rows ROW ...]
+                                                    [--restore] [--cut-down N] [--rows ROW ...] [--explain]
 
 ``tasksift data build`` writes ``instruction/general``: the 14,968-record instruction pool; as target, the first
 10 target examples of each of the seven tasks (70, each naming its task); as test, the union of the seven test
@@ -23,6 +23,15 @@ The section ``## General instruction tuning: ...`` of ``docs/results.md`` and th
 ``docs/results/general/`` are rewritten after every row. ``--cut-down N`` runs the same rows on the first N pool
 records (a task written next to the runs: N pool records, 2 target and 2 test items per task), 1 seed, 8 training
 steps and no full-pool row: the check that the command works end to end, not a result (it writes no doc).
+
+``--explain`` (after the runs, or alone with ``--report-only``) describes what the selections took, from the pool's
+SmolLM2 gradients (the gradient rows' own features, read from the feature cache: computed there if missing, which
+is hours on a CPU): per task of the pool, its share, the median length of a record (input and output, in
+characters), the median gradient norm, the mean cosine between two of its gradients and the effective rank of 500
+of them (``exp`` of the entropy of their normalised squared singular values; seed 0); per row and seed, the
+selection's share of each task, the median length and the median pool percentile of its picks' gradient norms,
+and how many of its picks had a conflict penalty above zero. It writes ``docs/results/general/selections.md``,
+which the section shows under the table.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "results.md"
@@ -50,6 +61,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "spice (MiniLM proxy)": ("spice", {"window": 128, "model": "minilm"}),
 }
 RUN_FILES = ("eval.json", "selection.parquet", "manifest.json")
+#: rows the gradient profile samples per task for the cosine and the effective rank
+PROFILE_SAMPLE = 500
 
 
 def row_dir(runs: Path, row: str) -> Path:
@@ -135,19 +148,119 @@ def markdown(body: str, args: argparse.Namespace) -> str:
         "last row is spice with the cheap MiniLM proxy, to show what the proxy changes. tsds: the reference "
         "config. The seed sets the selection and the training; nothing was tuned on the test sets.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one or two torch threads per run "
-        "(`TASKSIFT_THREADS`; the gradient rows and their re-reads ran on two), other jobs running beside.", "",
+        "(`TASKSIFT_THREADS`), other jobs running beside.", "",
         "Command (resumes; `--restore` first puts the committed raw files back on a fresh machine; `--report-only` "
-        "rewrites this section from the runs):", "", "```bash", "tasksift data build --out tasks/",
-        f"TASKSIFT_THREADS=2 python benchmarks/general.py --runs runs/compare --seeds {args.seeds}", "```", "",
+        "rewrites this section from the runs; `--explain` adds what the selections took):", "", "```bash",
+        "tasksift data build --out tasks/",
+        f"TASKSIFT_THREADS=2 python benchmarks/general.py --runs runs/compare --seeds {args.seeds} --explain", "```",
+        "",
         "Raw files: `docs/results/general/`. Columns after the fifth: each task's accuracy, the mean over the "
-        "row's seeds.", "", body, "", *_reading()])
+        "row's seeds.", "", body, "", *_raw_text("selections.md"), *_raw_text("reading.md")])
 
 
-def _reading() -> list[str]:
-    """The reading, written by hand in ``docs/results/general/reading.md`` as the rows come in (kept when the
-    table is rewritten)."""
-    path = RAW / "reading.md"
+def _raw_text(name: str) -> list[str]:
+    """A committed text of the raw folder, kept when the table is rewritten: ``selections.md`` (written by
+    ``--explain``) and ``reading.md`` (written by hand as the rows come in)."""
+    path = RAW / name
     return [path.read_text(encoding="utf-8").strip(), ""] if path.is_file() else []
+
+
+def effective_rank(rows: np.ndarray) -> float:
+    """``exp`` of the entropy of the normalised squared singular values of ``rows``: the number of equally strong
+    directions that would spread the same energy (k for k orthogonal rows of equal norm, 1 for parallel rows)."""
+    energy = np.linalg.svd(np.asarray(rows, dtype=np.float64), compute_uv=False) ** 2
+    p = energy[energy > 0] / energy.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def mean_cosine(rows: np.ndarray) -> float:
+    """Mean cosine over the distinct pairs of ``rows`` (zero rows count as cosine 0)."""
+    x = np.asarray(rows, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    unit = np.divide(x, norms[:, None], out=np.zeros_like(x), where=norms[:, None] > 0)
+    c = unit @ unit.T
+    n = len(x)
+    return float((c.sum() - np.trace(c)) / (n * (n - 1))) if n > 1 else 0.0
+
+
+def task_profile(grads: np.ndarray, tasks: np.ndarray, lengths: np.ndarray, sample: int = PROFILE_SAMPLE,
+                 seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per task of the pool: share, median length, median gradient norm, and the mean cosine and effective rank
+    of up to ``sample`` of its gradients (drawn with ``seed``)."""
+    norms = np.linalg.norm(grads, axis=1)
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    for task in sorted(set(tasks.tolist())):
+        rows = np.flatnonzero(tasks == task)
+        drawn = np.sort(rng.choice(rows, min(sample, len(rows)), replace=False))
+        out[task] = {"share": len(rows) / len(tasks), "length": float(np.median(lengths[rows])),
+                     "norm": float(np.median(norms[rows])), "cosine": mean_cosine(grads[drawn]),
+                     "rank": effective_rank(grads[drawn]), "sampled": len(drawn)}
+    return out
+
+
+def selection_profile(picks: np.ndarray, conflicts: list[float], norms: np.ndarray, tasks: np.ndarray,
+                      lengths: np.ndarray) -> dict[str, Any]:
+    """What one selection took: each task's share of the picks, the picks' median length, the median of their
+    gradient norms' percentiles in the pool (the share of the pool with a smaller norm), and the picks with a
+    conflict penalty above zero."""
+    order = np.sort(norms)
+    percentile = np.searchsorted(order, norms[picks], side="left") / len(norms)
+    names = sorted(set(tasks.tolist()))
+    return {"picks": len(picks), "share": {t: float(np.mean(tasks[picks] == t)) for t in names},
+            "length": float(np.median(lengths[picks])), "norm_percentile": float(np.median(percentile)),
+            "conflicts": int(sum(c > 0 for c in conflicts))}
+
+
+def explain(task_dir: Path, runs: Path, seeds: int, grads: np.ndarray | None = None) -> str:
+    """The markdown of ``--explain`` (see the module docstring); ``grads`` defaults to the pool's SmolLM2
+    gradients from the feature cache."""
+    import pyarrow.parquet as pq
+
+    spec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
+    pool_path = (task_dir / spec["pool"]).resolve()
+    records = [json.loads(line) for line in pool_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tasks = np.array([r.get("task", "") for r in records])
+    lengths = np.array([len(r.get("input", "")) + len(r.get("output", "")) for r in records], dtype=np.float64)
+    if grads is None:
+        grads = pool_gradients(pool_path, spec["text_template"])
+    if len(grads) != len(records):
+        raise SystemExit(f"general.py: error: {len(grads)} gradient rows for {len(records)} pool records")
+    norms = np.linalg.norm(grads, axis=1)
+    prof = task_profile(grads, tasks, lengths)
+    names = list(prof)
+    lines = ["**What the selections took** (`--explain`; the pool's SmolLM2 gradients, those of the gradient rows).",
+             "", "| pool task | share | median length (chars) | median gradient norm | mean cosine | "
+             f"effective rank of {PROFILE_SAMPLE} |", "|---|---|---|---|---|---|"]
+    lines += [f"| {t} | {p['share']:.0%} | {p['length']:.0f} | {p['norm']:.2f} | {p['cosine']:+.3f} | "
+              f"{p['rank']:.1f} |" for t, p in prof.items()]
+    lines += ["", "| row | seed | " + " | ".join(names) + " | median length | median norm percentile | "
+              "picks with a conflict |", "|---|---|" + "---|" * (len(names) + 3)]
+    for row, (method, _) in ROWS.items():
+        for seed in range(seeds):
+            path = row_dir(runs, row) / method / f"seed-{seed}" / "selection.parquet"
+            if not path.is_file():
+                continue
+            table_ = pq.read_table(path).to_pydict()
+            conflicts = [float(json.loads(r or "{}").get("conflict") or 0.0) for r in table_.get("reason", [])]
+            sel = selection_profile(np.asarray(table_["row"], dtype=np.int64), conflicts, norms, tasks, lengths)
+            conflict = f"{sel['conflicts']} of {sel['picks']}" if method in ("spice", "fishersft") else ""
+            lines.append(f"| {row} | {seed} | " + " | ".join(f"{sel['share'][t]:.0%}" for t in names)
+                         + f" | {sel['length']:.0f} | {sel['norm_percentile']:.2f} | {conflict} |")
+    return "\n".join(lines)
+
+
+def pool_gradients(pool: Path, template: str) -> np.ndarray:
+    """The pool's gradient features with the gradient selectors' defaults (``tasksift gradients``; read from the
+    feature cache, computed there if missing)."""
+    import tempfile
+
+    from tasksift.cli.gradients import gradients_command
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pool.npy"
+        gradients_command(input_path=pool, template=template, out=out)
+        return np.load(out)
 
 
 def copy_raw(task_dir: Path, runs: Path) -> None:
@@ -228,6 +341,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help=f"the rows to run, in the table's order (default: all of {', '.join(ROWS)})")
     parser.add_argument("--cut-down", type=int, default=0, metavar="N",
                         help="a check on N pool records, 1 seed, 8 steps, no full pool, no doc")
+    parser.add_argument("--explain", action="store_true",
+                        help="write what the selections took (docs/results/general/selections.md)")
     args = parser.parse_args(argv)
     train: dict[str, Any] = {"epochs": 1, "settings": {"max_length": 128}}
     if args.cut_down:
@@ -246,6 +361,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 report(args)
         if args.full:
             evaluate(args.task, "full", seeds=1, progress=True, **train)
+    if args.explain:
+        text = explain(args.task, args.runs, args.seeds)
+        print(text)
+        if not args.cut_down:
+            from tasksift.util.io import write_text_atomic
+
+            write_text_atomic(RAW / "selections.md", text + "\n")
     return report(args)
 
 

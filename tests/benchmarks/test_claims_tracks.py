@@ -99,3 +99,43 @@ def test_general_runs_only_the_rows_named_in_the_tables_order(tmp_path: Path, mo
     assert ran == [("scored none", 1), ("random", 1), ("fishersft", 1), ("random", 2), ("fishersft", 2)]
     with pytest.raises(SystemExit):
         general.main(["--rows", "nonsense"])
+
+
+def test_effective_rank_and_mean_cosine_reference_values() -> None:
+    import numpy as np
+
+    assert general.effective_rank(np.eye(4) * 3.0) == pytest.approx(4.0)
+    assert general.effective_rank(np.array([[1.0, 2.0], [2.0, 4.0], [-3.0, -6.0]])) == pytest.approx(1.0)
+    # two orthogonal directions with energies 1 and 3: p = (1/4, 3/4)
+    assert general.effective_rank(np.array([[1.0, 0.0], [0.0, 3.0 ** 0.5]])) == pytest.approx(
+        np.exp(-(0.25 * np.log(0.25) + 0.75 * np.log(0.75))))
+    # pairs (a, b) = 1, (a, c) = 0, (b, c) = 0; a zero row counts 0 against all
+    rows = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 5.0]])
+    assert general.mean_cosine(rows) == pytest.approx(1 / 3)
+    assert general.mean_cosine(np.vstack([rows, np.zeros((1, 2))])) == pytest.approx(1 / 6)
+    assert general.mean_cosine(rows[:1]) == 0.0
+
+
+def test_general_explain_reads_each_selection_against_the_pools_gradients(tmp_path: Path) -> None:
+    import numpy as np
+
+    task, runs = tmp_path / "task", tmp_path / "runs"
+    task.mkdir()
+    pool = [{"task": "a", "input": "x" * n, "output": "y"} for n in (1, 2, 3)] + \
+           [{"task": "b", "input": "", "output": "z" * n} for n in (10, 20, 30, 40, 50)]
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+    (task / "task.json").write_text(json.dumps({"pool": "../pool.jsonl", "text_template": "{input}\n{output}"}))
+    grads = np.array([[1, 0], [2, 0], [3, 0], [0, 4], [0, 5], [0, 6], [0, 7], [0, 8]], dtype=np.float32)
+    path = general.row_dir(runs, "fishersft") / "fishersft" / "seed-0" / "selection.parquet"
+    path.parent.mkdir(parents=True)
+    reasons = [json.dumps({"gain": 1.0, "conflict": c}) for c in (0.0, 0.2, 0.0)]
+    pq.write_table(pa.table({"row": [7, 6, 0], "reason": reasons}), path)
+    _selection(general.row_dir(runs, "random") / "random" / "seed-1" / "selection.parquet", [1, 2])
+    lines = general.explain(task, runs, seeds=2, grads=grads).splitlines()
+    assert lines[4] == "| a | 38% | 3 | 2.00 | +1.000 | 1.0 |"
+    assert lines[5] == "| b | 62% | 30 | 6.00 | +1.000 | 1.0 |"
+    # norms sorted 1,2,3,4,...,8: row 7 (norm 8) has 7 of 8 below, row 6 has 6, row 0 has 0 -> median 6/8
+    # random: rows 1 and 2, lengths 3 and 4, norm percentiles 1/8 and 2/8; rows in the table's order
+    assert lines[9] == "| random | 1 | 100% | 0% | 4 | 0.19 |  |"
+    assert lines[10] == "| fishersft | 0 | 33% | 67% | 40 | 0.75 | 1 of 3 |"
+    assert len(lines) == 11
