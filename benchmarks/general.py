@@ -10,7 +10,8 @@ sets (2,100 items), scored per task (``accuracy/<task>``) and by their mean (``m
 
 First no finetuning (only scoring, so it comes first), then the rows (``ROWS``), each the runs of ``tasksift
 compare --task tasks/instruction/general --budget 10% --epochs 1 --train max_length=128`` for its method and
-parameters, seed by seed (every row at seed 0 first, then 1...; ``--rows`` runs only the rows named): random;
+parameters, seed by seed (every row at seed 0 first, then 1...; ``--rows`` runs only the rows named, ``"full
+pool"`` among them): random;
 tsds (the reference config); spice with the paper's recipe (windows of 128 rows, a proxy step every 10
 selections); fishersft (spice with lam=0); less with the target's tasks as its domains (the best cosine per task,
 averaged over tasks); and spice again with the cheap MiniLM proxy (``model=minilm``). The gradient rows take
@@ -61,6 +62,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "spice (MiniLM proxy)": ("spice", {"window": 128, "model": "minilm"}),
 }
 RUN_FILES = ("eval.json", "selection.parquet", "manifest.json")
+#: the one-training row that ``--rows`` can name besides ``ROWS``
+FULL = "full pool"
 #: rows the gradient profile samples per task for the cosine and the effective rank
 PROFILE_SAMPLE = 500
 
@@ -100,7 +103,7 @@ def collect(task_dir: Path, runs: Path, seeds: int) -> dict[str, dict[int, dict[
     for row, (method, _) in ROWS.items():
         rows[row] = {s: m for seed in range(seeds)
                      for s, m in _eval(row_dir(runs, row) / method / f"seed-{seed}" / "eval.json").items() if s == seed}
-    rows["full pool"] = _eval(task_dir / "baselines" / "full" / "eval.json")
+    rows[FULL] = _eval(task_dir / "baselines" / "full" / "eval.json")
     return {k: v for k, v in rows.items() if v}
 
 
@@ -119,14 +122,14 @@ def table(rows: dict[str, dict[int, dict[str, float]]], tasks: list[str], seeds:
         order = sorted(runs)
         macro = [runs[s]["macro_accuracy"] for s in order]
         m, sd = _mean_std(macro)
-        common = [s for s in order if s in rand] if name not in ("random", "full pool", "none (no finetuning)") else []
+        common = [s for s in order if s in rand] if name not in ("random", FULL, "none (no finetuning)") else []
         diffs = [runs[s]["macro_accuracy"] - rand[s]["macro_accuracy"] for s in common]
         versus = f"{sum(diffs) / len(diffs):+.4f} ({sum(d > 0 for d in diffs)} of {len(diffs)} above)" if diffs else ""
         per_task = [sum(runs[s][f"accuracy/{t}"] for s in order) / len(order) for t in tasks]
         lines.append(f"| {name} | {len(order)} | {m:.4f} ± {sd:.4f} | {' / '.join(f'{v:.4f}' for v in macro)} | "
                      f"{versus} | " + " | ".join(f"{v:.4f}" for v in per_task) + " |")
     missing = [f"{r} has {len(rows.get(r, {}))} of {seeds} seeds" for r in ROWS if len(rows.get(r, {})) < seeds]
-    if "full pool" not in rows:
+    if FULL not in rows:
         missing.append("the full-pool row is not measured yet")
     if missing:
         lines += ["", "Partial: " + "; ".join(missing) + "."]
@@ -337,8 +340,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--doc", type=Path, default=DOC)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--restore", action="store_true")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW",
-                        help=f"the rows to run, in the table's order (default: all of {', '.join(ROWS)})")
+    parser.add_argument("--rows", nargs="+", choices=[*ROWS, FULL], default=[*ROWS, FULL], metavar="ROW",
+                        help=f"the rows to run, in the table's order, the full pool last (default: all of "
+                             f"{', '.join([*ROWS, FULL])})")
     parser.add_argument("--cut-down", type=int, default=0, metavar="N",
                         help="a check on N pool records, 1 seed, 8 steps, no full pool, no doc")
     parser.add_argument("--explain", action="store_true",
@@ -359,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for row in (name for name in ROWS if name in args.rows):
                 run_row(args.task, args.runs, row, seeds, args.budget, train)
                 report(args)
-        if args.full:
+        if args.full and FULL in args.rows:
             evaluate(args.task, "full", seeds=1, progress=True, **train)
     if args.explain:
         text = explain(args.task, args.runs, args.seeds)

@@ -97,6 +97,12 @@ def test_general_runs_only_the_rows_named_in_the_tables_order(tmp_path: Path, mo
     monkeypatch.setattr(tasksift.eval, "evaluate", lambda *args, **kwargs: ran.append(("scored " + args[1], 1)))
     general.main(["--seeds", "2", "--no-full", "--rows", "fishersft", "random", "--task", str(tmp_path)])
     assert ran == [("scored none", 1), ("random", 1), ("fishersft", 1), ("random", 2), ("fishersft", 2)]
+    ran.clear()
+    general.main(["--seeds", "3", "--rows", "full pool", "--task", str(tmp_path)])
+    assert ran == [("scored none", 1), ("scored full", 1)]
+    ran.clear()
+    general.main(["--seeds", "1", "--rows", "random", "--task", str(tmp_path)])  # the full pool only when named
+    assert ran == [("scored none", 1), ("random", 1)]
     with pytest.raises(SystemExit):
         general.main(["--rows", "nonsense"])
 
