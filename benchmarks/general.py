@@ -232,7 +232,9 @@ def explain(task_dir: Path, runs: Path, seeds: int, grads: np.ndarray | None = N
     norms = np.linalg.norm(grads, axis=1)
     prof = task_profile(grads, tasks, lengths)
     names = list(prof)
-    lines = ["**What the selections took** (`--explain`; the pool's SmolLM2 gradients, those of the gradient rows).",
+    lines = ["**What the selections took** (`--explain`): the pool's SmolLM2 gradients, as the gradient rows read "
+             "them before any proxy step (spice re-reads each window from its stepped proxy, so its norm percentiles "
+             "here are those of the unstepped proxy). Length: input and output, in characters.",
              "", "| pool task | share | median length (chars) | median gradient norm | mean cosine | "
              f"effective rank of {PROFILE_SAMPLE} |", "|---|---|---|---|---|---|"]
     lines += [f"| {t} | {p['share']:.0%} | {p['length']:.0f} | {p['norm']:.2f} | {p['cosine']:+.3f} | "
