@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -12,11 +13,13 @@ from tasksift.eval.metrics import option_accuracy
 from tasksift.train.lm import (
     LMSettings,
     answer_logprobs,
+    cache_argument,
     encode_pairs,
     finetune_lm,
     fit_length,
     prompt_text,
     resolve_format,
+    returned_cache,
     score_options,
 )
 from tests.train.helpers import COLOURS, FRUITS
@@ -96,6 +99,51 @@ def test_option_scores_equal_a_hand_computation(tiny_lm) -> None:
     correct[-1] = 0  # cow
     hand_right = sum(int(np.argmax(h)) == c for h, c in zip(hand, correct, strict=True))
     assert option_accuracy(sums, correct) == pytest.approx(hand_right / len(prompts))
+
+
+def test_scoring_passes_the_cache_under_the_name_the_model_takes(tiny_lm) -> None:
+    model, tok = tiny_lm
+    with warnings.catch_warnings():
+        # a cache passed under a deprecated argument name warns; here that fails the test
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        sums, _ = score_options(model, tok, [PROMPT.format(fruit="banana")], [COLOURS], LMSettings(),
+                                progress=False)
+    assert len(sums[0]) == len(COLOURS)
+
+
+class _OldForward:
+    """A model whose forward takes its cache as ``past_key_values`` (transformers before the rename)."""
+
+    def forward(self, input_ids=None, past_key_values=None, use_cache=None):  # noqa: ANN001, ANN201
+        return None
+
+
+class _NewForward:
+    def forward(self, input_ids=None, cache=None, use_cache=None):  # noqa: ANN001, ANN201
+        return None
+
+
+class _Wrapped:
+    """A peft-like wrapper whose own forward takes ``**kwargs``."""
+
+    def __init__(self, base: object) -> None:
+        self.base = base
+
+    def get_base_model(self) -> object:
+        return self.base
+
+    def forward(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        return None
+
+
+def test_cache_argument_follows_the_base_models_forward() -> None:
+    assert cache_argument(_OldForward()) == "past_key_values"
+    assert cache_argument(_NewForward()) == "cache"
+    assert cache_argument(_Wrapped(_OldForward())) == "past_key_values"
+    assert cache_argument(_Wrapped(_NewForward())) == "cache"
+    assert returned_cache({"logits": 1, "cache": "new"}) == "new"
+    assert returned_cache({"logits": 1, "past_key_values": "old"}) == "old"
 
 
 def test_lora_steps_lower_the_answer_loss_and_leave_the_base_model(tiny_lm) -> None:

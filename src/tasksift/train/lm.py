@@ -30,6 +30,7 @@ is; move it with ``.to(device)``): in float32 on the CPU, under bfloat16 autocas
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -295,6 +296,19 @@ def _padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> tu
     return ids.to(device), mask.to(device)
 
 
+def cache_argument(model: Any) -> str:
+    """The name under which ``model``'s forward takes a key/value cache: ``cache`` in recent transformers,
+    ``past_key_values`` before (recent versions still take it, with a deprecation warning, until they drop it)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def returned_cache(out: Any) -> Any:
+    """The key/value cache a forward with ``use_cache=True`` returned, under either name (see
+    :func:`cache_argument`)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
 @torch.inference_mode()
 def score_items(model: Any, items: Sequence[OptionItem], pad: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Summed option log-probabilities and token counts for a batch of items, each prompt run once.
@@ -313,13 +327,13 @@ def score_items(model: Any, items: Sequence[OptionItem], pad: int) -> list[tuple
                     position_ids=torch.arange(prompt_ids.shape[1], device=where).expand_as(prompt_ids))
     last = out.logits[torch.arange(len(items), device=where), torch.searchsorted(keep, lengths - 1)]
     owner = torch.tensor([b for b, it in enumerate(items) for _ in it.options], dtype=torch.long, device=where)
-    cache = out.past_key_values
+    cache = returned_cache(out)
     cache.batch_select_indices(owner)
     option_ids, option_mask = _padded([o for it in items for o in it.options], pad, where)
     positions = lengths[owner].unsqueeze(1) + torch.arange(option_ids.shape[1], device=where)
     with autocast(where):
         out2 = model(input_ids=option_ids, attention_mask=torch.cat([prompt_mask[owner], option_mask], dim=1),
-                     position_ids=positions, past_key_values=cache, use_cache=False)
+                     position_ids=positions, use_cache=False, **{cache_argument(model): cache})
     # logits[:, j] predicts labels[:, j + 1]: the prompt's last logits predict option token 0, and so on
     logits = torch.cat([last[owner].unsqueeze(1), out2.logits], dim=1)
     start = torch.full((len(owner), 1), -100, device=where)
