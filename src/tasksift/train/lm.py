@@ -201,16 +201,23 @@ def pad_id_of(tokenizer: Any) -> int:
 
 def add_lora(model: Any, settings: LMSettings) -> Any:
     """A peft LoRA wrapper around ``model`` (which it modifies: pass a copy to keep the base model)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                         target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM")
+    return wrap_lora(model, config, what="the model")
+
+
+def wrap_lora(model: Any, config: Any, *, what: str) -> Any:
+    """``peft.get_peft_model(model, config)``; a module LoRA cannot go on is an input error naming ``what``."""
+    from peft import get_peft_model
+
     try:
         with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             return get_peft_model(model, config)
     except ValueError as exc:
-        raise InputError(f"cannot put LoRA on the model: {exc}",
+        raise InputError(f"cannot put LoRA on {what}: {exc}",
                          fix="set target_modules to linear layers the model has") from exc
 
 

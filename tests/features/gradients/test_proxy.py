@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,18 @@ def test_a_spec_refuses_what_it_cannot_build(llama_dir: Path) -> None:
         proxy_spec(llama_dir, params="linear")
     with pytest.raises(InputError, match="not found"):
         proxy_spec("/no/such/model")
+
+
+def test_lora_proxies_load_without_a_deprecation_warning(llama_dir: Path) -> None:
+    # peft asks transformers a deprecated question when it wraps a model; the causal LM and the encoder both
+    # wrap through one place, which keeps that warning out of the user's log
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        causal = load_proxy(llama_dir)
+        encoder = load_proxy("minilm", target_modules=["query", "value"])
+    assert causal.kind == "causal-lm" and encoder.kind != "causal-lm"
+
+
+def test_lora_on_modules_the_encoder_lacks_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="cannot put LoRA on the encoder"):
+        load_proxy("minilm", target_modules=["no_such_module"])

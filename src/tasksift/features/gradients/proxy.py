@@ -38,7 +38,7 @@ import torch
 from tasksift.features.gradients.hooks import flat_dim, per_example_gradients, trainable_slots
 from tasksift.features.gradients.pairs import split_pair
 from tasksift.train.common import setup_torch
-from tasksift.train.lm import LMSettings, add_lora, answer_logprobs, encode_pairs, pad_id_of
+from tasksift.train.lm import LMSettings, add_lora, answer_logprobs, encode_pairs, pad_id_of, wrap_lora
 from tasksift.train.models import load_causal_lm, load_encoder, resolve_encoder, resolve_lm
 from tasksift.train.resolve import model_fingerprint
 from tasksift.util.errors import InputError
@@ -359,15 +359,11 @@ def _make_trainable(module: torch.nn.Module, kind: str, params: str, targets: tu
         if kind == "causal-lm":
             return add_lora(module, LMSettings(lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                                target_modules=targets))
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
 
         config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=list(targets),
                             bias="none")
-        try:
-            module.backbone = get_peft_model(module.backbone, config)
-        except ValueError as exc:
-            raise InputError(f"cannot put LoRA on the encoder: {exc}",
-                             fix="set target_modules to linear layers the model has") from exc
+        module.backbone = wrap_lora(module.backbone, config, what="the encoder")
         return module
     for p in module.parameters():
         p.requires_grad_(False)
