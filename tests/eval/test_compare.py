@@ -128,3 +128,47 @@ def test_compare_retrieval_rows_for_opera_and_infobatch(tmp_path: Path) -> None:
     assert dp["settings"]["pruning"] == "dynamic" and dp["selection"]["kind"] == "full"
     sp = json.loads((out / "opera-sp" / "seed-0" / "manifest.json").read_text())
     assert sp["opera"]["kept_pairs"] == 5
+
+
+def test_reads_seed_is_false_only_for_the_deterministic_greedy() -> None:
+    from tasksift.eval.compare import _reads_seed
+
+    assert _reads_seed("random", {}) is True
+    assert _reads_seed("tsds", {}) is True
+    assert _reads_seed("fishersft", {}) is False
+    assert _reads_seed("spice", {}) is False
+    assert _reads_seed("spice", {"window": 128, "model": "minilm"}) is True
+
+
+def test_compare_trains_a_seed_free_selection_at_every_seed_without_selecting_again(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    import tasksift.eval.compare as compare_module
+
+    task = classification_task(tmp_path / "task")
+    out = tmp_path / "cmp"
+    calls: list[int] = []
+    real_select = compare_module.select
+
+    def counting_select(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return real_select(*args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "select", counting_select)
+    params = {"fishersft": {"model": "minilm"}}
+    result = compare(task, ["fishersft"], "50%", seeds=3, out=out, max_steps=2, include_full=False,
+                     include_none=False, params=params, progress=False)
+    assert calls == [0]
+    first = (out / "fishersft" / "seed-0" / "selection.parquet").read_bytes()
+    for seed in (1, 2):
+        run = out / "fishersft" / f"seed-{seed}"
+        assert (run / "selection.parquet").read_bytes() == first
+        manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["call"]["seed"] == seed and manifest["params"]["seed"] == seed
+        assert manifest["reused_from"]["seed"] == 0
+        assert (run / "eval.json").is_file()
+    assert result["rows"]["fishersft"]["seeds"] == [0, 1, 2]
+    # a seeded selector selects at every seed
+    calls.clear()
+    compare(task, ["random"], "50%", seeds=2, out=out, max_steps=2, include_full=False, include_none=False,
+            progress=False)
+    assert calls == [0, 1]

@@ -2,11 +2,13 @@
 
 For every (method, seed) the selection is made with that seed and trained with that seed
 (``OUT/<method>/seed-<s>/``: the selection files and its ``eval.json``); both steps resume, so an interrupted
-comparison picks up at the first unfinished (method, seed). Rows for no finetuning (``none``) and the full pool
-(``full``, by default one seed since it is the costly one: its seconds are in the table) come from the task's
-shared baselines. ``comparison.json`` and ``comparison.md`` are rewritten after every finished result; rows of
-other methods that an earlier comparison in the same folder ran with the same budget, seeds and training are
-kept, so methods can be added to a comparison later.
+comparison picks up at the first unfinished (method, seed). A selector that does not read the seed with its
+parameters (``Selector.reads_seed``: fishersft, spice without windows) selects once: later seeds train a copy
+of the first seed's selection, marked ``reused_from`` in its manifest. Rows for no finetuning (``none``) and
+the full pool (``full``, by default one seed since it is the costly one: its seconds are in the table) come
+from the task's shared baselines. ``comparison.json`` and ``comparison.md`` are rewritten after every finished
+result; rows of other methods that an earlier comparison in the same folder ran with the same budget, seeds and
+training are kept, so methods can be added to a comparison later.
 
 Retrieval rows: ``opera-sp`` is a selector like any other (its budget is the share of pairs kept); ``opera-dp``
 and ``infobatch`` select nothing: their rows train on the full pool with the retriever's ``pruning`` setting set
@@ -56,6 +58,47 @@ def _finished_selection(run_dir: Path, call: Mapping[str, Any]) -> bool:
         return False
     done = manifest.get("call", {})
     return (run_dir / "selection.parquet").is_file() and all(done.get(k) == v for k, v in call.items())
+
+
+def _reads_seed(method: str, params: Mapping[str, Any]) -> bool:
+    """Whether ``method`` with ``params`` selects differently at different seeds (``Selector.reads_seed``)."""
+    cls = get(method)
+    names = set(cls.param_defaults()) - {"seed"}
+    return cls(1, **{k: v for k, v in params.items() if k in names}).reads_seed()
+
+
+def _reuse_seed_free(out_dir: Path, method: str, call: Mapping[str, Any], params: Mapping[str, Any]) -> bool:
+    """For a selector that does not read the seed (:func:`_reads_seed`), put an earlier seed's finished
+    selection in this seed's folder instead of selecting again; ``False`` when there is none to reuse.
+
+    The copy's manifest says where it came from (``reused_from``) and carries this seed, so the folder reads
+    as what ``tasksift select`` with this seed would have written; the files are replaced whole."""
+    seed = int(call["seed"])
+    if seed == 0 or _reads_seed(method, params):
+        return False
+    for earlier in range(seed):
+        src = out_dir / method / f"seed-{earlier}"
+        if not _finished_selection(src, {**call, "seed": earlier}):
+            continue
+        dst = out_dir / method / f"seed-{seed}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for path in sorted(src.iterdir()):
+            if path.is_file() and path.name not in ("eval.json", "manifest.json") and not path.name.startswith("."):
+                with atomic_path(dst / path.name) as tmp:
+                    tmp.write_bytes(path.read_bytes())
+        manifest = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+        manifest["seed"] = seed
+        manifest["call"] = {**manifest.get("call", {}), "seed": seed}
+        if isinstance(manifest.get("params"), dict) and "seed" in manifest["params"]:
+            manifest["params"]["seed"] = seed
+        manifest["reused_from"] = {
+            "seed": earlier,
+            "why": f"{method} with these parameters does not read the seed: it selects the same records at "
+                   f"every seed, so seed {earlier}'s selection is trained again at seed {seed}",
+        }
+        write_json_atomic(dst / "manifest.json", manifest)
+        return True
+    return False
 
 
 def _summary(metric_runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -134,7 +177,8 @@ def compare(task_dir: str | Path, methods: Sequence[str], budget: str, *, seeds:
                 runs.append({**_run_of(res, seed), "select_seconds": 0.0})
                 record(method, runs)
                 continue
-            if not _finished_selection(run_dir, call):
+            if not _finished_selection(run_dir, call) and not _reuse_seed_free(out_dir, method, call,
+                                                                                params.get(method, {})):
                 select(task.pool.path, target, method=method, budget=budget, seed=seed, cache_dir=cache_dir,
                        out=run_dir, progress=progress, device=where, **view, **params.get(method, {}))
             select_seconds = time.perf_counter() - t0

@@ -148,6 +148,12 @@ class Selector(ABC):
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_defaults()}
 
+    def reads_seed(self) -> bool:
+        """Whether the selection depends on ``seed`` with these parameters. ``False`` promises that the same
+        features and parameters select the same records at every seed, so a comparison over seeds may make the
+        selection once and train it at each seed. The default is the safe answer."""
+        return True
+
     def _validate_params(self) -> None:
         for name, value in self.convert_params(self.get_params()).items():
             setattr(self, name, value)

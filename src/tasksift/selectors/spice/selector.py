@@ -87,6 +87,10 @@ class SpiceSelector(Selector):
                                 progress=ctx.progress, device=ctx.device)
         return inputs.but(helpers={**inputs.helpers, "proxy": trainer})
 
+    def reads_seed(self) -> bool:
+        """The seed only shuffles the pool into windows: without windows the greedy is deterministic."""
+        return self.window is not None
+
     def _select(self, pool: Any, target: Any, ctx: Context, proxy: GradientProxy | None = None) -> Selection:
         """Select from ``pool`` (gradient features); ``target`` is not read; ``proxy`` enables interleaving;
         ``ctx.progress`` shows a bar over the greedy steps (on stderr)."""
