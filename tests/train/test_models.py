@@ -24,8 +24,11 @@ def fake_gguf(tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPa
         return model
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", load_model)
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
-                        lambda *a, **k: transformers.PreTrainedTokenizerFast.from_pretrained(str(tiny_llama_dir)))
+    def load_tokenizer(*args, **kwargs):
+        chosen = {k: v for k, v in kwargs.items() if k == "local_files_only"}
+        return transformers.PreTrainedTokenizerFast.from_pretrained(str(tiny_llama_dir), **chosen)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", load_tokenizer)
     path = tmp_path / "model.gguf"
     path.write_bytes(b"GGUF")
     return path
@@ -110,3 +113,22 @@ def test_two_conversions_have_one_fingerprint(tmp_path: Path, fake_gguf: Path) -
     first = convert_gguf(fake_gguf, tmp_path / "a", progress=False)
     second = convert_gguf(fake_gguf, tmp_path / "b", progress=False)
     assert model_fingerprint(first) == model_fingerprint(second)
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_the_conversion_does_not_depend_on_offline_mode(tmp_path: Path, fake_gguf: Path, offline: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers writes ``local_files_only`` into the saved tokenizer config, forced on in offline mode
+    (HF_HUB_OFFLINE=1): a conversion in an offline process and one in an online process must still give one
+    model, or every stored training made on the other is trained again."""
+    import transformers.tokenization_utils_base as tub
+
+    from tasksift.train.resolve import model_fingerprint
+
+    monkeypatch.setattr(tub, "is_offline_mode", lambda: offline)
+    converted = convert_gguf(fake_gguf, tmp_path / "converted", progress=False)
+    monkeypatch.setattr(tub, "is_offline_mode", lambda: not offline)
+    other = convert_gguf(fake_gguf, tmp_path / "other", progress=False)
+    saved = json.loads((converted / "tokenizer_config.json").read_text())
+    assert saved.get("local_files_only") is True
+    assert model_fingerprint(converted) == model_fingerprint(other)

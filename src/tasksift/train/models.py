@@ -144,9 +144,11 @@ def convert_gguf(gguf: Path, final: Path, *, source: dict[str, Any] | None = Non
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with quiet_loading() if not progress else nullcontext():
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            # local_files_only: the file is here, and the tokenizer's saved config records the flag, so a
+            # conversion in an offline process (HF_HUB_OFFLINE=1) and one in an online process must pass the same
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
             loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                          dtype=torch.float32)
+                                                          dtype=torch.float32, local_files_only=True)
         config = loaded.config
         if hasattr(config, "quantization_config"):
             delattr(config, "quantization_config")
