@@ -136,6 +136,7 @@ def test_reads_seed_is_false_only_for_the_deterministic_greedy() -> None:
     assert _reads_seed("random", {}) is True
     assert _reads_seed("tsds", {}) is True
     assert _reads_seed("fishersft", {}) is False
+    assert _reads_seed("less", {"domains": ["a"]}) is False
     assert _reads_seed("spice", {}) is False
     assert _reads_seed("spice", {"window": 128, "model": "minilm"}) is True
 

@@ -3,7 +3,7 @@
 For every (method, seed) the selection is made with that seed and trained with that seed
 (``OUT/<method>/seed-<s>/``: the selection files and its ``eval.json``); both steps resume, so an interrupted
 comparison picks up at the first unfinished (method, seed). A selector that does not read the seed with its
-parameters (``Selector.reads_seed``: fishersft, spice without windows) selects once: later seeds train a copy
+parameters (``Selector.reads_seed``: less, fishersft, spice without windows) selects once: later seeds train a copy
 of the first seed's selection, marked ``reused_from`` in its manifest. Rows for no finetuning (``none``) and
 the full pool (``full``, by default one seed since it is the costly one: its seconds are in the table) come
 from the task's shared baselines. ``comparison.json`` and ``comparison.md`` are rewritten after every finished

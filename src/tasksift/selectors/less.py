@@ -78,6 +78,11 @@ class LESSSelector(Selector):
         super().__init__(budget, seed=seed)
         self.domains = domains
 
+    def reads_seed(self) -> bool:
+        """The top scores do not depend on the seed (the features' own seed, of the warm-up and the projection,
+        is a feature setting)."""
+        return False
+
     def _select(self, pool: Any, target: Any, ctx: Context) -> Selection:
         x = as_float_matrix(pool, "pool gradient features")
         q = as_float_matrix(target, "target gradient features")
