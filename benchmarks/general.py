@@ -32,7 +32,12 @@ characters), the median gradient norm, the mean cosine between two of its gradie
 of them (``exp`` of the entropy of their normalised squared singular values; seed 0); per row and seed, the
 selection's share of each task, the median length and the median pool percentile of its picks' gradient norms,
 and how many of its picks had a conflict penalty above zero. It writes ``docs/results/general/selections.md``,
-which the section shows under the table.
+which the section shows under the table, and saves the gradient norms and the pool's profile beside it
+(``pool-gradients.json``, keyed by the pool's sha256), so a later ``--explain`` on a fresh machine reads them
+instead of computing the gradients again.
+
+A selector that does not read the seed (fishersft, less: ``Selector.reads_seed``) selects once; its later seeds
+train a copy of the first seed's selection (``tasksift compare``), so with ``--restore`` they need no features.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "spice (MiniLM proxy)": ("spice", {"window": 128, "model": "minilm"}),
 }
 RUN_FILES = ("eval.json", "selection.parquet", "manifest.json")
+#: the pool's gradient norms and task profile that ``--explain`` saved (beside the raw runs)
+GRADIENT_SUMMARY = "pool-gradients.json"
 #: the one-training row that ``--rows`` can name besides ``ROWS``
 FULL = "full pool"
 #: rows the gradient profile samples per task for the cosine and the effective rank
@@ -215,9 +222,38 @@ def selection_profile(picks: np.ndarray, conflicts: list[float], norms: np.ndarr
             "conflicts": int(sum(c > 0 for c in conflicts))}
 
 
-def explain(task_dir: Path, runs: Path, seeds: int, grads: np.ndarray | None = None) -> str:
+def gradient_summary(pool_path: Path, template: str, tasks: np.ndarray, lengths: np.ndarray,
+                     grads: np.ndarray | None, stored: Path | None) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """``(norms, task profile)`` of the pool's gradients: from ``grads`` when given; else from ``stored`` (a
+    JSON file this writes) when it was made from the same pool; else from the gradients in the feature cache
+    (computed there if missing: hours on a CPU), saved to ``stored``. So the explanation of a later seed's
+    selections needs neither the cache nor the hours on a fresh machine."""
+    import hashlib
+
+    digest = hashlib.sha256(pool_path.read_bytes()).hexdigest()
+    if grads is None and stored is not None and stored.is_file():
+        saved = json.loads(stored.read_text(encoding="utf-8"))
+        if saved.get("pool_sha256") == digest and len(saved.get("norms", [])) == len(tasks):
+            return np.asarray(saved["norms"], dtype=np.float64), saved["profile"]
+    if grads is None:
+        grads = pool_gradients(pool_path, template)
+    if len(grads) != len(tasks):
+        raise SystemExit(f"general.py: error: {len(grads)} gradient rows for {len(tasks)} pool records")
+    norms = np.linalg.norm(grads, axis=1)
+    prof = task_profile(grads, tasks, lengths)
+    if stored is not None:
+        from tasksift.util.io import write_text_atomic
+
+        summary = {"pool_sha256": digest, "features": "SmolLM2 LoRA gradients, the gradient selectors' defaults",
+                   "profile": prof, "norms": [round(float(v), 4) for v in norms]}
+        write_text_atomic(stored, json.dumps(summary, separators=(",", ":")) + "\n")
+    return norms, prof
+
+
+def explain(task_dir: Path, runs: Path, seeds: int, grads: np.ndarray | None = None,
+            stored: Path | None = None) -> str:
     """The markdown of ``--explain`` (see the module docstring); ``grads`` defaults to the pool's SmolLM2
-    gradients from the feature cache."""
+    gradients, read through ``stored`` (:func:`gradient_summary`)."""
     import pyarrow.parquet as pq
 
     spec = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))
@@ -225,12 +261,7 @@ def explain(task_dir: Path, runs: Path, seeds: int, grads: np.ndarray | None = N
     records = [json.loads(line) for line in pool_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     tasks = np.array([r.get("task", "") for r in records])
     lengths = np.array([len(r.get("input", "")) + len(r.get("output", "")) for r in records], dtype=np.float64)
-    if grads is None:
-        grads = pool_gradients(pool_path, spec["text_template"])
-    if len(grads) != len(records):
-        raise SystemExit(f"general.py: error: {len(grads)} gradient rows for {len(records)} pool records")
-    norms = np.linalg.norm(grads, axis=1)
-    prof = task_profile(grads, tasks, lengths)
+    norms, prof = gradient_summary(pool_path, spec["text_template"], tasks, lengths, grads, stored)
     names = list(prof)
     lines = ["**What the selections took** (`--explain`): the pool's SmolLM2 gradients, as the gradient rows read "
              "them before any proxy step (spice re-reads each window from its stepped proxy, so its norm percentiles "
@@ -368,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.full and FULL in args.rows:
             evaluate(args.task, "full", seeds=1, progress=True, **train)
     if args.explain:
-        text = explain(args.task, args.runs, args.seeds)
+        text = explain(args.task, args.runs, args.seeds, stored=None if args.cut_down else RAW / GRADIENT_SUMMARY)
         print(text)
         if not args.cut_down:
             from tasksift.util.io import write_text_atomic

@@ -145,3 +145,29 @@ def test_general_explain_reads_each_selection_against_the_pools_gradients(tmp_pa
     assert lines[9] == "| random | 1 | 100% | 0% | 4 | 0.19 |  |"
     assert lines[10] == "| fishersft | 0 | 33% | 67% | 40 | 0.75 | 1 of 3 |"
     assert len(lines) == 11
+
+
+def test_general_explain_saves_the_gradient_summary_and_reads_it_back_for_the_same_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    task, runs, stored = tmp_path / "task", tmp_path / "runs", tmp_path / "pool-gradients.json"
+    task.mkdir()
+    pool = [{"task": "a", "input": "x" * n, "output": "y"} for n in (1, 2, 3)] + \
+           [{"task": "b", "input": "", "output": "z" * n} for n in (10, 20, 30)]
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+    (task / "task.json").write_text(json.dumps({"pool": "../pool.jsonl", "text_template": "{input}\n{output}"}))
+    grads = np.array([[1, 0], [2, 1], [3, 0], [0, 4], [1, 5], [0, 6]], dtype=np.float32)
+    _selection(general.row_dir(runs, "random") / "random" / "seed-0" / "selection.parquet", [1, 4])
+    first = general.explain(task, runs, seeds=1, grads=grads, stored=stored)
+    assert json.loads(stored.read_text())["norms"] == [1.0, 2.2361, 3.0, 4.0, 5.099, 6.0]
+
+    def no_gradients(*args):
+        raise AssertionError("the pool's gradients were computed again")
+
+    monkeypatch.setattr(general, "pool_gradients", no_gradients)
+    assert general.explain(task, runs, seeds=1, stored=stored) == first
+    # another pool: the saved summary is not its own, so the gradients are needed
+    (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool[::-1]))
+    with pytest.raises(AssertionError, match="computed again"):
+        general.explain(task, runs, seeds=1, stored=stored)
