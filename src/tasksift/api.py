@@ -168,7 +168,7 @@ def _run(cls: type[Selector], request: Request, engine: Engine, out: Path | None
         with stages("load"):
             inputs = _load(request)
         check_exports(request.export, inputs.pool_records, repeat_weights=request.repeat_weights, out=out)
-        inputs = _featurize(cls, inputs, request, engine, stages)
+        inputs = _featurize(cls, inputs, request, engine, stages, params)
         k = parse_budget(request.budget, len(inputs.pool))
         selector = cls(k, seed=seed, **params)
         with stages("prepare"):
@@ -227,8 +227,9 @@ def _load(request: Request) -> Inputs:
     return Inputs(pool=pool, target=target, pool_records=pool, target_records=target)
 
 
-def _featurize(cls: type[Selector], inputs: Inputs, request: Request, engine: Engine, stages: Stages) -> Inputs:
-    """What ``fit`` reads, by what the class declares it needs."""
+def _featurize(cls: type[Selector], inputs: Inputs, request: Request, engine: Engine, stages: Stages,
+               params: dict[str, Any]) -> Inputs:
+    """What ``fit`` reads, by what the class declares it needs (``params``: the selector's, checked)."""
     pool_records, target_records = inputs.pool_records, inputs.target_records
     if cls.needs == "records":
         if pool_records is None:
@@ -246,11 +247,11 @@ def _featurize(cls: type[Selector], inputs: Inputs, request: Request, engine: En
             raise InputError(f"method {cls.name!r} reads text", fix=f"pass {wanted} (vectors alone are not enough)")
         target = target_records.texts if cls.needs_target and target_records is not None else None
         return inputs.but(pool=pool_records.texts, target=target, info={"kind": "text"})
-    return _featurize_vectors(cls, inputs, request, engine, stages)
+    return _featurize_vectors(cls, inputs, request, engine, stages, params)
 
 
 def _featurize_vectors(cls: type[Selector], inputs: Inputs, request: Request, engine: Engine,
-                       stages: Stages) -> Inputs:
+                       stages: Stages, params: dict[str, Any]) -> Inputs:
     pool_records, target_records = inputs.pool_records, inputs.target_records
     wants_target = cls.needs_target
     if wants_target and (request.pool_vectors is None) != (request.target_vectors is None):
@@ -266,6 +267,10 @@ def _featurize_vectors(cls: type[Selector], inputs: Inputs, request: Request, en
     if pool_records is None or (wants_target and target_records is None):
         raise InputError("no pool or no target given",
                          fix="pass --pool and --target records, or --pool-vectors and --target-vectors")
+    if not wants_target and cls.defers_pool_features(params):
+        # the selector's prepare computes the rows it reads (Selector.defers_pool_features)
+        return inputs.but(pool=pool_records, target=None, deferred=True,
+                          info={"kind": cls.features, "pool": {"computed": "by the selector, as it reads them"}})
     with stages(cls.features):
         pool_feat, target_feat, extra = _compute(cls, pool_records, target_records if wants_target else None,
                                                  request, engine)

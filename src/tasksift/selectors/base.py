@@ -63,14 +63,17 @@ class Context:
 @dataclass
 class Inputs:
     """What a selector reads: ``pool`` and ``target`` as ``fit`` takes them, the records they came from
-    (``None`` for bare vectors), whether the features were computed here from those records, a description
-    of the features for the manifest, and ``helpers``: further keyword arguments of ``fit``."""
+    (``None`` for bare vectors), whether the features were computed here from those records, whether the pool's
+    were left for :meth:`Selector.prepare` to compute (``deferred``: ``pool`` is then the records,
+    :meth:`Selector.defers_pool_features`), a description of the features for the manifest, and ``helpers``:
+    further keyword arguments of ``fit``."""
 
     pool: Any
     target: Any = None
     pool_records: RecordSet | None = None
     target_records: RecordSet | None = None
     featurized_here: bool = False
+    deferred: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     helpers: dict[str, Any] = field(default_factory=dict)
 
@@ -147,6 +150,15 @@ class Selector(ABC):
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.param_defaults()}
+
+    @classmethod
+    def defers_pool_features(cls, params: Mapping[str, Any]) -> bool:
+        """Whether, with ``params``, a ``"vectors"`` selector that reads no target computes its pool features
+        itself, row by row as it reads them, when ``tasksift.select`` has the pool's records: the framework then
+        computes none up front and :meth:`prepare` receives the records (``Inputs.deferred``) and returns what
+        ``fit`` reads. SPICE with windows and a proxy does this: every window's gradients come from the proxy as
+        the window starts, so a first pass over the whole pool would be read once, for the first window only."""
+        return False
 
     def reads_seed(self) -> bool:
         """Whether the selection depends on ``seed`` with these parameters. ``False`` promises that the same

@@ -89,19 +89,31 @@ def test_select_wires_less_recipe_and_spice_proxy(tmp_path) -> None:
     info = less.manifest["features"]
     assert info["pool"]["settings"]["precondition"] == "less" and info["target"]["settings"]["precondition"] is None
     assert less.manifest["call"]["features"] == {"warmup_steps": 2, "proj_dim": 32}
+    shards = sorted(tmp_path.glob("gradients/*/*.npy"))
     spice = tasksift.select(pool, None, method="spice", budget=6, window=8, T=2, cache_dir=tmp_path,
                             features={"proj_dim": 32})
-    assert spice.manifest["proxy"]["steps"] == 3 and spice.manifest["proxy"]["refreshed_windows"] == 2
-    assert spice.manifest["proxy"]["helper"]["gradients_reused"] == 0
-    # run again (as after a kill): the proxy's steps are replayed and its re-read gradients come from the cache
+    proxy = spice.manifest["proxy"]
+    # the proxy computes all three windows' rows (the first from its unstepped weights), the last two after a step;
+    # no pass over the whole pool came first
+    assert proxy["steps"] == 3 and proxy["computed_windows"] == 3 and proxy["refreshed_windows"] == 2
+    assert proxy["helper"]["gradients_reused"] == 0 and sorted(tmp_path.glob("gradients/*/*.npy")) == shards
+    assert spice.manifest["features"]["pool"] == {"computed": "by the selector, as it reads them"}
+    assert spice.manifest["features"]["proxy"] == "smollm2" and spice.manifest["features"]["loss"] == "text"
+    # run again (as after a kill): the proxy's steps are replayed and every window's rows come from the cache
     again = tasksift.select(pool, None, method="spice", budget=6, window=8, T=2, cache_dir=tmp_path,
                             features={"proj_dim": 32})
-    assert again.manifest["proxy"]["helper"]["gradients_reused"] == 2
+    assert again.manifest["proxy"]["helper"]["gradients_reused"] == 3
     assert again.indices.tolist() == spice.indices.tolist() and again.manifest["proxy"]["losses"] == \
         spice.manifest["proxy"]["losses"]
     one_window = tasksift.select(pool, None, method="spice", budget=6, T=2, cache_dir=tmp_path,
                                  features={"proj_dim": 32})
     assert "proxy" not in one_window.manifest or one_window.manifest["proxy"]["steps"] == 0
+    # a window as large as the pool is one window: its rows are computed up front, cached, as without windows
+    whole = tasksift.select(pool, None, method="spice", budget=6, window=20, T=2, cache_dir=tmp_path,
+                            features={"proj_dim": 32})
+    assert whole.indices.tolist() == one_window.indices.tolist() and "proxy" not in whole.manifest
+    assert whole.manifest["features"]["pool"]["settings_key"] == one_window.manifest["features"]["pool"][
+        "settings_key"]
     with pytest.raises(InputError, match="takes no feature settings"):
         tasksift.select(pool, [{"text": "cat"}], method="knn", budget=2, cache_dir=tmp_path,
                         features={"proj_dim": 32})

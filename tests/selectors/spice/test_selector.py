@@ -11,7 +11,7 @@ from tasksift.features.gradients.recipe import GradientRecipe
 from tasksift.records import records_from_dicts
 from tasksift.selectors import available
 from tasksift.selectors.base import Context, Inputs
-from tasksift.selectors.spice.selector import FisherSFTSelector, SpiceSelector
+from tasksift.selectors.spice import FisherSFTSelector, ProxyRows, SpiceSelector
 from tasksift.util.errors import InputError
 from tests.selectors.spice.helpers import logdet_gain
 
@@ -143,6 +143,36 @@ def test_windows_and_interleaved_proxy_steps() -> None:
     assert sel.manifest["proxy"]["helper"] == {"kind": "fake"}
 
 
+class StepAwareProxy(FakeProxy):
+    """Gives the vectors' own rows until its first step, the FakeProxy's favourites after."""
+
+    def gradients(self, rows: np.ndarray) -> np.ndarray:
+        if not self.steps:
+            self.asked.append(rows.tolist())
+            return self.g[rows]
+        return super().gradients(rows)
+
+
+def test_a_proxy_rows_pool_reads_every_window_from_the_proxy() -> None:
+    g = np.random.default_rng(5).normal(size=(40, 6)).astype(np.float32)
+    given, lazy = StepAwareProxy(g), StepAwareProxy(g)
+    eager = SpiceSelector(12, window=10, T=5, seed=2).fit(g, proxy=given).selection_
+    sel = SpiceSelector(12, window=10, T=5, seed=2).fit(ProxyRows(40, 6), proxy=lazy).selection_
+    order = np.random.default_rng(2).permutation(40)
+    windows = [order[i:i + 10].tolist() for i in range(0, 40, 10)]
+    # the same picks, scores and steps as from the unstepped proxy's vectors given up front
+    assert sel.indices.tolist() == eager.indices.tolist() and np.allclose(sel.scores, eager.scores)
+    assert lazy.steps == given.steps
+    # windows 0 and 1 (before the first step) come from the proxy too, instead of from given vectors
+    assert lazy.asked == windows and given.asked == windows[2:]
+    assert sel.manifest["proxy"]["computed_windows"] == 4 and sel.manifest["proxy"]["refreshed_windows"] == 2
+    assert eager.manifest["proxy"]["computed_windows"] == 2
+    with pytest.raises(InputError, match="computed by a proxy, and none was given"):
+        SpiceSelector(12, window=10).fit(ProxyRows(40, 6))
+    with pytest.raises(InputError, match=r"expected \(10, 7\)"):
+        SpiceSelector(12, window=10).fit(ProxyRows(40, 7), proxy=StepAwareProxy(g))
+
+
 def test_omega_stops_when_the_gain_halves() -> None:
     g = np.diag(np.array([3.0, 2.5, 2.0, 1.2, 0.5, 0.3], dtype=np.float32))
     sel = SpiceSelector(6, omega=0.5, lam=0.0).fit(g).selection_
@@ -223,3 +253,35 @@ def test_prepare_builds_the_proxy_trainer_only_for_windows_over_features_compute
     (call,) = calls
     assert call["texts"] == pool.texts and call["recipe"] == GradientRecipe.of({}, {"proj_dim": 32})
     assert (call["model"], call["cache_dir"], call["progress"]) == ("m", "c", True)
+
+
+def test_prepare_turns_deferred_records_into_proxy_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Trainer:
+        featurizer = type("F", (), {"dim": 32})()
+
+    computed: list[list[str]] = []
+
+    class Cached:
+        def array(self) -> np.ndarray:
+            return np.ones((4, 3), dtype=np.float32)
+
+        def info(self) -> dict:
+            return {"settings_key": "k"}
+
+    def fake_gradients(texts: list[str], target: None, recipe: GradientRecipe, **kwargs: object) -> tuple:
+        computed.append(list(texts))
+        return Cached(), None
+
+    monkeypatch.setattr("tasksift.selectors.spice.selector.proxy_trainer", lambda *a, **k: Trainer())
+    monkeypatch.setattr("tasksift.selectors.spice.selector.selection_gradients", fake_gradients)
+    pool = records_from_dicts([{"text": f"t{i}"} for i in range(4)])
+    assert SpiceSelector.defers_pool_features({"window": 2}) and not SpiceSelector.defers_pool_features({})
+    inputs = Inputs(pool=pool, pool_records=pool, deferred=True, info={"kind": "gradients"})
+    windows = SpiceSelector(2, window=2).prepare(inputs, Context(model="minilm"))
+    assert windows.pool == ProxyRows(4, 32) and len(windows.pool) == 4 and not windows.deferred
+    assert isinstance(windows.helpers["proxy"], Trainer) and computed == []
+    assert windows.info == {"kind": "gradients", "proxy": "minilm", "loss": "text"}
+    # one window as large as the pool: nothing to re-read, the rows are computed up front and no proxy is built
+    one = SpiceSelector(2, window=4).prepare(inputs, Context(model="minilm"))
+    assert one.pool.shape == (4, 3) and one.featurized_here and "proxy" not in one.helpers
+    assert computed == [pool.texts] and one.info["pool"] == {"settings_key": "k"}

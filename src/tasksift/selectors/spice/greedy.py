@@ -216,33 +216,56 @@ def blas_threads(limit: int | None) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class ProxyRows:
+    """A pool whose gradient rows are computed by the proxy when a window reads them, none before (SPICE with
+    windows over records: :meth:`tasksift.selectors.spice.SpiceSelector.prepare`): ``n`` rows of width ``dim``."""
+
+    n: int
+    dim: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.dim)
+
+
 class ProxySchedule:
     """The interleaving: one proxy step per ``T`` picks; every window that starts after the first step reads its
-    candidates' gradients from the proxy as it is then (the given vectors hold the gradients of the unstepped
-    proxy, so they are stale from the first step on).
+    candidates' gradients from the proxy as it is then (given vectors hold the gradients of the unstepped proxy,
+    so they are stale from the first step on). Given no vectors (``x=None``: a :class:`ProxyRows` pool), the
+    windows before the first step read the unstepped proxy's too.
 
     Without a proxy every window reads the fixed features.
     """
 
-    def __init__(self, proxy: GradientProxy | None, T: int, name: str) -> None:  # noqa: N803
+    def __init__(self, proxy: GradientProxy | None, T: int, name: str, dim: int) -> None:  # noqa: N803
         self.proxy = proxy
         self.T = T
         self.name = name
+        self.dim = dim
         self.pending: list[int] = []
         self.steps = 0
+        self.computed = 0
         self.refreshed = 0
         self.losses: list[float] = []
 
-    def window_features(self, x: np.ndarray, members: np.ndarray) -> np.ndarray:
-        """The gradients of a window's candidates: the proxy's current ones once it has stepped, else the given
-        ones."""
-        if self.proxy is None or self.steps == 0:
+    def window_features(self, x: np.ndarray | None, members: np.ndarray) -> np.ndarray:
+        """The gradients of a window's candidates: the proxy's current ones once it has stepped (or when no
+        vectors were given), else the given ones."""
+        if self.proxy is None or (self.steps == 0 and x is not None):
+            if x is None:
+                raise InputError(f"{self.name}: the pool's gradient rows are computed by a proxy, and none was "
+                                 "given", fix="pass proxy= to fit, or the pool's gradient features")
             return x[members]
         g = np.asarray(self.proxy.gradients(members), dtype=np.float32)
-        if g.shape != (len(members), x.shape[1]):
+        if g.shape != (len(members), self.dim):
             raise InputError(f"{self.name}: the proxy returned gradients of shape {g.shape}, "
-                             f"expected {(len(members), x.shape[1])}")
-        self.refreshed += 1
+                             f"expected {(len(members), self.dim)}")
+        self.computed += 1
+        self.refreshed += self.steps > 0
         return g
 
     def picked(self, row: int) -> None:
@@ -259,7 +282,8 @@ class ProxySchedule:
 
     def info(self) -> dict[str, Any]:
         """What the proxy did, for the manifest."""
-        out: dict[str, Any] = {"steps": self.steps, "refreshed_windows": self.refreshed, "losses": self.losses}
+        out: dict[str, Any] = {"steps": self.steps, "refreshed_windows": self.refreshed,
+                               "computed_windows": self.computed, "losses": self.losses}
         describe = getattr(self.proxy, "describe", None)
         if callable(describe):
             out["helper"] = describe()

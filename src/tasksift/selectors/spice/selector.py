@@ -11,7 +11,9 @@ remainders) and is selected greedily. Given a proxy helper (``fit(..., proxy=...
 ``tasksift.select`` computed the gradient features from the pool's records), every ``T`` selections the proxy
 takes one optimiser step on the last ``T`` selected rows, and every window that starts after the first step
 reads its candidates' gradients from the proxy (its weights at that window's start) instead of the vectors given
-to ``fit`` (those are the unstepped proxy's). Without a proxy the gradients are fixed. ``omega`` (SPICE+): a
+to ``fit`` (those are the unstepped proxy's). Through ``tasksift.select`` no vectors are given
+(:meth:`SpiceSelector.defers_pool_features`): the pool is :class:`~tasksift.selectors.spice.greedy.ProxyRows` and
+the proxy computes the windows before its first step too. Without a proxy the gradients are fixed. ``omega`` (SPICE+): a
 window stops taking examples once the gain of the best-scoring candidate falls to ``omega`` times the window's
 first gain; its unused budget is not handed on, so the selection can be smaller than the budget.
 
@@ -24,11 +26,18 @@ own training signal), so ``fit`` accepts ``target=None``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from tasksift.features.gradients.recipe import GradientRecipe, gradient_texts, proxy_trainer
+from tasksift.features.gradients.recipe import (
+    GradientRecipe,
+    gradient_model,
+    gradient_texts,
+    proxy_trainer,
+    selection_gradients,
+)
 from tasksift.selectors.base import Context, Inputs, Selection, Selector, as_float_matrix
 from tasksift.selectors.registry import register
 from tasksift.selectors.spice.greedy import (
@@ -36,6 +45,7 @@ from tasksift.selectors.spice.greedy import (
     SMALL_WINDOW_BYTES,
     GradientProxy,
     Pick,
+    ProxyRows,
     ProxySchedule,
     SelectedState,
     blas_threads,
@@ -74,30 +84,54 @@ class SpiceSelector(Selector):
         super().__init__(budget, seed=seed)
         self._keep(locals())
 
+    @classmethod
+    def defers_pool_features(cls, params: Mapping[str, Any]) -> bool:
+        """With windows, the proxy computes each window's gradients as the window starts (``prepare``): the
+        first pass over the whole pool that ``tasksift.select`` would compute is never needed."""
+        return params.get("window") is not None
+
     def prepare(self, inputs: Inputs, ctx: Context) -> Inputs:
-        """The proxy trainer for the interleaved updates, built when the gradient features were computed here
+        """The proxy trainer for the interleaved updates, built when the gradient features are computed here
         from the pool's records (the proxy reads them) and the greedy runs over windows (with one window there
-        is no later window to re-read gradients for)."""
+        is no later window to re-read gradients for).
+
+        Features left to this method (``inputs.deferred``, see :meth:`defers_pool_features`): with more than
+        one window the pool becomes :class:`ProxyRows` and the proxy computes every window's rows, the first
+        ones from its unstepped weights (the rows a first pass would have given, up to float32 noise of how the
+        texts are batched); with one window (``window`` at least the pool's size) the rows are computed here,
+        cached, as for ``window=None``."""
         self._validate_params()
-        if not inputs.featurized_here or inputs.pool_records is None or self.window is None:
+        if inputs.pool_records is None or self.window is None or not (inputs.featurized_here or inputs.deferred):
             return inputs
         recipe = GradientRecipe.of(type(self).feature_defaults, ctx.features)
-        texts, _, _ = gradient_texts(inputs.pool_records, None, ctx.model, recipe.values["kind"])
+        texts, _, loss = gradient_texts(inputs.pool_records, None, ctx.model, recipe.values["kind"])
+        if inputs.deferred and self.window >= len(inputs.pool_records):
+            pool, _ = selection_gradients(texts, None, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
+                                          progress=ctx.progress, device=ctx.device)
+            return inputs.but(pool=pool.array(), deferred=False, featurized_here=True,
+                              info={**inputs.info, "proxy": str(gradient_model(ctx.model)), "loss": loss,
+                                    "pool": pool.info()})
         trainer = proxy_trainer(texts, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
                                 progress=ctx.progress, device=ctx.device)
-        return inputs.but(helpers={**inputs.helpers, "proxy": trainer})
+        helpers = {**inputs.helpers, "proxy": trainer}
+        if not inputs.deferred:
+            return inputs.but(helpers=helpers)
+        return inputs.but(pool=ProxyRows(len(inputs.pool_records), trainer.featurizer.dim), deferred=False,
+                          helpers=helpers, info={**inputs.info, "proxy": str(gradient_model(ctx.model)),
+                                                 "loss": loss})
 
     def reads_seed(self) -> bool:
         """The seed only shuffles the pool into windows: without windows the greedy is deterministic."""
         return self.window is not None
 
     def _select(self, pool: Any, target: Any, ctx: Context, proxy: GradientProxy | None = None) -> Selection:
-        """Select from ``pool`` (gradient features); ``target`` is not read; ``proxy`` enables interleaving;
-        ``ctx.progress`` shows a bar over the greedy steps (on stderr)."""
+        """Select from ``pool`` (gradient features, or :class:`ProxyRows`: the proxy computes every window's);
+        ``target`` is not read; ``proxy`` enables interleaving; ``ctx.progress`` shows a bar over the greedy
+        steps (on stderr), whose ETA covers the proxy's gradients of each window."""
         if proxy is not None and not isinstance(proxy, GradientProxy):
             raise InputError(f"{self.name}: the proxy must have gradients(rows) and step(rows) methods")
-        x = as_float_matrix(pool, "pool gradient features")
-        n, d = x.shape
+        x = None if isinstance(pool, ProxyRows) else as_float_matrix(pool, "pool gradient features")
+        n, d = pool.shape if x is None else x.shape
         if self.window is None or self.window >= n:
             windows = [np.arange(n)]
         else:
@@ -105,7 +139,7 @@ class SpiceSelector(Selector):
             windows = [order[i:i + self.window] for i in range(0, n, self.window)]
         quotas = window_quotas([len(w) for w in windows], int(self.budget))
         state = SelectedState(self.fisher, self.alpha, d, int(self.budget))
-        schedule = ProxySchedule(proxy, self.T, self.name)
+        schedule = ProxySchedule(proxy, self.T, self.name, d)
         rows: list[int] = []
         reasons: list[dict[str, Any]] = []
         scores: list[float] = []
