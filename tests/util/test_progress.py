@@ -91,3 +91,22 @@ def test_a_terminal_gets_the_bar_and_no_plain_lines(monkeypatch) -> None:
     with ProgressTask(progress, "embed", 10) as bar:
         bar.advance(5)
     assert "embed: 5/10" not in console.file.getvalue()
+
+
+def test_the_rate_of_bursty_work_is_its_average_over_several_bursts() -> None:
+    """Twelve steps at once every 50 s (SPICE's windows): the rate is about 12 / 50 steps a second, not one
+    burst's, and it is known between two bursts."""
+    progress = make_progress(quiet_console(), unit="steps")
+    now = [0.0]
+    progress.get_time = lambda: now[0]
+    task_id = progress.add_task("spice greedy", total=1497, note="")
+    progress.start_task(task_id)
+    for burst in range(10):
+        now[0] = 50.0 * burst
+        for _ in range(12):
+            now[0] += 0.05
+            progress.update(task_id, advance=1)
+    now[0] += 30.0  # half way to the next burst
+    (task,) = progress.tasks
+    assert task.speed is not None and abs(task.speed - 12 / 50) < 0.05
+    assert task.time_remaining is not None and abs(task.time_remaining - (1497 - 120) / (12 / 50)) < 1200

@@ -30,6 +30,10 @@ from rich.text import Text
 
 #: seconds between two plain progress lines where stderr is no terminal
 LOG_EVERY = 60.0
+#: seconds of progress the rate and ETA are estimated over (rich's default is 30): work that comes in bursts, such
+#: as SPICE's windows (a pause while the proxy computes a window's gradients, then a dozen picks at once), needs
+#: several bursts in the estimate, or the rate is that of one burst, or unknown between two
+SPEED_ESTIMATE_SECONDS = 300.0
 
 
 def plain_line(task: Task, unit: str) -> str:
@@ -74,6 +78,7 @@ def make_progress(console: Console | None = None, unit: str = "rows") -> Progres
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}"),
         console=console or Console(stderr=True),
+        speed_estimate_period=SPEED_ESTIMATE_SECONDS,
     )
 
 
