@@ -105,20 +105,19 @@ class SpiceSelector(Selector):
             return inputs
         recipe = GradientRecipe.of(type(self).feature_defaults, ctx.features)
         texts, _, loss = gradient_texts(inputs.pool_records, None, ctx.model, recipe.values["kind"])
+        info = {**inputs.info, "proxy": str(gradient_model(ctx.model)), "loss": loss}
         if inputs.deferred and self.window >= len(inputs.pool_records):
             pool, _ = selection_gradients(texts, None, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
                                           progress=ctx.progress, device=ctx.device)
             return inputs.but(pool=pool.array(), deferred=False, featurized_here=True,
-                              info={**inputs.info, "proxy": str(gradient_model(ctx.model)), "loss": loss,
-                                    "pool": pool.info()})
+                              info={**info, "pool": pool.info()})
         trainer = proxy_trainer(texts, recipe, model=ctx.model, cache_dir=ctx.cache_dir,
                                 progress=ctx.progress, device=ctx.device)
         helpers = {**inputs.helpers, "proxy": trainer}
         if not inputs.deferred:
             return inputs.but(helpers=helpers)
         return inputs.but(pool=ProxyRows(len(inputs.pool_records), trainer.featurizer.dim), deferred=False,
-                          helpers=helpers, info={**inputs.info, "proxy": str(gradient_model(ctx.model)),
-                                                 "loss": loss})
+                          helpers=helpers, info=info)
 
     def reads_seed(self) -> bool:
         """The seed only shuffles the pool into windows: without windows the greedy is deterministic."""
