@@ -14,7 +14,8 @@ parameters, seed by seed (every row at seed 0 first, then 1...; ``--rows`` runs 
 pool"`` among them): random;
 tsds (the reference config); spice with the paper's recipe (windows of 128 rows, a proxy step every 10
 selections); fishersft (spice with lam=0); less with the target's tasks as its domains (the best cosine per task,
-averaged over tasks); and spice again with the cheap MiniLM proxy (``model=minilm``). The gradient rows take
+averaged over tasks); spice again with the cheap MiniLM proxy (``model=minilm``); and less with its budget split
+across the target's tasks (``per_task``, our addition, not the paper's rule). The gradient rows take
 their gradients from SmolLM2-135M-Instruct, the model being finetuned, LoRA rank 8 on q_proj and v_proj, the
 response's loss with the prompt masked (the selectors' default proxy). Then the full pool (one training, last:
 it is 50 times a 10% run). Everything resumes: finished selections, trainings, scores and feature shards are kept
@@ -65,7 +66,10 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "fishersft": ("fishersft", {}),
     "less": ("less", {}),  # domains: the target's tasks, read at run time
     "spice (MiniLM proxy)": ("spice", {"window": 128, "model": "minilm"}),
+    "less (per task)": ("less", {"per_task": True}),  # our addition: the budget split across the target's tasks
 }
+#: the folder of a row that varies a method (the methods under their own names share ``<runs>/general``)
+VARIANT_DIRS = {"spice (MiniLM proxy)": "general-spice-minilm", "less (per task)": "general-less-per-task"}
 RUN_FILES = ("eval.json", "selection.parquet", "manifest.json")
 #: the pool's gradient norms and task profile that ``--explain`` saved (beside the raw runs)
 GRADIENT_SUMMARY = "pool-gradients.json"
@@ -78,7 +82,7 @@ PROFILE_SAMPLE = 500
 def row_dir(runs: Path, row: str) -> Path:
     """Where a row's compare runs live: ``<runs>/general`` for the methods under their own names, a folder of
     its own for a variant."""
-    return runs / ("general" if row == ROWS[row][0] else "general-" + row.split(" ")[0] + "-minilm")
+    return runs / VARIANT_DIRS.get(row, "general")
 
 
 def target_domains(task_dir: Path) -> list[str]:
@@ -155,7 +159,9 @@ def markdown(body: str, args: argparse.Namespace) -> str:
         "gradients (rank 8, q_proj and v_proj) of SmolLM2 itself, the loss of the response only with the prompt "
         "masked, projected to 1,024 dimensions; spice runs the paper's recipe (windows of 128 rows, one proxy "
         "step per 10 selections), fishersft is spice with lam=0, less reads the target's tasks as its domains; the "
-        "last row is spice with the cheap MiniLM proxy, to show what the proxy changes. tsds: the reference "
+        "row after it is spice with the cheap MiniLM proxy, to show what the proxy changes; the last, less with "
+        "`per_task` (our addition: each of the seven tasks takes a seventh of the budget by its own score, in "
+        "turn). tsds: the reference "
         "config. The seed sets the selection and the training; nothing was tuned on the test sets.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, CPU only, one or two torch threads per run "
         "(`TASKSIFT_THREADS`), other jobs running beside.", "",

@@ -67,6 +67,7 @@ def test_general_table_reads_macro_and_per_task_accuracy_against_random(tmp_path
     _eval(task / "baselines" / "none" / "eval.json", 0, {"macro_accuracy": 0.3, "accuracy/x": 0.2, "accuracy/y": 0.4})
     assert general.row_dir(runs, "spice") == runs / "general"
     assert general.row_dir(runs, "spice (MiniLM proxy)") == runs / "general-spice-minilm"
+    assert general.row_dir(runs, "less (per task)") == runs / "general-less-per-task"
     rows = general.collect(task, runs, seeds=2)
     assert list(rows) == ["none (no finetuning)", "random", "spice (MiniLM proxy)"]
     lines = general.table(rows, ["x", "y"], seeds=2).splitlines()

@@ -86,3 +86,66 @@ def test_less_through_the_python_api() -> None:
     q = rng.normal(size=(3, 6)).astype(np.float32)
     sel = select(pool_vectors=x, target_vectors=q, method="less", budget=5, domains="a,b,a")
     assert sel.indices.tolist() == brute_force_less(x, q, ["a", "b", "a"], 5)[0]
+
+
+def brute_force_per_task(x: np.ndarray, q: np.ndarray, domains: list[str], budget: int) -> list[tuple[int, str]]:
+    """The per-task split written out: tasks in first-appearance order take, in turn, their best untaken row."""
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    cos = (x64 @ q64.T) / np.outer(np.linalg.norm(x64, axis=1), np.linalg.norm(q64, axis=1))
+    tasks = list(dict.fromkeys(domains))
+    task_score = {t: cos[:, [i for i, d in enumerate(domains) if d == t]].max(1) for t in tasks}
+    taken: list[tuple[int, str]] = []
+    while len(taken) < budget:
+        for t in tasks:
+            if len(taken) == budget:
+                break
+            used = {row for row, _ in taken}
+            row = min((i for i in range(len(x)) if i not in used), key=lambda i: (-task_score[t][i], i))
+            taken.append((row, t))
+    return taken
+
+
+def test_per_task_by_hand() -> None:
+    # task "x" (targets along e1, e2) ranks rows 1, 0, 2, 3; task "y" (along -e1) ranks rows 2, 3, 0, 1
+    q = np.array([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]], dtype=np.float32)
+    x = np.array([[1.0, 1.0], [2.0, 0.0], [-1.0, 0.0], [0.0, 0.0]], dtype=np.float32)
+    sel = LESSSelector(3, domains=["x", "x", "y"], per_task=True).fit(x, q).selection_
+    assert sel.indices.tolist() == [1, 2, 0]
+    np.testing.assert_allclose(sel.scores, [1.0, 1.0, 0.7071068], atol=1e-6)
+    assert [(r["taken_by"], r["round"]) for r in sel.reasons] == [("x", 1), ("y", 1), ("x", 2)]
+    assert sel.manifest["taken_per_task"] == {"x": 2, "y": 1}
+    # the mean over tasks takes rows 2 and 0 first instead (0.5, then the tie at 0 goes to the earlier row)
+    assert LESSSelector(3, domains=["x", "x", "y"]).fit(x, q).selection_.indices.tolist() == [2, 0, 1]
+
+
+@pytest.mark.parametrize("budget", [1, 3, 29, 120])
+def test_per_task_equals_brute_force_and_shares_the_budget(budget: int) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(120, 16)).astype(np.float32)
+    q = rng.normal(size=(7, 16)).astype(np.float32)
+    domains = ["b", "a", "b", "c", "a", "c", "c"]
+    sel = LESSSelector(budget, domains=domains, per_task=True).fit(x, q).selection_
+    expected = brute_force_per_task(x, q, domains, budget)
+    assert sel.indices.tolist() == [row for row, _ in expected]
+    assert [r["taken_by"] for r in sel.reasons] == [t for _, t in expected]
+    assert len(set(sel.indices.tolist())) == budget
+    counts = sel.manifest["taken_per_task"]
+    assert sum(counts.values()) == budget and max(counts.values()) - min(counts.values()) <= 1
+    assert list(counts) == ["b", "a", "c"] and counts["b"] >= counts["a"] >= counts["c"]
+
+
+def test_per_task_with_one_task_is_the_plain_top_k() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 8)).astype(np.float32)
+    q = rng.normal(size=(4, 8)).astype(np.float32)
+    plain = LESSSelector(9).fit(x, q).selection_
+    split = LESSSelector(9, per_task=True).fit(x, q).selection_
+    assert split.indices.tolist() == plain.indices.tolist() and "taken_per_task" not in split.manifest
+
+
+def test_per_task_from_the_command_line_text() -> None:
+    from tasksift.util.params import convert_params
+
+    assert convert_params("less", LESSSelector.parameters, {"per_task": "true"})["per_task"] is True
+    with pytest.raises(InputError, match="per_task"):
+        convert_params("less", LESSSelector.parameters, {"per_task": "maybe"})
